@@ -1,0 +1,107 @@
+"""Command line: ``python -m adabench train|data|list``."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from .data import DEFAULT_SOURCES, fetch_fashion_mnist, prepare_fashion_mnist
+from .optim import OPTIMIZERS, optimizer_hyperparameters
+from .problems import PROBLEMS, problem_options
+from .run import STOP_REQUESTED, Preempted, RunSpec, train_run
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
+
+
+def parse_assignments(items: list[str], flag: str) -> dict:
+    values = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"{flag} expects key=value, got {item!r}")
+        values[name] = parse_value(raw)
+    return values
+
+
+def parse_value(raw: str):
+    """YAML scalars, plus exponent floats YAML 1.1 reads as strings (1e-6)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (preemption, a time limit) ends the run after the epoch in progress, checkpoint written."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: STOP_REQUESTED.set())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m adabench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="run one (problem, optimizer, hyperparameters, seed)")
+    train.add_argument("--problem", required=True, choices=PROBLEMS.names())
+    train.add_argument("--optimizer", required=True, choices=OPTIMIZERS.names())
+    train.add_argument("--lr", type=float, help="learning rate (same as --set lr=X)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an optimizer hyperparameter")
+    train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a problem option")
+    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--out", type=Path, required=True, help="run directory (metrics.csv, summary.json)")
+    train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
+    train.add_argument("--deterministic", action="store_true", help="deterministic GPU algorithms")
+    train.add_argument("--threads", type=int, help="CPU threads for torch")
+    train.add_argument("--tracking-uri", help="also log to this MLflow tracking URI")
+    train.add_argument("--experiment", default="adagrad-benchmark")
+
+    data = commands.add_parser("data", help="fetch and prepare Fashion-MNIST")
+    data.add_argument("--out", type=Path, default=Path("results/data/fashion_mnist.pt"))
+    data.add_argument("--raw-dir", type=Path, default=Path("results/data/fashion-mnist"))
+    data.add_argument("--source", action="append", help="a directory or URL prefix (repeatable; default: "
+                      + ", ".join(DEFAULT_SOURCES) + ")")
+
+    commands.add_parser("list", help="list problems and optimizers with their options")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        for name in PROBLEMS.names():
+            print(f"problem {name}: {problem_options(name)}")
+        for name in OPTIMIZERS.names():
+            print(f"optimizer {name}: {optimizer_hyperparameters(name)}")
+        return 0
+    if args.command == "data":
+        fetch_fashion_mnist(args.source or DEFAULT_SOURCES, args.raw_dir)
+        print(prepare_fashion_mnist(args.raw_dir, args.out))
+        return 0
+
+    hyperparameters = parse_assignments(args.set, "--set")
+    if args.lr is not None:
+        hyperparameters["lr"] = args.lr
+    spec = RunSpec(args.problem, args.optimizer, hyperparameters, args.seed, parse_assignments(args.option, "--option"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tracker = None
+    if args.tracking_uri:
+        from .tracking import MLflowTracker, ensure_experiment
+
+        ensure_experiment(args.tracking_uri, args.experiment, None)
+        tracker = MLflowTracker(args.tracking_uri, args.experiment)
+    stop_on_sigterm()
+    try:
+        summary = train_run(spec, args.out, device=args.device, deterministic=args.deterministic, tracker=tracker)
+    except Preempted as stop:
+        print(stop, file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    print(f"{spec.key}: {summary['status']} after {summary['epochs_completed']} {summary['unit']}s, "
+          f"{summary['train_time_s']:.1f}s training; records in {args.out}")
+    return 0

@@ -1,0 +1,122 @@
+"""Fashion-MNIST: fetch the four IDX files from the first source that works, verify, prepare tensors.
+
+Checksums are of the decompressed bytes: Debian's ``dataset-fashion-mnist`` recompressed the files, so
+their ``.gz`` digests differ from upstream, while what they decompress to is identical.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FASHION_MNIST_FILES = {
+    "train_images": ("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train_labels": ("train-labels-idx1-ubyte.gz", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "test_images": ("t10k-images-idx3-ubyte.gz", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "test_labels": ("t10k-labels-idx1-ubyte.gz", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
+
+DEFAULT_SOURCES = [
+    "/usr/share/datasets/fashion-mnist",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion",
+]
+
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class ChecksumError(ValueError):
+    pass
+
+
+class SourcesExhausted(RuntimeError):
+    pass
+
+
+def read_idx(raw: bytes) -> np.ndarray:
+    """Parse the (decompressed) bytes of an IDX file: magic 0x0000TTDD, DD big-endian dimensions."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError("not an IDX file: the magic number must start with two zero bytes")
+    type_code, ndim = raw[2], raw[3]
+    if type_code not in IDX_DTYPES:
+        raise ValueError(f"not an IDX file: unknown element type 0x{type_code:02x}")
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(IDX_DTYPES[type_code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(f"IDX file truncated or padded: shape {shape} needs {expected} bytes, found {len(raw) - header}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def verified_bytes(compressed: bytes, sha256: str, origin: str) -> bytes:
+    try:
+        raw = gzip.decompress(compressed)
+    except (OSError, EOFError) as error:
+        raise ChecksumError(f"{origin}: not a valid gzip file ({error})") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != sha256:
+        raise ChecksumError(f"{origin}: sha256 of the decompressed bytes is {digest}, expected {sha256}")
+    return raw
+
+
+def read_source(source: str, filename: str, timeout: float) -> bytes:
+    if "://" in source:
+        with urllib.request.urlopen(f"{source.rstrip('/')}/{filename}", timeout=timeout) as response:
+            return response.read()
+    return (Path(source) / filename).read_bytes()
+
+
+def fetch_file(filename: str, sha256: str, sources: list[str], destination: Path, timeout: float = 60.0,
+               log=print) -> str:
+    """Copy ``filename`` from the first source whose copy verifies; written to a temporary file, then renamed.
+
+    Returns the source used. Raises ``SourcesExhausted`` naming every failure; nothing is left behind.
+    """
+    failures = []
+    for source in sources:
+        origin = f"{source.rstrip('/')}/{filename}"
+        try:
+            compressed = read_source(source, filename, timeout)
+            verified_bytes(compressed, sha256, origin)
+        except (OSError, ChecksumError) as error:
+            failures.append(f"  {origin}: {error}")
+            log(f"fetch {filename}: {origin} failed: {error}")
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=f".{destination.name}.", delete=False) as tmp:
+            tmp.write(compressed)
+        os.replace(tmp.name, destination)
+        log(f"fetch {filename}: from {origin}")
+        return source
+    raise SourcesExhausted(f"no source gave a verified copy of {filename}:\n" + "\n".join(failures))
+
+
+def fetch_fashion_mnist(sources: list[str], out_dir: Path, timeout: float = 60.0, log=print) -> dict[str, str]:
+    """Fetch all four files into ``out_dir``; returns file name -> source used."""
+    used = {}
+    for filename, sha256 in FASHION_MNIST_FILES.values():
+        used[filename] = fetch_file(filename, sha256, sources, Path(out_dir) / filename, timeout, log)
+    return used
+
+
+def prepare_fashion_mnist(raw_dir: Path, out_file: Path) -> dict[str, tuple[int, ...]]:
+    """Verify the four files again and save them as one file of uint8 tensors that training loads."""
+    tensors = {}
+    for key, (filename, sha256) in FASHION_MNIST_FILES.items():
+        path = Path(raw_dir) / filename
+        tensors[key] = torch.from_numpy(read_idx(verified_bytes(path.read_bytes(), sha256, str(path))).copy())
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(f".{out_file.name}.tmp")
+    torch.save(tensors, tmp)
+    os.replace(tmp, out_file)
+    return {key: tuple(value.shape) for key, value in tensors.items()}
+

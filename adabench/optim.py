@@ -1,0 +1,233 @@
+"""Optimizers: AdaGrad from scratch, its variants, and torch.optim's own, under one registry.
+
+Every entry is a ``torch.optim.Optimizer`` subclass (param groups, ``state_dict``), and every entry
+can say what step size it applies to each coordinate right now, so runs can log how AdaGrad's
+per-coordinate rates decay next to the single global rate of SGD.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+from .registry import Registry, keyword_arguments
+
+OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry("optimizer")
+
+
+class StepSizeReporting:
+    """Mixin: ``effective_step_sizes()`` gives the per-coordinate step of the last update."""
+
+    def effective_step_sizes(self) -> torch.Tensor | None:
+        parts = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state:
+                    parts.append(self._coordinate_steps(group, state).reshape(-1))
+        if not parts:
+            return None
+        return torch.cat([part.to("cpu", torch.float64) for part in parts])
+
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def step_size_summary(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """min / median / max over coordinates of the effective step size, or {} before the first step."""
+    sizes = optimizer.effective_step_sizes()
+    if sizes is None or sizes.numel() == 0:
+        return {}
+    return {
+        "eff_lr_min": sizes.min().item(),
+        "eff_lr_median": sizes.median().item(),
+        "eff_lr_max": sizes.max().item(),
+    }
+
+
+def _step_count(state: dict) -> float:
+    step = state["step"]
+    return float(step.item() if torch.is_tensor(step) else step)
+
+
+@OPTIMIZERS.register("adagrad")
+class AdaGrad(StepSizeReporting, torch.optim.Optimizer):
+    """AdaGrad (Duchi et al. 2011; D2L 12.7): s += g*g; p -= lr * g / (sqrt(s) + eps).
+
+    ``eps_inside_sqrt`` moves eps under the root, p -= lr * g / sqrt(s + eps), as the seed's
+    quadratic exercise does. ``lr_decay`` and ``initial_accumulator_value`` follow
+    ``torch.optim.Adagrad`` (and the update uses the same operations, so the two agree bit for bit).
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 0.01,
+        eps: float = 1e-10,
+        eps_inside_sqrt: bool = False,
+        lr_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        weight_decay: float = 0.0,
+    ):
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        defaults = dict(
+            lr=lr,
+            eps=eps,
+            eps_inside_sqrt=eps_inside_sqrt,
+            lr_decay=lr_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            weight_decay=weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def _init_state(self, group: dict, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["sum"] = torch.full_like(p, group["initial_accumulator_value"], memory_format=torch.preserve_format)
+        return state
+
+    def _learning_rate(self, group: dict, step: float) -> float:
+        return group["lr"] / (1 + (step - 1) * group["lr_decay"])
+
+    def _denominator(self, group: dict, state: dict) -> torch.Tensor:
+        if group["eps_inside_sqrt"]:
+            return state["sum"].add(group["eps"]).sqrt_()
+        return state["sum"].sqrt().add_(group["eps"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"] != 0:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self._init_state(group, p)
+                state["step"] += 1
+                state["sum"].addcmul_(grad, grad, value=1)
+                clr = self._learning_rate(group, _step_count(state))
+                p.addcdiv_(grad, self._denominator(group, state), value=-clr)
+        return loss
+
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        return self._learning_rate(group, _step_count(state)) / self._denominator(group, state)
+
+
+@OPTIMIZERS.register("adagrad_avg")
+class AdaGradAveraged(AdaGrad):
+    """The seed's "less aggressive decay" (exercise 6, method 1): p -= lr * g / sqrt(s/t + eps).
+
+    Dividing the accumulated squares by the step count t keeps the denominator an average, so the
+    rate stops shrinking like 1/sqrt(t).
+    """
+
+    def __init__(self, params: Iterable, lr: float = 0.01, eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, eps=eps, eps_inside_sqrt=True, weight_decay=weight_decay)
+
+    def _denominator(self, group: dict, state: dict) -> torch.Tensor:
+        return state["sum"].div(_step_count(state)).add_(group["eps"]).sqrt_()
+
+
+@OPTIMIZERS.register("sgd_sqrt_decay")
+class SGDSqrtDecay(StepSizeReporting, torch.optim.Optimizer):
+    """SGD with one global rate lr / sqrt(t + c), t = updates already made: the seed's baseline (section 1)."""
+
+    def __init__(self, params: Iterable, lr: float = 0.1, c: float = 1.0, momentum: float = 0.0):
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not c > 0:
+            raise ValueError(f"c must be > 0, got {c}")
+        super().__init__(params, dict(lr=lr, c=c, momentum=momentum))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    if group["momentum"]:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                rate = group["lr"] / math.sqrt(_step_count(state) + group["c"])
+                state["step"] += 1
+                direction = p.grad
+                if group["momentum"]:
+                    direction = state["momentum_buffer"].mul_(group["momentum"]).add_(p.grad)
+                p.add_(direction, alpha=-rate)
+        return loss
+
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        # the rate of the last update made (t - 1 updates had been made before it)
+        rate = group["lr"] / math.sqrt(_step_count(state) - 1 + group["c"])
+        return torch.full((1,), rate, dtype=torch.float64)
+
+
+@OPTIMIZERS.register("torch_adagrad")
+class TorchAdagrad(StepSizeReporting, torch.optim.Adagrad):
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        clr = group["lr"] / (1 + (_step_count(state) - 1) * group["lr_decay"])
+        return clr / state["sum"].sqrt().add(group["eps"])
+
+
+@OPTIMIZERS.register("adam")
+class Adam(StepSizeReporting, torch.optim.Adam):
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        step = _step_count(state)
+        _, beta2 = group["betas"]
+        second_moment = state["exp_avg_sq"] / (1 - beta2**step)
+        return group["lr"] / second_moment.sqrt().add(group["eps"])
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(StepSizeReporting, torch.optim.RMSprop):
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        variance = state["square_avg"]
+        if group["centered"]:
+            variance = variance - state["grad_avg"] ** 2
+        return group["lr"] / variance.sqrt().add(group["eps"])
+
+
+@OPTIMIZERS.register("adadelta")
+class Adadelta(StepSizeReporting, torch.optim.Adadelta):
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        eps = group["eps"]
+        return group["lr"] * state["acc_delta"].add(eps).sqrt() / state["square_avg"].add(eps).sqrt()
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(StepSizeReporting, torch.optim.SGD):
+    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
+        return torch.full((1,), group["lr"], dtype=torch.float64)
+
+    def effective_step_sizes(self) -> torch.Tensor | None:
+        # plain SGD keeps no state without momentum: its one rate is the step size
+        return torch.tensor([group["lr"] for group in self.param_groups], dtype=torch.float64)
+
+
+def optimizer_hyperparameters(name: str) -> dict:
+    """The hyperparameters an optimizer accepts, with defaults (``params`` excluded)."""
+    return keyword_arguments(OPTIMIZERS.get(name), skip=("params",))
+
+
+def make_optimizer(name: str, params: Iterable, hyperparameters: dict) -> torch.optim.Optimizer:
+    accepted = optimizer_hyperparameters(name)
+    unknown = sorted(set(hyperparameters) - set(accepted))
+    if unknown:
+        raise ValueError(f"optimizer {name!r} has no hyperparameter(s) {unknown}; accepted: {sorted(accepted)}")
+    return OPTIMIZERS.get(name)(params, **hyperparameters)

@@ -1,0 +1,66 @@
+"""The seed's two-dimensional quadratics (exercise 2): axis-aligned and rotated by 45 degrees."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import PROBLEMS, Problem
+
+
+class Point(nn.Module):
+    def __init__(self, start: list[float]):
+        super().__init__()
+        self.x = nn.Parameter(torch.tensor(start, dtype=torch.float64))
+
+
+class Quadratic(Problem):
+    """f(x) = 1/2 x^T Q x, minimised at x* = 0 with f* = 0; full batch, float64, one row per step."""
+
+    unit = "step"
+    headline = ("loss", "min")
+    selection = ("loss", "min")
+    records_initial_state = True
+    hessian: tuple[tuple[float, float], tuple[float, float]]
+
+    def __init__(self, device: torch.device, steps: int = 20, start: tuple[float, float] = (2.0, 1.0)):
+        super().__init__(device, epochs=steps)
+        self.start = [float(v) for v in start]
+
+    def objective(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def build_model(self) -> nn.Module:
+        return Point(self.start).to(self.device)
+
+    def train_epoch(self, model, optimizer, generator) -> dict:
+        optimizer.zero_grad()
+        loss = self.objective(model.x)
+        loss.backward()
+        optimizer.step()
+        return {}
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict:
+        x = model.x
+        loss = self.objective(x).item()
+        return {"x1": x[0].item(), "x2": x[1].item(), "loss": loss, "gap": loss, "dist_to_opt": x.norm().item()}
+
+
+@PROBLEMS.register("quadratic")
+class AxisAlignedQuadratic(Quadratic):
+    """f = 0.1 x1^2 + 2 x2^2: the curvature follows the axes, as AdaGrad's diagonal preconditioner does."""
+
+    hessian = ((0.2, 0.0), (0.0, 4.0))
+
+    def objective(self, x):
+        return 0.1 * x[0] ** 2 + 2 * x[1] ** 2
+
+
+@PROBLEMS.register("quadratic_rotated")
+class RotatedQuadratic(Quadratic):
+    """f = 0.1 (x1 + x2)^2 + 2 (x1 - x2)^2: the same bowl rotated by 45 degrees, off the axes."""
+
+    hessian = ((4.2, -3.6), (-3.6, 4.2))
+
+    def objective(self, x):
+        return 0.1 * (x[0] + x[1]) ** 2 + 2 * (x[0] - x[1]) ** 2
