@@ -1,0 +1,1 @@
+"""Analysis of finished runs: the statistics of a fair optimizer comparison (see ``stats``)."""

@@ -1,0 +1,180 @@
+"""Seaborn figures of the aggregated runs (PNG and PDF). Figure-only settings never retrain anything."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from ..linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
+from ..problems import PROBLEMS  # noqa: E402
+
+# the curve each problem's learning-curve panel shows, and whether to draw it on a log scale
+CURVE_METRIC = {
+    "quadratic": ("loss", True),
+    "quadratic_rotated": ("loss", True),
+    "linreg": ("train_mse", True),
+    "sparse_logreg": ("test_loss", False),
+    "lenet_sigmoid_fmnist": ("test_acc", False),
+    "lenet_relu_fmnist": ("test_acc", False),
+}
+ADAPTIVE = ["adagrad", "adagrad_avg", "torch_adagrad", "adam", "rmsprop", "adadelta", "sgd_sqrt_decay"]
+
+
+def save(figure: plt.Figure, outputs: list[str], dpi: int) -> None:
+    for path in outputs:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+
+
+def study_only(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame.role == "study"]
+
+
+def facet_grid(n: int, width: float = 4.5, height: float = 3.4):
+    columns = min(n, 3)
+    rows = int(np.ceil(n / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    for axis in axes.flat[n:]:
+        axis.set_visible(False)
+    return figure, axes.flat
+
+
+def label(frame: pd.DataFrame) -> pd.Series:
+    """optimizer, with the setting when one optimizer has several on the problem."""
+    several = frame.groupby("optimizer").setting.transform("nunique") > 1
+    return frame.optimizer.where(~several, frame.optimizer + " (" + frame.setting + ")")
+
+
+def learning_curves(curves: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    curves = study_only(curves)
+    problems = list(dict.fromkeys(curves.problem))
+    figure, axes = facet_grid(len(problems))
+    for axis, problem in zip(axes, problems):
+        metric, log_scale = CURVE_METRIC.get(problem, (PROBLEMS.get(problem).headline[0], False))
+        part = curves[(curves.problem == problem) & curves[metric].notna()].copy()
+        part["optimizer "] = label(part)
+        sns.lineplot(data=part, x="epoch", y=metric, hue="optimizer ", errorbar=("pi", 100), ax=axis)
+        axis.set(title=problem, xlabel="step" if problem.startswith("quadratic") else "epoch")
+        if log_scale:
+            axis.set_yscale("log")
+        axis.legend(fontsize=7)
+    figure.suptitle("Learning curves: mean over seeds, band from the lowest to the highest seed")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def quadratic_trajectories(curves: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    problems = [p for p in ("quadratic", "quadratic_rotated") if p in set(curves.problem)]
+    figure, axes = plt.subplots(1, max(1, len(problems)), figsize=(6.5 * max(1, len(problems)), 5), squeeze=False)
+    for axis, problem in zip(axes.flat, problems):
+        part = study_only(curves)
+        part = part[part.problem == problem]
+        part = part[part.seed == part.seed.min()]  # full batch: every seed walks the same path
+        hessian = np.array(PROBLEMS.get(problem).hessian)
+        grid = np.linspace(-2.5, 2.5, 201)
+        x1, x2 = np.meshgrid(grid, grid)
+        values = 0.5 * (hessian[0, 0] * x1**2 + 2 * hessian[0, 1] * x1 * x2 + hessian[1, 1] * x2**2)
+        axis.contour(x1, x2, values, levels=np.geomspace(0.01, values.max(), 14), colors="0.75", linewidths=0.7)
+        part = part.assign(optimizer_label=label(part))
+        palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
+        for color, (name, path) in zip(palette, part.groupby("optimizer_label", sort=True)):
+            path = path.sort_values("epoch")
+            inside = path[(path.x1.abs() < 2.5) & (path.x2.abs() < 2.5)]
+            axis.plot(inside.x1, inside.x2, "-o", markersize=2.5, linewidth=1.2, color=color, label=name)
+        axis.plot([0], [0], "k*", markersize=10)
+        axis.set(title=f"{problem}: {int(part.epoch.max())} steps from (2, 1)", xlabel="x1", ylabel="x2",
+                 xlim=(-2.5, 2.5), ylim=(-2.5, 2.5), aspect="equal")
+        axis.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def final_metric(runs: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    runs = study_only(runs)
+    problems = list(dict.fromkeys(runs.problem))
+    figure, axes = facet_grid(len(problems), width=5.0, height=3.6)
+    for axis, problem in zip(axes, problems):
+        part = runs[runs.problem == problem].copy()
+        part["optimizer "] = label(part)
+        order = part.groupby("optimizer ").final_headline.mean().sort_values(
+            ascending=part.headline_mode.iloc[0] == "min").index
+        sns.boxplot(data=part, y="optimizer ", x="final_headline", order=order, color="0.9", ax=axis, fliersize=0)
+        sns.stripplot(data=part, y="optimizer ", x="final_headline", order=order, hue="seed", palette="dark",
+                      size=4, ax=axis, legend=False)
+        metric = part.headline_metric.iloc[0]
+        axis.set(title=problem, xlabel=f"final {metric}", ylabel="")
+        if metric in ("loss", "train_mse"):
+            axis.set_xscale("log")
+    figure.suptitle("Final headline metric per optimizer, one dot per seed")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def effective_lr(curves: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    curves = study_only(curves)
+    curves = curves[curves.optimizer.isin(ADAPTIVE) & curves.eff_lr_median.notna()]
+    problems = list(dict.fromkeys(curves.problem))
+    figure, axes = facet_grid(max(1, len(problems)))
+    for axis, problem in zip(axes, problems):
+        part = curves[(curves.problem == problem) & (curves.seed == curves.seed.min())].copy()
+        part["optimizer "] = label(part)
+        palette = sns.color_palette(n_colors=part["optimizer "].nunique())
+        for color, (name, run) in zip(palette, part.groupby("optimizer ", sort=True)):
+            axis.plot(run.epoch, run.eff_lr_median, color=color, label=name)
+            axis.fill_between(run.epoch, run.eff_lr_min, run.eff_lr_max, color=color, alpha=0.12)
+        axis.set(title=problem, xlabel="step" if problem.startswith("quadratic") else "epoch",
+                 ylabel="effective step size", yscale="log")
+        axis.legend(fontsize=7)
+    figure.suptitle("Effective per-coordinate step size: median, band from min to max over coordinates (first seed)")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def sparse_features(runs: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    part = study_only(runs)
+    part = part[part.problem == "sparse_logreg"]
+    figure, axis = plt.subplots(figsize=(8, 4))
+    if part.empty:
+        axis.text(0.5, 0.5, "sparse_logreg is not in this study", ha="center", va="center")
+    else:
+        tidy = part.assign(optimizer_label=label(part)).melt(
+            id_vars=["optimizer_label", "seed"], value_vars=["final_rare_weight_error", "final_frequent_weight_error"],
+            var_name="features", value_name="weight RMSE")
+        tidy["features"] = tidy.features.map({"final_rare_weight_error": "rare (bottom half by count)",
+                                              "final_frequent_weight_error": "frequent (top 1%)"})
+        order = tidy[tidy.features.str.startswith("rare")].groupby("optimizer_label")["weight RMSE"].mean().sort_values().index
+        sns.barplot(data=tidy, y="optimizer_label", x="weight RMSE", hue="features", order=order,
+                    errorbar=("pi", 100), ax=axis)
+        axis.set(ylabel="", title="sparse_logreg: error of the learned weights against the true ones, after training")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0) -> None:
+    """Exercises 3-4: a badly scaled SPD matrix before and after diag^-1/2 M diag^-1/2."""
+    rng = np.random.default_rng(seed)
+    scales = np.geomspace(0.2, 5.0, size)
+    matrix = scales[:, None] * random_spd(size, rng, condition=4.0) * scales[None, :]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for axis, (name, m) in zip(axes, [("M", matrix), ("diag(M)^-1/2 M diag(M)^-1/2", diagonal_preconditioned(matrix))]):
+        centers, radii = gerschgorin_discs(m)
+        for center, radius in zip(centers, radii):
+            axis.add_patch(plt.Circle((center, 0), radius, fill=True, alpha=0.12, edgecolor="C0"))
+        eigenvalues = np.linalg.eigvalsh(m)
+        axis.plot(eigenvalues, np.zeros_like(eigenvalues), "rx", markersize=9, label="eigenvalues")
+        axis.plot(centers, np.zeros_like(centers), "k|", markersize=12, label="disc centres M_jj")
+        reach = max(np.max(centers + radii), np.max(eigenvalues)) * 1.05
+        low = min(np.min(centers - radii), 0) * 1.05
+        axis.set(xlim=(low, reach), ylim=(-(reach - low) / 2.6, (reach - low) / 2.6), aspect="equal",
+                 title=f"{name}: condition number {condition_number(m):.1f}", xlabel="real axis")
+        axis.legend(fontsize=8, loc="upper right")
+    figure.suptitle("Gerschgorin discs and eigenvalues of a random SPD matrix, before and after diagonal preconditioning")
+    figure.tight_layout()
+    save(figure, outputs, dpi)

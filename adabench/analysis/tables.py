@@ -1,0 +1,117 @@
+"""The comparison tables, written as CSV (full precision), Markdown and LaTeX."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..run import RunSpec
+from .stats import summarize
+
+# a reproduced value this close to the seed's counts as equal when all seeds agree (deterministic runs)
+EXACT_TOLERANCE = 1e-9
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}g}" if abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3) else f"{value:.{digits}f}"
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per problem, optimizer and setting: the final headline metric over seeds (mean, std, 95% CIs),
+    best epoch, training time and how many seeds diverged."""
+    study = runs[runs.role == "study"]
+    stats = summarize(study, "final_headline", ["problem", "optimizer", "setting"])
+    extra = study.groupby(["problem", "optimizer", "setting"], sort=False).agg(
+        metric=("headline_metric", "first"),
+        mode=("headline_mode", "first"),
+        best_epoch_median=("best_epoch", "median"),
+        train_time_s=("train_time_s", "mean"),
+        wall_time_s=("wall_time_s", "mean"),
+        diverged=("status", lambda s: int((s == "diverged").sum())),
+        seeds=("seed", "count"),
+    ).reset_index()
+    table = extra.merge(stats, on=["problem", "optimizer", "setting"])
+    ascending = table["mode"] == "min"
+    # best first within each problem
+    table["_order"] = table["mean"].where(ascending, -table["mean"])
+    table = table.sort_values(["problem", "_order"], kind="stable").drop(columns="_order")
+    return table[["problem", "optimizer", "setting", "metric", "mode", "seeds", "n", "mean", "std", "t_low", "t_high",
+                  "boot_low", "boot_high", "best_epoch_median", "train_time_s", "wall_time_s", "diverged"]]
+
+
+def seed_comparison_table(runs: pd.DataFrame, seed_reference: list[dict]) -> pd.DataFrame:
+    """Each number the seed printed beside the reproduced mean ± std and its 95% CI over this pipeline's seeds."""
+    rows = []
+    for reference in seed_reference:
+        setting = RunSpec(reference["problem"], reference["optimizer"], reference["hyperparameters"], 0).setting
+        matching = runs[(runs.problem == reference["problem"]) & (runs.optimizer == reference["optimizer"])
+                        & (runs.setting == setting) & (runs.role == "study")]
+        for metric, printed in reference["printed"].items():
+            column = f"final_{metric}"
+            values = matching[column] if column in matching else pd.Series(dtype=float)
+            summary = summarize(pd.DataFrame({"value": values, "g": 0}), "value", "g").iloc[0] if len(values) else None
+            row = {"problem": reference["problem"], "optimizer": reference["optimizer"], "setting": setting,
+                   "metric": metric, "seed_value": printed, "n": 0, "mean": math.nan, "std": math.nan,
+                   "t_low": math.nan, "t_high": math.nan, "in_ci": "no runs"}
+            if summary is not None and summary["n"] > 0:
+                row.update(n=int(summary["n"]), mean=summary["mean"], std=summary["std"],
+                           t_low=summary["t_low"], t_high=summary["t_high"])
+                row["in_ci"] = verdict(printed, summary)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict(printed: float, summary) -> str:
+    if summary["n"] >= 2 and summary["std"] > 0:
+        return "yes" if summary["t_low"] <= printed <= summary["t_high"] else "no"
+    # one seed, or every seed identical: the CI is a point, so ask for equality to rounding
+    tolerance = EXACT_TOLERANCE * max(1.0, abs(printed))
+    return "equal" if abs(summary["mean"] - printed) <= tolerance else "no"
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(value) for value in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def display_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "problem": table.problem,
+        "optimizer": table.optimizer,
+        "setting": table.setting,
+        "metric": table.metric + " (" + table["mode"] + ")",
+        "mean ± std": [f"{fmt(m)} ± {fmt(s)}" for m, s in zip(table["mean"], table["std"])],
+        "95% CI (t)": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(table.t_low, table.t_high)],
+        "95% CI (bootstrap)": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(table.boot_low, table.boot_high)],
+        "best epoch": [fmt(v, 1) for v in table.best_epoch_median],
+        "train s": [fmt(v, 1) for v in table.train_time_s],
+        "diverged": [f"{d}/{s}" for d, s in zip(table.diverged, table.seeds)],
+    })
+
+
+def display_seed_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "problem": table.problem,
+        "optimizer": table.optimizer,
+        "setting": table.setting,
+        "metric": table.metric,
+        "seed study": [fmt(v) for v in table.seed_value],
+        "this pipeline (mean ± std)": [f"{fmt(m)} ± {fmt(s)}" for m, s in zip(table["mean"], table["std"])],
+        "95% CI": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(table.t_low, table.t_high)],
+        "seeds": table.n,
+        "seed value in CI": table.in_ci,
+    })
+
+
+def write_table(table: pd.DataFrame, shown: pd.DataFrame, stem: Path) -> None:
+    """CSV keeps full precision; Markdown and LaTeX show the rounded view."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    stem.with_suffix(".md").write_text(markdown(shown))
+    stem.with_suffix(".tex").write_text(shown.to_latex(index=False, escape=True))

@@ -1,0 +1,5 @@
+"""Snakemake rule `fetch_fashion_mnist`: one IDX file from the first source whose copy verifies."""
+from adabench.pipeline import LogFile, fetch_one
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+fetch_one(sm.wildcards.filename, sm.params.sources, sm.output[0], sm.params.timeout, LogFile(sm.log[0]))

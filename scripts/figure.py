@@ -1,0 +1,14 @@
+"""Snakemake rule `figure`: draw one figure of adabench.analysis.figures by name."""
+import pandas as pd
+import seaborn as sns
+
+from adabench.analysis import figures
+from adabench.pipeline import LogFile
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+log = LogFile(sm.log[0])
+sns.set_theme(style=sm.params.style)
+tables = {name: pd.read_csv(path) for name, path in sm.input.items()}
+draw = getattr(figures, sm.wildcards.figure)
+draw(*tables.values(), outputs=[sm.output.png, sm.output.pdf], dpi=sm.params.dpi)
+log(f"drew {sm.output.png} and {sm.output.pdf}")

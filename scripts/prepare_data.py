@@ -1,0 +1,5 @@
+"""Snakemake rule `prepare_fashion_mnist`: the four IDX files into the uint8 tensors training loads."""
+from adabench.pipeline import LogFile, prepare
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+prepare(list(sm.input), sm.output[0], LogFile(sm.log[0]))

@@ -1,0 +1,47 @@
+"""Shared fixtures: adabench importable from this checkout, the seed's reference numbers, runs of the CLI."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# the package is not installed: the tests (and the CLI subprocesses, run from the root) use the checkout
+sys.path.insert(0, str(REPO_ROOT))
+# the test models are tiny: a second thread only adds synchronisation (and stalls on a busy machine)
+torch.set_num_threads(1)
+
+REFERENCE_COPY = Path(__file__).parent / "data" / "seed_results.yaml"
+# CI clones the repository with shared/ beside it, as in the workspace
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "seed_results.yaml"
+
+
+@pytest.fixture(scope="session")
+def seed_results() -> dict:
+    return yaml.safe_load(REFERENCE_COPY.read_text())
+
+
+@pytest.fixture(scope="session")
+def read_metrics():
+    """metrics.csv without its wall-clock column, the one thing two identical runs may differ in."""
+
+    def read(run_dir: Path) -> pd.DataFrame:
+        return pd.read_csv(Path(run_dir) / "metrics.csv").drop(columns="time_s")
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def start_train():
+    """Starts ``python -m adabench train ARGS --threads 1`` from the repository root; stderr is piped."""
+
+    def start(*arguments: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "adabench", "train", "--threads", "1", *arguments],
+                                cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    return start
