@@ -1,14 +1,17 @@
 # AdaGrad benchmark: `snakemake --cores 4` rebuilds every run, table and figure from scratch.
 # Rules by stage in workflow/rules/; the logic they call lives in the adabench package.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# --configfile replaces config.yaml instead of merging into it (a smaller study must not inherit its runs)
-if not config:
+# --configfile replaces config.yaml instead of merging into it (a smaller study must not inherit its runs);
+# --config key=value still overrides either
+if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -77,7 +77,7 @@ def validate_config(config: dict) -> dict:
         check_names(entry.get("options", {}), problem_options(problem), ("problems", problem, "options"), "option")
         for optimizer, settings in entry["optimizers"].items():
             for index, hyperparameters in enumerate(settings_list(settings)):
-                path = ("problems", problem, "optimizers", optimizer, index)
+                path = ("problems", problem, "optimizers", optimizer, *([index] if isinstance(settings, list) else []))
                 check_names(hyperparameters, optimizer_hyperparameters(optimizer), path, "hyperparameter")
     for index, reference in enumerate(config.get("seed_reference", [])):
         path = ("seed_reference", index)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -14,12 +15,16 @@ from .tracking import MLflowTracker, config_hash, ensure_experiment, git_commit
 
 
 class LogFile:
-    """A callable that appends lines to a job's log file (and echoes them to stdout)."""
+    """A callable that appends lines to a job's log file (and echoes them to stdout).
+
+    The job's stderr goes to the same file, so a traceback lands where Snakemake says to look.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = self.path.open("a", buffering=1)
+        sys.stderr = self.handle
 
     def __call__(self, line: str) -> None:
         self.handle.write(line + "\n")
@@ -45,9 +50,11 @@ def train_shard(runs: list[dict], marker: Path, tracking_uri: str, experiment: s
 
 
 def create_store(tracking_uri: str, experiment: str, artifact_root: str, output: Path, log: LogFile) -> None:
-    if tracking_uri.startswith("sqlite:///"):
+    local_store = tracking_uri.startswith("sqlite:///")
+    if local_store:
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    experiment_id = ensure_experiment(tracking_uri, experiment, Path(artifact_root) if artifact_root else None)
+    # a tracking server keeps artifacts where it was told to; a local store keeps them beside the database
+    experiment_id = ensure_experiment(tracking_uri, experiment, Path(artifact_root) if local_store else None)
     log(f"MLflow experiment {experiment!r} is {experiment_id} at {tracking_uri}")
     atomic_write_text(Path(output), json.dumps({"tracking_uri": tracking_uri, "experiment": experiment,
                                                 "experiment_id": experiment_id}, indent=2))

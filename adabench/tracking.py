@@ -45,12 +45,20 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: Path | 
     """
     from mlflow.tracking import MlflowClient
 
+    from mlflow.exceptions import MlflowException
+
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
     location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-    return client.create_experiment(experiment, artifact_location=location)
+    try:
+        return client.create_experiment(experiment, artifact_location=location)
+    except MlflowException as error:
+        # another process (CLI runs against a shared server) created it first
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(experiment).experiment_id
 
 
 class MLflowTracker:
@@ -73,12 +81,22 @@ class MLflowTracker:
         self.pending: list = []
         self.last_flush = 0.0
 
+    def runs_with_key(self, key: str) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+                                       order_by=["attributes.start_time ASC"], max_results=100)
+
     def find_run(self, key: str):
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
-                                       max_results=2)
-        if len(runs) > 1:
-            raise RuntimeError(f"more than one MLflow run holds run key {key!r}")
+        runs = self.runs_with_key(key)
         return runs[0] if runs else None
+
+    def create_run(self, key: str) -> str:
+        """Create the run of ``key``; if the HTTP client's retry of a create that had gone through made a
+        second one, keep the first and delete the rest, so one key stays one run."""
+        self.client.create_run(self.experiment_id, run_name=key, tags={RUN_KEY_TAG: key})
+        first, *duplicates = self.runs_with_key(key)
+        for duplicate in duplicates:
+            self.client.delete_run(duplicate.info.run_id)
+        return first.info.run_id
 
     def start(self, spec: RunSpec, unit: str, environment: dict) -> None:
         from mlflow.entities import Param, RunTag
@@ -86,8 +104,7 @@ class MLflowTracker:
         self.unit = unit
         existing = self.find_run(spec.key)
         if existing is None:
-            run = self.client.create_run(self.experiment_id, run_name=spec.key, tags={RUN_KEY_TAG: spec.key})
-            self.run_id = run.info.run_id
+            self.run_id = self.create_run(spec.key)
             params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed,
                       "setting": spec.setting, "device": environment["device"]}
             params.update({f"hp.{k}": v for k, v in spec.hyperparameters.items()})

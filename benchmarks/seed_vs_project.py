@@ -2,10 +2,12 @@
 
 (a) the seed's way: torchvision's FashionMNIST with ToTensor, a shuffling DataLoader (batch 256) and the
     seed's from-scratch AdaGrad, a Python class looping over the parameters;
-(b) the project's way: ``lenet_sigmoid_fmnist``'s resident uint8 tensors, batches as index slices, and
-    ``make_optimizer("adagrad")``.
-Both train the same network (adabench's ``lenet``, layer for layer the seed's) with the same threads; each
-warms up a few batches, then times N. Prints images/s of each and the ratio project / seed.
+(b) the project's way: ``lenet_sigmoid_fmnist``'s resident uint8 tensors, batches as index slices (the loop
+    of its ``train_epoch``), and ``make_optimizer("adagrad")``.
+Both train the same network (adabench's ``lenet``, layer for layer the seed's) with the same threads. Each
+warms up a few batches; then N batches of each are timed, in alternating rounds so that other load on a
+shared machine falls on both alike. Prints images/s of each (the median round, and the range) and the
+ratio project / seed.
 
 Run from the repository root: .venv/bin/python benchmarks/seed_vs_project.py [--batches 100] [--threads 2]
 """
@@ -14,10 +16,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import itertools
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -31,10 +35,15 @@ from adabench.problems.lenet import lenet, to_pixels  # noqa: E402
 
 BATCH_SIZE = 256
 LR = 0.01
+LABELS = {"seed": "torchvision + DataLoader + from-scratch AdaGrad",
+          "project": "resident uint8 tensors + registry AdaGrad"}
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+TrainStep = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 class SeedAdagrad:
-    """The seed's from-scratch AdaGrad (section 4 and exercise 5), kept as written there."""
+    """The seed's from-scratch AdaGrad (section 4 and exercise 5), as written there."""
 
     def __init__(self, params, lr=0.1, eps=1e-8):
         self.params = list(params)
@@ -57,24 +66,12 @@ class SeedAdagrad:
                 p.grad.zero_()
 
 
-def timed_batches(train_step, batches, warmup: int, timed: int) -> float:
-    """Images per second of ``train_step`` over ``timed`` batches after ``warmup`` untimed ones."""
-    for images, labels in itertools.islice(batches, warmup):
-        train_step(images, labels)
-    seen = 0
-    start = time.perf_counter()
-    for images, labels in itertools.islice(batches, timed):
-        train_step(images, labels)
-        seen += len(labels)
-    return seen / (time.perf_counter() - start)
-
-
-def seed_way(raw_source: Path, warmup: int, timed: int) -> float:
+def seed_pipeline(raw_source: Path) -> tuple[TrainStep, Batches]:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
     with tempfile.TemporaryDirectory() as root:
-        # torchvision finds the decompressed files under root/FashionMNIST/raw (no download without a network)
+        # with no network, torchvision must find the decompressed files under root/FashionMNIST/raw
         raw = Path(root) / "FashionMNIST" / "raw"
         raw.mkdir(parents=True)
         for filename, _ in FASHION_MNIST_FILES.values():
@@ -92,22 +89,21 @@ def seed_way(raw_source: Path, warmup: int, timed: int) -> float:
         loss = criterion(outputs, labels)
         loss.backward()
         optimizer.step()
-        # the seed's per-batch statistics, synchronised with .item() as it does
+        # the seed's per-batch statistics, .item() and all
         running["loss"] += loss.item() * images.size(0)
         running["correct"] += (outputs.argmax(dim=1) == labels).sum().item()
 
-    epochs = itertools.chain.from_iterable(itertools.repeat(loader))
-    return timed_batches(train_step, epochs, warmup, timed)
+    return train_step, itertools.chain.from_iterable(itertools.repeat(loader))
 
 
-def project_way(data_file: Path, warmup: int, timed: int) -> float:
+def project_pipeline(data_file: Path) -> tuple[TrainStep, Batches]:
     problem = make_problem("lenet_sigmoid_fmnist", {"data_file": str(data_file)}, torch.device("cpu"))
     model = problem.build_model()
     optimizer = make_optimizer("adagrad", model.parameters(), {"lr": LR, "eps": 1e-8})
     totals = {"loss": torch.zeros((), dtype=torch.float64), "correct": torch.zeros((), dtype=torch.int64)}
 
     def train_step(images, labels):
-        # the loop of FashionMNISTLeNet.train_epoch: statistics stay tensors, no per-batch sync
+        # FashionMNISTLeNet.train_epoch's loop body: the statistics stay tensors, no per-batch sync
         logits = model(to_pixels(images))
         loss = nn.functional.cross_entropy(logits, labels)
         optimizer.zero_grad()
@@ -125,29 +121,50 @@ def project_way(data_file: Path, warmup: int, timed: int) -> float:
                 batch = order[start:start + BATCH_SIZE]
                 yield problem.train_images[batch], problem.train_labels[batch]
 
-    return timed_batches(train_step, batches(), warmup, timed)
+    return train_step, batches()
+
+
+def run_batches(train_step: TrainStep, batches: Batches, count: int) -> tuple[int, float]:
+    """Images trained on and seconds taken for the next ``count`` batches (fetching them included)."""
+    images = 0
+    start = time.perf_counter()
+    for inputs, labels in itertools.islice(batches, count):
+        train_step(inputs, labels)
+        images += len(labels)
+    return images, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=100, help="timed batches per pipeline")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed batches first")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed batches per pipeline first")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations between the pipelines")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--raw-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"),
                         help="the four Fashion-MNIST .gz files (for the seed's torchvision pipeline)")
     parser.add_argument("--data-file", type=Path, default=Path("results/data/fashion_mnist.pt"),
-                        help="prepared tensors (python -m adabench data)")
+                        help="the prepared tensors (python -m adabench data)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    seed = seed_way(args.raw_dir, args.warmup, args.batches)
-    torch.manual_seed(0)
-    project = project_way(args.data_file, args.warmup, args.batches)
-    print(f"threads {args.threads}, batch {BATCH_SIZE}, {args.batches} timed batches after {args.warmup} warm-up")
-    print(f"seed    (torchvision + DataLoader + from-scratch AdaGrad): {seed:10.0f} images/s")
-    print(f"project (resident uint8 tensors + registry AdaGrad):       {project:10.0f} images/s")
-    print(f"ratio project / seed: {project / seed:.2f}")
+    pipelines = {"seed": seed_pipeline(args.raw_dir), "project": project_pipeline(args.data_file)}
+    for train_step, batches in pipelines.values():
+        run_batches(train_step, batches, args.warmup)
+    rates: dict[str, list[float]] = {name: [] for name in pipelines}
+    per_round, extra = divmod(args.batches, args.rounds)
+    for count in (per_round + (i < extra) for i in range(args.rounds)):
+        for name, (train_step, batches) in pipelines.items():
+            images, seconds = run_batches(train_step, batches, count)
+            rates[name].append(images / seconds)
+    # the median round: a burst of other work on a shared machine moves it less than the mean
+    median = {name: statistics.median(values) for name, values in rates.items()}
+
+    print(f"threads {args.threads}, batch {BATCH_SIZE}, {args.batches} timed batches each "
+          f"in {args.rounds} alternating rounds, after {args.warmup} warm-up; images/s, median round (range)")
+    for name, label in LABELS.items():
+        print(f"{f'{name} ({label}):':60s} {median[name]:7.0f}  ({min(rates[name]):.0f}-{max(rates[name]):.0f})")
+    print(f"ratio project / seed: {median['project'] / median['seed']:.2f}")
 
 
 if __name__ == "__main__":

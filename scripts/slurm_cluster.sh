@@ -24,8 +24,11 @@
 #   ADABENCH_SLURM_PARTITION    name of the (default) partition [debug]
 #   ADABENCH_SLURM_MEM_PER_CPU  DefMemPerCPU in MB, used by jobs without --mem [1024]
 #   ADABENCH_SLURM_GPUS         number of pretend GPUs (gres gpu, File=/dev/null); 0 = none [1]
-#   ADABENCH_SLURM_MIN_JOB_AGE  MinJobAge in s; keep >= 3 x slurm-init-seconds-before-status-checks
-#                               or the plugin falls back to sacct, which has no database here [300]
+#   ADABENCH_SLURM_MIN_JOB_AGE  MinJobAge in s: how long squeue still shows a finished job. The
+#                               plugin's squeue status query needs it >= 3 x its
+#                               slurm-init-seconds-before-status-checks (else it falls back to
+#                               sacct, which has no database here) and > its longest poll
+#                               interval (180 s), or a finished job is never seen to finish [300]
 #   ADABENCH_SLURM_SELECT_PARAMS SelectTypeParameters [CR_Core_Memory]
 #   ADABENCH_SLURM_REAL_MEMORY  RealMemory of the node in MB [from `slurmd -C`]
 #   ADABENCH_SLURM_CLUSTER      ClusterName [adabench]
@@ -178,10 +181,13 @@ start_munge() {
             dd if=/dev/urandom of="$MUNGE_KEY" bs=1 count=1024 status=none
         fi
     fi
-    # munged insists on strict ownership/permissions of its key and directories
-    chown "$user:" "$MUNGE_KEY" "$(dirname "$MUNGE_KEY")"
+    # munged insists on strict ownership/permissions of its key (and of /etc/munge)
+    chown "$user:" "$MUNGE_KEY"
     chmod 0600 "$MUNGE_KEY"
-    chmod 0700 "$(dirname "$MUNGE_KEY")"
+    if [[ $(dirname "$MUNGE_KEY") == /etc/munge ]]; then
+        chown "$user:" /etc/munge
+        chmod 0700 /etc/munge
+    fi
     mkdir -p "$MUNGE_RUN" /var/lib/munge
     chown "$user:" "$MUNGE_RUN" /var/lib/munge
     chmod 0755 "$MUNGE_RUN"
@@ -259,8 +265,9 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=$SELECT_PARAMS
 DefMemPerCPU=$MEM_PER_CPU
-# finished jobs stay visible to squeue this long (the plugin's squeue status
-# query needs >= 3 x slurm-init-seconds-before-status-checks)
+# finished jobs stay visible to squeue this long: the plugin's squeue status
+# query needs >= 3 x slurm-init-seconds-before-status-checks and > 180 s
+# (its longest poll interval)
 MinJobAge=$MIN_JOB_AGE
 ReturnToService=2
 InactiveLimit=0
@@ -328,7 +335,15 @@ unlink_etc_conf() {
 wait_ready() {
     local deadline=$((SECONDS + TIMEOUT)) state="" last_resume=-100 node
     node=$(node_name)
+    local start=$SECONDS d
     while true; do
+        # fail fast when a daemon died after forking (e.g. a fatal config error)
+        for d in slurmctld:"$CTLD_PID" slurmd:"$SLURMD_PID"; do
+            if ! pid_alive "${d#*:}" >/dev/null && { [[ -s ${d#*:} ]] || ((SECONDS - start > 5)); }; then
+                show_logs
+                die "${d%%:*} is not running (see $LOG_DIR/${d%%:*}.log); stop the rest with: bash $0 down"
+            fi
+        done
         state=$(node_state)
         case $state in
             idle | mix | alloc | comp) return 0 ;;
@@ -345,7 +360,7 @@ wait_ready() {
             log "node $node not idle after ${TIMEOUT}s (sinfo state: '${state:-unreachable}')"
             scontrol show node "$node" 2>&1 | grep -E 'State=|Reason=' >&2 || true
             show_logs
-            die "cluster did not come up; logs are in $LOG_DIR"
+            die "cluster did not come up; logs are in $LOG_DIR (stop the daemons with: bash $0 down)"
         fi
         sleep 0.5
     done
@@ -353,14 +368,18 @@ wait_ready() {
 
 # scontrol shutdown, then wait for (or kill) slurmctld and slurmd by their pidfiles
 stop_slurm_daemons() {
-    local d pid
+    local d pid grace=0
     if pid_alive "$CTLD_PID" >/dev/null; then
         log "scontrol shutdown"
-        timeout 10 scontrol shutdown >/dev/null 2>&1 || log "scontrol shutdown failed; stopping daemons by pid"
+        if timeout 10 scontrol shutdown >/dev/null 2>&1; then
+            grace=15
+        else
+            log "scontrol shutdown failed; stopping the daemons by pid"
+        fi
     fi
     for d in slurmctld:"$CTLD_PID" slurmd:"$SLURMD_PID"; do
         if pid=$(pid_alive "${d#*:}"); then
-            wait_gone "$pid" 15 || stop_pid "${d%%:*}" "$pid"
+            wait_gone "$pid" "$grace" || stop_pid "${d%%:*}" "$pid"
         fi
         rm -f "${d#*:}"
     done
@@ -385,12 +404,14 @@ cmd_up() {
         log "slurmctld already running (pid $pid)"
     else
         log "starting slurmctld"
+        rm -f "$CTLD_PID"
         slurmctld -f "$CONF" || { show_logs; die "slurmctld failed to start"; }
     fi
     if pid=$(pid_alive "$SLURMD_PID"); then
         log "slurmd already running (pid $pid)"
     else
         log "starting slurmd"
+        rm -f "$SLURMD_PID"
         slurmd -f "$CONF" || { show_logs; die "slurmd failed to start"; }
     fi
 
@@ -408,7 +429,11 @@ cmd_up() {
 cmd_down() {
     need_root down
     local pid deadline stepds purge=0
-    [[ ${1:-} == --purge ]] && purge=1
+    case ${1:-} in
+        "") ;;
+        --purge) purge=1 ;;
+        *) die "unknown option for down: $1 (only --purge)" ;;
+    esac
     if pid_alive "$CTLD_PID" >/dev/null; then
         # jobs must go first: slurmstepd processes outlive 'scontrol shutdown'
         if [[ -n $(timeout 10 squeue -h -o %i 2>/dev/null) ]]; then
@@ -431,8 +456,8 @@ cmd_down() {
         log "removing $DIR"
         rm -rf -- "$DIR"
     fi
-    if ((purge)); then
-        echo "SLURM cluster is down; $DIR removed"
+    if ((purge)) || [[ ! -d $DIR ]]; then
+        echo "SLURM cluster is down"
     else
         echo "SLURM cluster is down (state, config and logs kept in $DIR; 'down --purge' removes them)"
     fi

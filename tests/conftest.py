@@ -9,12 +9,16 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # the package is not installed: the tests (and the CLI subprocesses, run from the root) use the checkout
 sys.path.insert(0, str(REPO_ROOT))
 # the test models are tiny: a second thread only adds synchronisation (and stalls on a busy machine)
 torch.set_num_threads(1)
+# a shared or busy CI machine can stall one example past hypothesis's 200 ms deadline: not a failure
+settings.register_profile("adabench", deadline=None)
+settings.load_profile("adabench")
 
 REFERENCE_COPY = Path(__file__).parent / "data" / "seed_results.yaml"
 # CI clones the repository with shared/ beside it, as in the workspace
@@ -24,6 +28,12 @@ SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "seed_results.yam
 @pytest.fixture(scope="session")
 def seed_results() -> dict:
     return yaml.safe_load(REFERENCE_COPY.read_text())
+
+
+@pytest.fixture(scope="session")
+def reference_files() -> tuple[Path, Path]:
+    """(the tests' copy, the shared original) of the seed's reference numbers."""
+    return REFERENCE_COPY, SHARED_REFERENCE
 
 
 @pytest.fixture(scope="session")

@@ -170,9 +170,9 @@ def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0) -> N
         eigenvalues = np.linalg.eigvalsh(m)
         axis.plot(eigenvalues, np.zeros_like(eigenvalues), "rx", markersize=9, label="eigenvalues")
         axis.plot(centers, np.zeros_like(centers), "k|", markersize=12, label="disc centres M_jj")
-        reach = max(np.max(centers + radii), np.max(eigenvalues)) * 1.05
-        low = min(np.min(centers - radii), 0) * 1.05
-        axis.set(xlim=(low, reach), ylim=(-(reach - low) / 2.6, (reach - low) / 2.6), aspect="equal",
+        pad = 0.05 * np.max(centers + radii)
+        axis.set(xlim=(np.min(centers - radii) - pad, np.max(centers + radii) + pad),
+                 ylim=(-np.max(radii) - pad, np.max(radii) + pad), aspect="equal",
                  title=f"{name}: condition number {condition_number(m):.1f}", xlabel="real axis")
         axis.legend(fontsize=8, loc="upper right")
     figure.suptitle("Gerschgorin discs and eigenvalues of a random SPD matrix, before and after diagonal preconditioning")

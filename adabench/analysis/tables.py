@@ -11,6 +11,8 @@ from .stats import summarize
 
 # a reproduced value this close to the seed's counts as equal when all seeds agree (deterministic runs)
 EXACT_TOLERANCE = 1e-9
+SEED_COMPARISON_COLUMNS = ["problem", "optimizer", "setting", "metric", "seed_value", "n", "mean", "std", "t_low",
+                           "t_high", "in_ci"]
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -61,7 +63,7 @@ def seed_comparison_table(runs: pd.DataFrame, seed_reference: list[dict]) -> pd.
                            t_low=summary["t_low"], t_high=summary["t_high"])
                 row["in_ci"] = verdict(printed, summary)
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SEED_COMPARISON_COLUMNS)
 
 
 def verdict(printed: float, summary) -> str:

@@ -10,6 +10,8 @@ rule aggregate:
     params:
         run_dirs=[str(run_dir(spec)) for spec in RUNS],
         study_keys=[spec.key for spec in study_runs(config)],
+    conda:
+        "../../environment.yml"
     log:
         "results/logs/aggregate.log",
     script:
@@ -32,6 +34,8 @@ rule tables:
         ],
     params:
         seed_reference=config.get("seed_reference", []),
+    conda:
+        "../../environment.yml"
     log:
         "results/logs/tables.log",
     script:

@@ -51,6 +51,19 @@ FIGURE_NAMES = [
 ]
 FIGURES = expand("results/figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
 
+FIGURE_INPUTS = {
+    "learning_curves": ["curves"],
+    "quadratic_trajectories": ["curves"],
+    "final_metric": ["runs"],
+    "effective_lr": ["curves"],
+    "sparse_features": ["runs"],
+    "gerschgorin": [],
+}
+
+
+def figure_inputs(wildcards):
+    return {name: rules.aggregate.output[name] for name in FIGURE_INPUTS[wildcards.figure]}
+
 
 def shard_marker(shard):
     return f"results/shards/{shard}.json"
@@ -72,16 +85,6 @@ def shard_inputs(wildcards):
 
 
 def shard_gpus(wildcards):
-    device = shard_device(config, shard_problem(wildcards))
-    if device == "cuda" or (device == "auto" and CUDA_AVAILABLE):
-        return 1
-    return 0
-
-
-def cuda_available():
-    import torch
-
-    return torch.cuda.is_available()
-
-
-CUDA_AVAILABLE = cuda_available()
+    """One GPU for every job not pinned to the CPU: on a GPU machine or a cluster, device auto picks CUDA.
+    Locally the resource is a counter: `--resources gpu=1` (profiles/default) keeps one such job at a time."""
+    return 0 if shard_device(config, shard_problem(wildcards)) == "cpu" else 1

@@ -11,6 +11,8 @@ rule fetch_fashion_mnist:
     wildcard_constraints:
         filename="|".join(name for name, _ in FASHION_MNIST_FILES.values()),
     retries: 2
+    conda:
+        "../../environment.yml"
     log:
         "results/logs/fetch_fashion_mnist/{filename}.log",
     script:
@@ -22,6 +24,8 @@ rule prepare_fashion_mnist:
         expand("results/data/fashion-mnist/{filename}", filename=[name for name, _ in FASHION_MNIST_FILES.values()]),
     output:
         FASHION_MNIST_FILE,
+    conda:
+        "../../environment.yml"
     log:
         "results/logs/prepare_fashion_mnist.log",
     script:

@@ -9,6 +9,8 @@ rule mlflow_store:
         tracking_uri=TRACKING_URI,
         experiment=config["mlflow"]["experiment"],
         artifact_root="results/mlflow/artifacts",
+    conda:
+        "../../environment.yml"
     log:
         "results/logs/mlflow_store.log",
     script:

@@ -18,6 +18,8 @@ rule train:
     threads: config.get("threads", 2)
     resources:
         gpu=shard_gpus,
+    conda:
+        "../../environment.yml"
     log:
         "results/logs/train/{shard}.log",
     benchmark:

@@ -1,0 +1,221 @@
+"""The real Snakemake DAG: the default study's jobs, the quick study end to end, reruns and bad configs."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from adabench.study import shards, study_runs, tuning_grid_runs
+from adabench.tracking import RUN_KEY_TAG, sqlite_uri
+from workflow_helpers import REPO_ROOT, copy_workflow, quick_config, snakemake, write_config
+
+TABLE_FILES = [f"results/tables/{name}.{ext}" for name in ("comparison", "seed_vs_pipeline") for ext in ("md", "tex", "csv")]
+FIGURE_NAMES = ["learning_curves", "quadratic_trajectories", "final_metric", "effective_lr", "sparse_features",
+                "gerschgorin"]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The quick study run once, end to end, in a private copy of the workflow; then its report."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("quick"))
+    snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
+    snakemake(workdir, "--configfile", "config/quick.yaml", "--report", "report.html")
+    return workdir
+
+
+def test_default_study_dry_run_lists_every_training_job(tmp_path):
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    expected = shards(config, study_runs(config) + tuning_grid_runs(config))
+    result = snakemake(tmp_path, "-n", snakefile=REPO_ROOT / "Snakefile")
+    listed = set(re.findall(r"output: (results/shards/\S+)\.json", result.stdout))
+    assert listed == {f"results/shards/{shard}" for shard in expected}
+    # every LeNet run is its own job; the analytic problems are grouped per optimizer
+    assert "results/shards/lenet_sigmoid_fmnist/adagrad/lr=0.01,eps=1e-08/seed=4" in listed
+    assert "results/shards/quadratic/adagrad" in listed
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    assert int(stats["train"]) == len(expected)
+    assert int(stats["fetch_fashion_mnist"]) == 4
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", snakefile=REPO_ROOT / "Snakefile", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_quick_study_builds_every_table_figure_and_the_report(quick):
+    for path in TABLE_FILES + [f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")]:
+        assert (quick / path).stat().st_size > 0, path
+    report = (quick / "report.html").read_text(errors="replace")
+    assert "seed_vs_pipeline.csv" in report and "learning_curves.png" in report
+
+    config = quick_config()
+    runs = pd.read_csv(quick / "results/tables/runs.csv")
+    assert sorted(runs.run_key) == sorted(spec.key for spec in study_runs(config))
+    assert set(runs.status) == {"finished"}
+    comparison = pd.read_csv(quick / "results/tables/comparison.csv")
+    assert set(comparison.problem) == set(config["problems"])
+
+    versus_seed = pd.read_csv(quick / "results/tables/seed_vs_pipeline.csv")
+    quadratic = versus_seed[versus_seed.problem.str.startswith("quadratic")]
+    # the deterministic exercise reproduces the seed's printed trajectory end points exactly
+    assert len(quadratic) == 6 and set(quadratic.in_ci) == {"equal"}
+
+
+def test_quick_study_logs_one_mlflow_run_per_training_run(quick):
+    config = quick_config()
+    client = MlflowClient(sqlite_uri(quick / "results/mlflow/mlflow.db"))
+    experiment = client.get_experiment_by_name(config["mlflow"]["experiment"])
+    mlflow_runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    keys = [run.data.tags[RUN_KEY_TAG] for run in mlflow_runs]
+    expected = study_runs(config)
+    assert sorted(keys) == sorted(spec.key for spec in expected)
+
+    by_key = {run.data.tags[RUN_KEY_TAG]: run for run in mlflow_runs}
+    lenet = next(spec for spec in expected if spec.problem == "lenet_relu_fmnist")
+    run = by_key[lenet.key]
+    assert run.data.params["optimizer"] == lenet.optimizer and run.data.params["seed"] == str(lenet.seed)
+    assert run.data.params["hp.lr"] == str(lenet.hyperparameters["lr"])
+    assert {"git_commit", "config_hash", "env.device", "env.torch"} <= set(run.data.tags)
+    history = client.get_metric_history(run.info.run_id, "test_acc")
+    assert sorted(m.step for m in history) == [1, 2]
+    records = pd.read_csv(quick / "results/runs" / lenet.key / "metrics.csv")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(records.test_acc.tolist())
+    artifacts = [item.path for item in client.list_artifacts(run.info.run_id)]
+    assert "metrics.csv" in artifacts
+
+    quadratic = next(spec for spec in expected if spec.problem == "quadratic")
+    steps = sorted(m.step for m in client.get_metric_history(by_key[quadratic.key].info.run_id, "loss"))
+    assert steps == list(range(21))  # the start point, then each of the 20 steps, each once
+
+
+def test_editing_training_code_reruns_training_and_figure_settings_do_not(quick):
+    assert "Nothing to be done" in snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
+
+    settings = quick / "config/figure-dpi.yaml"
+    config = quick_config()
+    config["figures"]["dpi"] = 60
+    write_config(quick / "config", config, settings.name)
+    plan = snakemake(quick, "-n", "--configfile", str(settings)).stdout
+    assert re.search(r"^figure\s+\d+$", plan, flags=re.M) and not re.search(r"^train\s+\d+$", plan, flags=re.M)
+
+    source = quick / "adabench/optim.py"
+    stat = source.stat()
+    try:
+        source.write_text(source.read_text() + "\n# an edit\n")
+        plan = snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
+        trains = int(re.search(r"^train\s+(\d+)$", plan, flags=re.M).group(1))
+        assert trains == len(shards(config, study_runs(config)))
+    finally:
+        source.write_text(source.read_text().removesuffix("\n# an edit\n"))
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def small_config(**linreg_options) -> dict:
+    """Only linreg, one job per run: a long run to interrupt and a run that diverges."""
+    config = quick_config()
+    config["problems"] = {"linreg": {
+        "options": {"epochs": 12, "n_samples": 20000, "batch_size": 32, **linreg_options},
+        "device": "cpu",
+        "optimizers": {"adagrad": {"lr": 0.1, "eps": 1.0e-8}, "sgd": {"lr": 1.0e6}},
+    }}
+    config["seeds"] = [0]
+    config["seed_reference"] = []
+    config["mlflow"]["experiment"] = "small"
+    return config
+
+
+def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
+    from adabench.run import RunSpec, train_run
+
+    config = small_config(epochs=40)
+    write_config(tmp_path, config)
+    spec = RunSpec("linreg", "adagrad", {"lr": 0.1, "eps": 1.0e-8}, 0, config["problems"]["linreg"]["options"])
+    run_dir = tmp_path / "results/runs" / spec.key
+    arguments = ["results/tables/comparison.csv", "--cores", "1", "--configfile", "test-config.yaml"]
+    job = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "-d", str(tmp_path),
+         *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((run_dir / "checkpoint.pt").exists() and epochs_recorded(run_dir) >= 5):
+            assert job.poll() is None, "the workflow ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the run never reached epoch 5"
+            time.sleep(0.2)
+    finally:
+        os.killpg(job.pid, 9)  # the whole job, as a node failure would
+        job.wait()
+    interrupted_at = epochs_recorded(run_dir)
+    assert 5 <= interrupted_at < 40 and not (run_dir / "summary.json").exists()
+
+    snakemake(tmp_path, "--unlock", snakefile=REPO_ROOT / "Snakefile")
+    snakemake(tmp_path, *arguments, "--rerun-incomplete", snakefile=REPO_ROOT / "Snakefile")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["resumed_from"] >= 5
+
+    uninterrupted = tmp_path / "uninterrupted"
+    train_run(spec, uninterrupted, device="cpu", log=lambda line: None)
+    resumed = pd.read_csv(run_dir / "metrics.csv").drop(columns="time_s")
+    pd.testing.assert_frame_equal(resumed, pd.read_csv(uninterrupted / "metrics.csv").drop(columns="time_s"))
+
+    client = MlflowClient(sqlite_uri(tmp_path / "results/mlflow/mlflow.db"))
+    experiment = client.get_experiment_by_name("small")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{spec.key}'")
+    assert len(runs) == 1
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_mse")]
+    assert sorted(steps) == list(range(1, 41))  # every epoch once, none twice
+
+    # the diverging run of the same study is a result in the table, and did not stop the others
+    comparison = pd.read_csv(tmp_path / "results/tables/comparison.csv")
+    row = comparison.set_index("optimizer").loc["sgd"]
+    assert row.diverged == 1 and row.seeds == 1
+    assert comparison.set_index("optimizer").loc["adagrad"].diverged == 0
+
+
+def epochs_recorded(run_dir) -> int:
+    try:
+        return len(pd.read_csv(run_dir / "metrics.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0
+
+
+BAD_CONFIGS = {
+    "unknown problem": (lambda c: c["problems"].update(lenet_sigmod_fmnist=c["problems"].pop("linreg")),
+                        "problems", "lenet_sigmod_fmnist"),
+    "unknown optimizer": (lambda c: c["problems"]["linreg"]["optimizers"].update(adagard={"lr": 0.1}),
+                          "problems.linreg.optimizers", "adagard"),
+    "typo in a key": (lambda c: c["problems"]["linreg"].update(optimiser={}), "problems.linreg", "optimiser"),
+    "typo in a hyperparameter": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(learning_rate=0.1),
+                                 "problems.linreg.optimizers.adagrad.learning_rate", "unknown hyperparameter"),
+    "zero lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=0),
+                "problems.linreg.optimizers.adagrad.lr", "minimum"),
+    "negative lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=-0.1),
+                    "problems.linreg.optimizers.adagrad.lr", "minimum"),
+    "nan lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=float("nan")),
+               "problems.linreg.optimizers.adagrad.lr", "not a finite number"),
+    "infinite lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=float("inf")),
+                    "problems.linreg.optimizers.adagrad.lr", "not a finite number"),
+    "empty seed list": (lambda c: c.update(seeds=[]), "seeds", "non-empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_fails_before_any_job_naming_the_field(tmp_path, case):
+    mutate, field, words = BAD_CONFIGS[case]
+    config = small_config()
+    mutate(config)
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", "test-config.yaml", snakefile=REPO_ROOT / "Snakefile",
+                       check=False)
+    assert result.returncode != 0
+    assert f"config error at {field}:" in result.stderr and words in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "results").exists()  # nothing ran

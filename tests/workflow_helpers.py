@@ -1,0 +1,45 @@
+"""Running the real Snakemake workflow of this checkout in a temporary directory."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "workflow", "scripts", "adabench", "config", "config.yaml", "environment.yml", "profiles"]
+
+
+def copy_workflow(destination: Path) -> Path:
+    """A private copy of the workflow and package, so a test may edit sources without touching the checkout."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def write_config(directory: Path, config: dict, name: str = "test-config.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def quick_config() -> dict:
+    return yaml.safe_load((REPO_ROOT / "config" / "quick.yaml").read_text())
+
+
+def snakemake(workdir: Path, *arguments: str, snakefile: Path | None = None, check: bool = True,
+              timeout: float = 900, **popen) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile or workdir / "Snakefile"), "-d", str(workdir),
+               *arguments]
+    # relative paths (--configfile, targets) are taken from the working directory
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, **popen)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(arguments)} failed ({result.returncode}):\n{result.stderr[-6000:]}")
+    return result
