@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -12,9 +11,7 @@ import yaml
 from .data import DEFAULT_SOURCES, fetch_fashion_mnist, prepare_fashion_mnist
 from .optim import OPTIMIZERS, optimizer_hyperparameters
 from .problems import PROBLEMS, problem_options
-from .run import STOP_REQUESTED, Preempted, RunSpec, train_run
-
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
+from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm, train_run
 
 
 def parse_assignments(items: list[str], flag: str) -> dict:
@@ -36,11 +33,6 @@ def parse_value(raw: str):
         except ValueError:
             pass
     return value
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM (preemption, a time limit) ends the run after the epoch in progress, checkpoint written."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: STOP_REQUESTED.set())
 
 
 def build_parser() -> argparse.ArgumentParser:

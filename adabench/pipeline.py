@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
 import torch
 
 from .data import fetch_file, prepare_fashion_mnist, FASHION_MNIST_FILES
-from .run import STOP_REQUESTED, RunSpec, atomic_write_text, train_run
+from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, atomic_write_text, stop_on_sigterm, train_run
 from .study import run_dir
 from .tracking import MLflowTracker, config_hash, ensure_experiment, git_commit
 
@@ -35,14 +34,19 @@ def train_shard(runs: list[dict], marker: Path, tracking_uri: str, experiment: s
                 deterministic: bool, threads: int, config: dict, log: LogFile) -> None:
     """Train each run of a job in turn. A run already complete is skipped, so a failed job loses nothing
     that finished before it; SIGTERM stops after the current epoch with the checkpoint written."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: STOP_REQUESTED.set())
+    stop_on_sigterm()
     torch.set_num_threads(threads)
     tags = {"git_commit": git_commit(Path(__file__).parent), "config_hash": config_hash(config)}
     done = []
     for run in runs:
         spec = RunSpec.from_dict(run)
         tracker = MLflowTracker(tracking_uri, experiment, tags=tags)
-        summary = train_run(spec, run_dir(spec), device=device, deterministic=deterministic, tracker=tracker, log=log)
+        try:
+            summary = train_run(spec, run_dir(spec), device=device, deterministic=deterministic, tracker=tracker,
+                                log=log)
+        except Preempted as stop:
+            log(str(stop))
+            sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes
         done.append({"run_key": spec.key, "status": summary["status"], "dir": str(run_dir(spec))})
     marker = Path(marker)
     marker.parent.mkdir(parents=True, exist_ok=True)

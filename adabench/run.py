@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,9 +26,15 @@ from .optim import make_optimizer, step_size_summary
 from .problems import make_problem
 
 FINISHED_STATUSES = ("finished", "diverged")
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
 
 # Set by a SIGTERM handler (see cli.py): the run stops after the epoch in progress, checkpoint written.
 STOP_REQUESTED = threading.Event()
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (preemption, a time limit) ends the run after the epoch in progress, checkpoint written."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: STOP_REQUESTED.set())
 
 
 class Preempted(RuntimeError):
@@ -189,8 +196,13 @@ def train_run(spec: RunSpec, out_dir: Path, device: str = "auto", deterministic:
     records: list[dict] = []
     train_time = 0.0
     resumed_from = 0
-    if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=False, map_location=torch_device)
+    checkpoint = torch.load(checkpoint_path, weights_only=False, map_location=torch_device) \
+        if checkpoint_path.exists() else None
+    if checkpoint is not None and checkpoint.get("spec") != spec.to_dict():
+        # the directory is named by the run key, which leaves out problem options (epochs, subsets)
+        log(f"{spec.key}: ignoring a checkpoint of another configuration")
+        checkpoint = None
+    if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         batch_order.set_state(checkpoint["batch_order"])
@@ -222,7 +234,7 @@ def train_run(spec: RunSpec, out_dir: Path, device: str = "auto", deterministic:
             status = "diverged"
             log(f"{spec.key}: non-finite metrics at {unit} {epoch}, stopped as diverged")
             break
-        save_checkpoint(checkpoint_path, model, optimizer, batch_order, torch_device, records, train_time, epoch)
+        save_checkpoint(checkpoint_path, spec, model, optimizer, batch_order, torch_device, records, train_time, epoch)
         write_records(out_dir / "metrics.csv", records, unit)
         log(progress_line(spec, unit, epoch, problem.epochs, row))
         if STOP_REQUESTED.is_set():
@@ -241,6 +253,7 @@ def train_run(spec: RunSpec, out_dir: Path, device: str = "auto", deterministic:
         "epochs_planned": problem.epochs,
         "final": records[-1] if records else {},
         "headline": {"metric": metric, "mode": mode},
+        "selection": {"metric": selection_metric, "mode": selection_mode},
         "best": best_of(records, metric, mode, unit),
         "best_selection": best_of(records, selection_metric, selection_mode, unit),
         "train_time_s": train_time,
@@ -256,8 +269,10 @@ def train_run(spec: RunSpec, out_dir: Path, device: str = "auto", deterministic:
     return summary
 
 
-def save_checkpoint(path: Path, model, optimizer, batch_order, device, records, train_time, epoch) -> None:
+def save_checkpoint(path: Path, spec: RunSpec, model, optimizer, batch_order, device, records, train_time,
+                    epoch) -> None:
     checkpoint = {
+        "spec": spec.to_dict(),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "batch_order": batch_order.get_state(),

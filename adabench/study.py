@@ -88,3 +88,22 @@ def run_dir(spec: RunSpec, root: str | Path = RUNS_DIR) -> Path:
 
 def shard_device(config: dict, problem: str) -> str:
     return config["problems"][problem].get("device", config.get("device", "auto"))
+
+
+def tuned_jobs(config: dict) -> dict[str, tuple[str, str, list[int]]]:
+    """The reruns of each tuned setting with the study's seeds: job id -> (problem, optimizer, seeds).
+
+    Which learning rate they use is data (results/tuning/selection.csv), so the jobs are known before it is.
+    """
+    tuning = config.get("tuning")
+    if not tuning:
+        return {}
+    jobs = {}
+    for problem in tuning["problems"]:
+        seeds = problem_seeds(config, problem)
+        for optimizer in tuning["optimizers"]:
+            if config["problems"][problem].get("group_runs", False):
+                jobs[f"{problem}/{optimizer}"] = (problem, optimizer, seeds)
+            else:
+                jobs.update({f"{problem}/{optimizer}/seed={seed}": (problem, optimizer, [seed]) for seed in seeds})
+    return jobs

@@ -163,3 +163,31 @@ class MLflowTracker:
 
 def tracking_uri_from_env(default: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default
+
+
+def grid_runs_from_mlflow(tracking_uri: str, experiment: str, keys: list[str]):
+    """The tuning grid's runs as MLflow holds them (params, status tag and the last logged value of each
+    metric), in the columns ``analysis.tuning.select`` reads: an independent path to the same choice."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from .problems import PROBLEMS
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    wanted = set(keys)
+    rows = []
+    for run in client.search_runs([experiment_id], max_results=50_000):
+        key = run.data.tags.get(RUN_KEY_TAG)
+        if key not in wanted:
+            continue
+        params = run.data.params
+        metric, mode = PROBLEMS.get(params["problem"]).selection
+        rows.append({"problem": params["problem"], "optimizer": params["optimizer"], "lr": float(params["hp.lr"]),
+                     "seed": int(params["seed"]), "status": run.data.tags.get("status"), "in_grid": True,
+                     "selection_metric": metric, "selection_mode": mode,
+                     f"final_{metric}": run.data.metrics.get(metric)})
+    missing = wanted - {RunSpec(r["problem"], r["optimizer"], {"lr": r["lr"]}, r["seed"]).key for r in rows}
+    if missing:
+        raise RuntimeError(f"{len(missing)} grid runs are not in MLflow, e.g. {sorted(missing)[:3]}")
+    return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Snakemake rule `figure`: draw one figure of adabench.analysis.figures by name."""
+"""Snakemake rule `figure`: draw one figure of adabench.analysis.figures by name, from its tables."""
 import pandas as pd
 import seaborn as sns
 
@@ -10,5 +10,5 @@ log = LogFile(sm.log[0])
 sns.set_theme(style=sm.params.style)
 tables = {name: pd.read_csv(path) for name, path in sm.input.items()}
 draw = getattr(figures, sm.wildcards.figure)
-draw(*tables.values(), outputs=[sm.output.png, sm.output.pdf], dpi=sm.params.dpi)
+draw(**tables, outputs=[sm.output.png, sm.output.pdf], dpi=sm.params.dpi)
 log(f"drew {sm.output.png} and {sm.output.pdf}")

@@ -31,6 +31,9 @@
 #                               interval (180 s), or a finished job is never seen to finish [300]
 #   ADABENCH_SLURM_SELECT_PARAMS SelectTypeParameters [CR_Core_Memory]
 #   ADABENCH_SLURM_REAL_MEMORY  RealMemory of the node in MB [from `slurmd -C`]
+#   ADABENCH_SLURM_CPUS         CPUs the node advertises [from `slurmd -C`]; more than the machine
+#                               has lets that many 1-CPU jobs run at once (they share the real
+#                               cores; sets SlurmdParameters=config_overrides, one core per CPU)
 #   ADABENCH_SLURM_CLUSTER      ClusterName [adabench]
 #   ADABENCH_SLURM_CTLD_PORT / ADABENCH_SLURM_SLURMD_PORT  ports [6817 / 6818]
 #   ADABENCH_SLURM_TIMEOUT      seconds `up` waits for the node to become idle [60]
@@ -46,6 +49,7 @@ GPUS=${ADABENCH_SLURM_GPUS:-1}
 MIN_JOB_AGE=${ADABENCH_SLURM_MIN_JOB_AGE:-300}
 SELECT_PARAMS=${ADABENCH_SLURM_SELECT_PARAMS:-CR_Core_Memory}
 REAL_MEMORY=${ADABENCH_SLURM_REAL_MEMORY:-}
+CPUS=${ADABENCH_SLURM_CPUS:-}
 CLUSTER=${ADABENCH_SLURM_CLUSTER:-adabench}
 CTLD_PORT=${ADABENCH_SLURM_CTLD_PORT:-6817}
 SLURMD_PORT=${ADABENCH_SLURM_SLURMD_PORT:-6818}
@@ -230,7 +234,7 @@ stop_munge() {
 # --------------------------------------------------------------- config ----
 write_config() {
     mkdir -p "$ETC_DIR" "$LOG_DIR" "$RUN_DIR" "$STATE_DIR" "$SPOOL_DIR"
-    local nodeline host gres_node=""
+    local nodeline host gres_node="" overrides=""
     # first line of `slurmd -C`: NodeName=... CPUs=... Boards=... RealMemory=...
     nodeline=$(slurmd -C | head -n1)
     [[ $nodeline == NodeName=* ]] || die "unexpected 'slurmd -C' output: $nodeline"
@@ -238,6 +242,15 @@ write_config() {
     nodeline=$(sed -E "s/^NodeName=[^ ]+/NodeName=$host/" <<<"$nodeline")
     if [[ -n $REAL_MEMORY ]]; then
         nodeline=$(sed -E "s/RealMemory=[0-9]+/RealMemory=$REAL_MEMORY/" <<<"$nodeline")
+    fi
+    if [[ -n $CPUS ]]; then
+        [[ $CPUS =~ ^[1-9][0-9]*$ ]] || die "ADABENCH_SLURM_CPUS must be a positive integer, not '$CPUS'"
+        # one socket of CPUS single-thread cores; slurmd keeps these instead of the real
+        # hardware (without config_overrides it would drain the node as "Low socket*core*thread count")
+        nodeline=$(sed -E -e "s/ (CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=[0-9]+//g" \
+            -e "s/^(NodeName=[^ ]+)/\1 CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1/" \
+            <<<"$nodeline")
+        overrides=$'SlurmdParameters=config_overrides\n'
     fi
     ((GPUS > 0)) && gres_node=" Gres=gpu:$GPUS"
 
@@ -284,7 +297,7 @@ SlurmdLogFile=$SLURMD_LOG
 SlurmctldDebug=info
 SlurmdDebug=info
 GresTypes=gpu
-NodeName=${nodeline#NodeName=} NodeAddr=127.0.0.1$gres_node State=UNKNOWN
+${overrides}NodeName=${nodeline#NodeName=} NodeAddr=127.0.0.1$gres_node State=UNKNOWN
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     # pretend GPU(s): a File is mandatory (without it the node drains); jobs

@@ -46,12 +46,22 @@ def read_metrics():
     return read
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def start_train():
-    """Starts ``python -m adabench train ARGS --threads 1`` from the repository root; stderr is piped."""
+    """Starts ``python -m adabench train --threads 1 ARGS`` from the repository root, stderr piped.
+
+    A run still going when the test ends (one that failed part way) is killed.
+    """
+    started: list[subprocess.Popen] = []
 
     def start(*arguments: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "adabench", "train", "--threads", "1", *arguments],
-                                cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen([sys.executable, "-m", "adabench", "train", "--threads", "1", *arguments],
+                                   cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        return process
 
-    return start
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -15,20 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from adabench.study import shards, study_runs, tuning_grid_runs
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
-from workflow_helpers import REPO_ROOT, copy_workflow, quick_config, snakemake, write_config
+from workflow_helpers import REPO_ROOT, quick_config, snakemake, write_config
 
 TABLE_FILES = [f"results/tables/{name}.{ext}" for name in ("comparison", "seed_vs_pipeline") for ext in ("md", "tex", "csv")]
 FIGURE_NAMES = ["learning_curves", "quadratic_trajectories", "final_metric", "effective_lr", "sparse_features",
                 "gerschgorin"]
-
-
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    """The quick study run once, end to end, in a private copy of the workflow; then its report."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("quick"))
-    snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
-    snakemake(workdir, "--configfile", "config/quick.yaml", "--report", "report.html")
-    return workdir
 
 
 def test_default_study_dry_run_lists_every_training_job(tmp_path):

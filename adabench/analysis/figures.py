@@ -34,7 +34,7 @@ def save(figure: plt.Figure, outputs: list[str], dpi: int) -> None:
 
 
 def study_only(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame.role == "study"]
+    return frame[frame.in_study]
 
 
 def facet_grid(n: int, width: float = 4.5, height: float = 3.4):
@@ -176,5 +176,55 @@ def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0) -> N
                  title=f"{name}: condition number {condition_number(m):.1f}", xlabel="real axis")
         axis.legend(fontsize=8, loc="upper right")
     figure.suptitle("Gerschgorin discs and eigenvalues of a random SPD matrix, before and after diagonal preconditioning")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    """Final validation metric against the learning rate, a line per optimizer, band over the grid seeds,
+    the chosen point marked."""
+    problems = list(dict.fromkeys(sensitivity.problem))
+    figure, axes = facet_grid(len(problems))
+    for axis, problem in zip(axes, problems):
+        part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
+        palette = dict(zip(sorted(set(part.optimizer)), sns.color_palette(n_colors=part.optimizer.nunique())))
+        for optimizer, line in part.groupby("optimizer", sort=True):
+            axis.plot(line.lr, line["mean"], "-o", markersize=3, color=palette[optimizer], label=optimizer)
+            axis.fill_between(line.lr, line.low, line.high, color=palette[optimizer], alpha=0.15)
+            chosen = selection[(selection.problem == problem) & (selection.optimizer == optimizer)]
+            axis.plot(chosen.lr, chosen.validation_score, "*", markersize=13, color=palette[optimizer],
+                      markeredgecolor="black")
+        axis.set(title=problem, xscale="log", xlabel="learning rate", ylabel=f"final {part.metric.iloc[0]}")
+        if part["mode"].iloc[0] == "min":
+            axis.set_yscale("log")
+        axis.legend(fontsize=7)
+    figure.suptitle("Learning-rate sensitivity on the validation split (band: range over grid seeds; star: chosen)")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=profile, x="tau", y="fraction", hue="optimizer", drawstyle="steps-post", ax=axis)
+    axis.set(xscale="log", ylim=(-0.02, 1.02), xlabel="τ (multiple of the fastest optimizer's seconds to target)",
+             ylabel="fraction of problems solved within τ",
+             title="Performance profile over problems, tuned protocol")
+    figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+    problems = list(dict.fromkeys(times.problem))
+    figure, axes = facet_grid(max(1, len(problems)), width=5.5)
+    for axis, problem in zip(axes, problems):
+        part = times[times.problem == problem].replace([np.inf], np.nan)
+        sns.barplot(data=part, y="label", x="median_seconds", hue="protocol", ax=axis)
+        for container in axis.containers:
+            axis.bar_label(container, fmt="%.1f", fontsize=6)
+        axis.set(title=f"{problem}: {part.metric.iloc[0]} ≥ {part.target.iloc[0]:g}" if part.metric.iloc[0] != "train_mse"
+                 else f"{problem}: {part.metric.iloc[0]} ≤ {part.target.iloc[0]:g}",
+                 xlabel="median seconds to target (missing: not reached)", ylabel="")
+        axis.legend(fontsize=7)
+    figure.suptitle("Time to target, seed protocol and tuned protocol")
     figure.tight_layout()
     save(figure, outputs, dpi)

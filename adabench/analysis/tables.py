@@ -24,7 +24,7 @@ def fmt(value, digits: int = 4) -> str:
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per problem, optimizer and setting: the final headline metric over seeds (mean, std, 95% CIs),
     best epoch, training time and how many seeds diverged."""
-    study = runs[runs.role == "study"]
+    study = runs[runs.in_study]
     stats = summarize(study, "final_headline", ["problem", "optimizer", "setting"])
     extra = study.groupby(["problem", "optimizer", "setting"], sort=False).agg(
         metric=("headline_metric", "first"),
@@ -50,7 +50,7 @@ def seed_comparison_table(runs: pd.DataFrame, seed_reference: list[dict]) -> pd.
     for reference in seed_reference:
         setting = RunSpec(reference["problem"], reference["optimizer"], reference["hyperparameters"], 0).setting
         matching = runs[(runs.problem == reference["problem"]) & (runs.optimizer == reference["optimizer"])
-                        & (runs.setting == setting) & (runs.role == "study")]
+                        & (runs.setting == setting) & runs.in_study]
         for metric, printed in reference["printed"].items():
             column = f"final_{metric}"
             values = matching[column] if column in matching else pd.Series(dtype=float)
@@ -108,6 +108,11 @@ def display_seed_comparison(table: pd.DataFrame) -> pd.DataFrame:
         "seeds": table.n,
         "seed value in CI": table.in_ci,
     })
+
+
+def rounded(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown in Markdown and LaTeX: floats rounded for reading."""
+    return table.apply(lambda column: column.map(fmt) if column.dtype.kind == "f" else column)
 
 
 def write_table(table: pd.DataFrame, shown: pd.DataFrame, stem: Path) -> None:

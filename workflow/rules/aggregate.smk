@@ -3,13 +3,14 @@
 
 rule aggregate:
     input:
-        expand(shard_marker("{shard}"), shard=list(SHARDS)),
+        markers=expand(shard_marker("{shard}"), shard=list(SHARDS)),
+        tuned=TUNED_MARKERS,
     output:
         runs="results/tables/runs.csv",
         curves="results/tables/curves.csv.gz",
     params:
-        run_dirs=[str(run_dir(spec)) for spec in RUNS],
-        study_keys=[spec.key for spec in study_runs(config)],
+        study_keys=[spec.key for spec in STUDY_RUNS],
+        grid_keys=[spec.key for spec in GRID_RUNS],
     conda:
         "../../environment.yml"
     log:
@@ -40,3 +41,35 @@ rule tables:
         "results/logs/tables.log",
     script:
         "../../scripts/tables.py"
+
+
+rule protocol_tables:
+    input:
+        runs=rules.aggregate.output.runs,
+        curves=rules.aggregate.output.curves,
+    output:
+        protocols=[
+            report("results/tables/protocols.csv", caption="../report/protocols.rst", category="Tuning"),
+            "results/tables/protocols.md",
+            "results/tables/protocols.tex",
+        ],
+        paired=[
+            report("results/tables/paired_tests.csv", caption="../report/paired_tests.rst", category="Tuning"),
+            "results/tables/paired_tests.md",
+            "results/tables/paired_tests.tex",
+        ],
+        times=[
+            report("results/tables/time_to_target.csv", caption="../report/time_to_target_table.rst", category="Tuning"),
+            "results/tables/time_to_target.md",
+            "results/tables/time_to_target.tex",
+        ],
+        profile="results/tables/performance_profile.csv",
+    params:
+        tuned_problems=TUNING["problems"] if TUNING else [],
+        targets=TUNING.get("targets", {}) if TUNING else {},
+    conda:
+        "../../environment.yml"
+    log:
+        "results/logs/protocol_tables.log",
+    script:
+        "../../scripts/protocol_tables.py"

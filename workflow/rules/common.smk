@@ -7,7 +7,17 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # adabench, also when the package is not installed
 
 from adabench.config import ConfigError, validate_config
-from adabench.study import FASHION_MNIST_FILE, run_dir, shard_device, shards, study_runs, tuning_grid_runs
+from adabench.study import (
+    FASHION_MNIST_FILE,
+    problem_settings,
+    run_dir,
+    shard_device,
+    shard_id,
+    shards,
+    study_runs,
+    tuned_jobs,
+    tuning_grid_runs,
+)
 from adabench.tracking import sqlite_uri
 
 try:
@@ -15,8 +25,13 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-RUNS = study_runs(config) + tuning_grid_runs(config)
+STUDY_RUNS = study_runs(config)
+GRID_RUNS = tuning_grid_runs(config)
+RUNS = STUDY_RUNS + GRID_RUNS
 SHARDS = shards(config, RUNS)
+GRID_MARKERS = sorted({f"results/shards/{shard_id(config, spec)}.json" for spec in GRID_RUNS})
+TUNED_JOBS = tuned_jobs(config)
+TUNED_MARKERS = [f"results/tuned/{job}.json" for job in TUNED_JOBS]
 
 # MLflow: MLFLOW_TRACKING_URI (a shared server on a cluster) wins over the config; default a SQLite file
 TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or config["mlflow"].get("tracking_uri") or sqlite_uri(
@@ -38,31 +53,36 @@ TRAINING_SOURCES = sorted(
 PROBLEMS = list(config["problems"])
 FIGURE_SETTINGS = config.get("figures", {})
 
-TABLES = expand(
-    "results/tables/{table}.{ext}", table=["comparison", "seed_vs_pipeline"], ext=["md", "tex", "csv"]
-)
-FIGURE_NAMES = [
-    "learning_curves",
-    "quadratic_trajectories",
-    "final_metric",
-    "effective_lr",
-    "sparse_features",
-    "gerschgorin",
-]
-FIGURES = expand("results/figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
+TUNING = config.get("tuning")
+TABLE_NAMES = ["comparison", "seed_vs_pipeline"] + (["protocols", "paired_tests", "time_to_target"] if TUNING else [])
+TABLES = expand("results/tables/{table}.{ext}", table=TABLE_NAMES, ext=["md", "tex", "csv"])
+if TUNING:
+    TABLES.append("results/tuning/selection_check.json")
 
+# figure -> the tables it is drawn from
 FIGURE_INPUTS = {
-    "learning_curves": ["curves"],
-    "quadratic_trajectories": ["curves"],
-    "final_metric": ["runs"],
-    "effective_lr": ["curves"],
-    "sparse_features": ["runs"],
-    "gerschgorin": [],
+    "learning_curves": {"curves": "results/tables/curves.csv.gz"},
+    "quadratic_trajectories": {"curves": "results/tables/curves.csv.gz"},
+    "final_metric": {"runs": "results/tables/runs.csv"},
+    "effective_lr": {"curves": "results/tables/curves.csv.gz"},
+    "sparse_features": {"runs": "results/tables/runs.csv"},
+    "gerschgorin": {},
 }
+if TUNING:
+    FIGURE_INPUTS.update(
+        lr_sensitivity={
+            "sensitivity": "results/tuning/lr_sensitivity.csv",
+            "selection": "results/tuning/selection.csv",
+        },
+        performance_profile={"profile": "results/tables/performance_profile.csv"},
+        time_to_target={"times": "results/tables/time_to_target.csv"},
+    )
+FIGURE_NAMES = list(FIGURE_INPUTS)
+FIGURES = expand("results/figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
 
 
 def figure_inputs(wildcards):
-    return {name: rules.aggregate.output[name] for name in FIGURE_INPUTS[wildcards.figure]}
+    return FIGURE_INPUTS[wildcards.figure]
 
 
 def shard_marker(shard):
@@ -77,11 +97,19 @@ def shard_problem(wildcards):
     return SHARDS[wildcards.shard][0].problem
 
 
-def shard_inputs(wildcards):
+def training_inputs(problems):
     inputs = {"store": "results/mlflow/experiment.json", "sources": TRAINING_SOURCES}
-    if any("data_file" in spec.problem_options for spec in SHARDS[wildcards.shard]):
+    if any("data_file" in problem_settings(config, problem) for problem in problems):
         inputs["data"] = FASHION_MNIST_FILE
     return inputs
+
+
+def shard_inputs(wildcards):
+    return training_inputs({spec.problem for spec in SHARDS[wildcards.shard]})
+
+
+def tuned_inputs(wildcards):
+    return {**training_inputs([TUNED_JOBS[wildcards.tuned][0]]), "selection": "results/tuning/selection.csv"}
 
 
 def shard_gpus(wildcards):

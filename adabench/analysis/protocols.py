@@ -1,0 +1,88 @@
+"""Seed protocol against tuned protocol: side-by-side results, paired tests, time to target, profiles."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .stats import area_under_curve, paired_comparisons, performance_profile, summarize, time_to_target
+
+PROTOCOLS = {"seed protocol": "in_study", "tuned protocol": "in_tuned"}
+REFERENCE_OPTIMIZER = "adagrad"
+
+
+def protocol_runs(runs: pd.DataFrame, tuned_problems: list[str]) -> pd.DataFrame:
+    """The runs of each protocol on the tuned problems, labelled. Under the seed protocol an optimizer with
+    several configured settings appears once per setting."""
+    parts = []
+    for protocol, column in PROTOCOLS.items():
+        part = runs[runs[column] & runs.problem.isin(tuned_problems)].copy()
+        several = part.groupby(["problem", "optimizer"]).setting.transform("nunique") > 1
+        part["label"] = part.optimizer.where(~several, part.optimizer + " (" + part.setting + ")")
+        part["protocol"] = protocol
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def protocol_table(runs: pd.DataFrame, tuned_problems: list[str]) -> pd.DataFrame:
+    """Final headline metric per problem and optimizer under each protocol, with its rank, side by side."""
+    labelled = protocol_runs(runs, tuned_problems)
+    stats = summarize(labelled, "final_headline", ["problem", "protocol", "optimizer", "label"])
+    settings = labelled.groupby(["problem", "protocol", "label"]).agg(
+        setting=("setting", "first"), mode=("headline_mode", "first"), metric=("headline_metric", "first"),
+        diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index()
+    table = stats.merge(settings, on=["problem", "protocol", "label"])
+    sign = np.where(table["mode"] == "max", -1, 1)
+    table["rank"] = (table.assign(key=sign * table["mean"]).groupby(["problem", "protocol"]).key
+                     .rank(method="min").astype(int))
+    return table.sort_values(["problem", "protocol", "rank"]).reset_index(drop=True)
+
+
+def paired_table(runs: pd.DataFrame, tuned_problems: list[str], method: str = "wilcoxon") -> pd.DataFrame:
+    """Each optimizer against AdaGrad on the same seeds (same initial weights and batch order), per problem
+    and protocol, with Holm-corrected p-values within each problem and protocol."""
+    labelled = protocol_runs(runs, tuned_problems)
+    tables = []
+    for (problem, protocol), part in labelled.groupby(["problem", "protocol"], sort=True):
+        labels = set(part.label)
+        reference = REFERENCE_OPTIMIZER if REFERENCE_OPTIMIZER in labels else None
+        if len(labels) < 2:
+            continue
+        result = paired_comparisons(part, value="final_headline", by="label", pair_on="seed", reference=reference,
+                                    method=method)
+        result.insert(0, "protocol", protocol)
+        result.insert(0, "problem", problem)
+        result.insert(2, "metric", part.headline_metric.iloc[0])
+        tables.append(result)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def time_to_target_table(runs: pd.DataFrame, curves: pd.DataFrame, targets: dict[str, float],
+                         tuned_problems: list[str]) -> pd.DataFrame:
+    """Per problem with a target, protocol and optimizer: how many seeds reach the target (of the headline
+    metric), the median epochs and seconds they take, and the normalised area under the validation curve."""
+    labelled = protocol_runs(runs, [p for p in tuned_problems if p in targets])
+    rows = []
+    for (problem, protocol), part in labelled.groupby(["problem", "protocol"], sort=True):
+        metric, mode = part.headline_metric.iloc[0], part.headline_mode.iloc[0]
+        selection = part.selection_metric.iloc[0]
+        run_curves = curves[curves.run_key.isin(part.run_key)]
+        reached = time_to_target(run_curves, metric, targets[problem], mode=mode)
+        area = area_under_curve(run_curves, selection)
+        merged = part.set_index("run_key").join(reached).join(area)
+        for label, group in merged.groupby("label", sort=True):
+            rows.append({"problem": problem, "protocol": protocol, "optimizer": group.optimizer.iloc[0],
+                         "label": label, "metric": metric, "target": targets[problem],
+                         "seeds": len(group), "reached": int(group.reached.sum()),
+                         "median_epochs": float(np.median(group.epochs_to_target)),
+                         "median_seconds": float(np.median(group.seconds_to_target)),
+                         "validation_auc_metric": selection,
+                         "validation_auc": float(group[f"{selection}_auc"].mean())})
+    return pd.DataFrame(rows)
+
+
+def profile(time_table: pd.DataFrame, taus: np.ndarray | None = None) -> pd.DataFrame:
+    """Performance profile of the tuned protocol over problems: cost = median seconds to target."""
+    tuned = time_table[time_table.protocol == "tuned protocol"]
+    costs = tuned.pivot_table(index="problem", columns="optimizer", values="median_seconds", aggfunc="first")
+    taus = np.geomspace(1, 100, 60) if taus is None else taus
+    return performance_profile(costs, taus)

@@ -1,0 +1,60 @@
+"""The tuning protocol: choose each optimizer's learning rate on the validation split, never on test.
+
+Each grid point is scored by the final value of the problem's selection metric (validation accuracy for
+the classifiers, the training objective for the problems that have no held-out data), averaged over the
+grid seeds; a diverged seed scores as the worst possible value.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+SENSITIVITY_KEYS = ["problem", "optimizer", "lr"]
+
+
+def grid_scores(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid run with its ``score``: the final selection metric, worst-case if it diverged."""
+    grid = runs[runs.in_grid].copy()
+    grid["score"] = [
+        row[f"final_{row.selection_metric}"] if f"final_{row.selection_metric}" in row else math.nan
+        for _, row in grid.iterrows()
+    ]
+    worst = grid.selection_mode.map({"max": -math.inf, "min": math.inf})
+    unusable = grid.score.isna() | (grid.status == "diverged")
+    grid.loc[unusable, "score"] = worst[unusable]
+    return grid[["problem", "optimizer", "lr", "seed", "status", "selection_metric", "selection_mode", "score"]]
+
+
+def lr_sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per problem, optimizer and grid learning rate: the score's mean and spread over the grid seeds."""
+    scores = grid_scores(runs)
+    table = scores.groupby(SENSITIVITY_KEYS, sort=True).agg(
+        metric=("selection_metric", "first"), mode=("selection_mode", "first"), mean=("score", "mean"),
+        low=("score", "min"), high=("score", "max"), seeds=("seed", "nunique"),
+        diverged=("status", lambda s: int((s == "diverged").sum())),
+    ).reset_index()
+    return table
+
+
+def select(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and optimizer, the grid learning rate with the best mean validation score
+    (ties go to the smaller learning rate)."""
+    table = lr_sensitivity(runs)
+    chosen = []
+    for (problem, optimizer), part in table.groupby(["problem", "optimizer"], sort=True):
+        ranked = part.sort_values("lr")
+        best = ranked["mean"].idxmax() if ranked["mode"].iloc[0] == "max" else ranked["mean"].idxmin()
+        row = ranked.loc[best]
+        chosen.append({"problem": problem, "optimizer": optimizer, "lr": row.lr, "metric": row.metric,
+                       "mode": row["mode"], "validation_score": row["mean"], "grid_points": len(ranked),
+                       "grid_seeds": int(row.seeds)})
+    return pd.DataFrame(chosen, columns=["problem", "optimizer", "lr", "metric", "mode", "validation_score",
+                                         "grid_points", "grid_seeds"])
+
+
+def chosen_lr(selection: pd.DataFrame, problem: str, optimizer: str) -> float:
+    match = selection[(selection.problem == problem) & (selection.optimizer == optimizer)]
+    if len(match) != 1:
+        raise KeyError(f"the selection has no single tuned setting for {problem}/{optimizer}")
+    return float(match.lr.iloc[0])

@@ -1,0 +1,21 @@
+"""Snakemake rule `check_selection`: recompute the tuned choice from the validation metrics logged in
+MLflow and fail unless it matches the one the workflow made (a guard against choosing on test)."""
+import json
+
+import pandas as pd
+
+from adabench.analysis.tuning import select
+from adabench.pipeline import LogFile
+from adabench.tracking import grid_runs_from_mlflow
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+log = LogFile(sm.log[0])
+made = pd.read_csv(sm.input.selection)
+recomputed = select(grid_runs_from_mlflow(sm.params.tracking_uri, sm.params.experiment, sm.params.grid_keys))
+merged = made.merge(recomputed, on=["problem", "optimizer"], suffixes=("", "_mlflow"), how="outer")
+mismatch = merged[merged.lr != merged.lr_mlflow]
+if len(mismatch):
+    raise SystemExit(f"the tuned selection differs from the one recomputed from MLflow:\n{mismatch.to_string()}")
+log(f"selection of {len(made)} settings recomputed from MLflow's validation metrics: identical")
+with open(sm.output[0], "w") as out:
+    json.dump({"settings": len(made), "identical": True}, out)

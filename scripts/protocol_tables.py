@@ -1,0 +1,23 @@
+"""Snakemake rule `protocol_tables`: seed vs tuned protocol, paired tests, time to target, profile data."""
+from pathlib import Path
+
+import pandas as pd
+
+from adabench.analysis.protocols import paired_table, profile, protocol_table, time_to_target_table
+from adabench.analysis.tables import rounded, write_table
+from adabench.pipeline import LogFile
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+log = LogFile(sm.log[0])
+runs = pd.read_csv(sm.input.runs)
+curves = pd.read_csv(sm.input.curves)
+problems = list(sm.params.tuned_problems)
+tables = {
+    "protocols": protocol_table(runs, problems),
+    "paired": paired_table(runs, problems),
+    "times": time_to_target_table(runs, curves, dict(sm.params.targets), problems),
+}
+for name, table in tables.items():
+    write_table(table, rounded(table), Path(sm.output[name][0]).with_suffix(""))
+    log(f"{name}: {len(table)} rows")
+profile(tables["times"]).to_csv(sm.output.profile, index=False)

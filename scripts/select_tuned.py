@@ -1,0 +1,13 @@
+"""Snakemake rule `select_tuned`: each optimizer's learning rate, chosen on validation metrics only."""
+from adabench.analysis.aggregate import gather
+from adabench.analysis.tuning import lr_sensitivity, select
+from adabench.pipeline import LogFile
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+log = LogFile(sm.log[0])
+runs, _ = gather({directory: {"grid"} for directory in sm.params.grid_dirs})
+selection = select(runs)
+selection.to_csv(sm.output.selection, index=False)
+lr_sensitivity(runs).to_csv(sm.output.sensitivity, index=False)
+for row in selection.itertuples():
+    log(f"{row.problem}/{row.optimizer}: lr {row.lr} ({row.metric} {row.validation_score:.4g})")
