@@ -48,6 +48,8 @@ def read_idx(raw: bytes) -> np.ndarray:
     if type_code not in IDX_DTYPES:
         raise ValueError(f"not an IDX file: unknown element type 0x{type_code:02x}")
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"IDX header truncated: {ndim} dimensions need {header} bytes, found {len(raw)}")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(IDX_DTYPES[type_code])
     expected = int(np.prod(shape)) * dtype.itemsize

@@ -13,13 +13,15 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from adabench.study import shards, study_runs, tuning_grid_runs
+from adabench.run import RunSpec
+from adabench.study import problem_settings, shards, study_runs, tuned_jobs, tuning_grid_runs
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 from workflow_helpers import REPO_ROOT, quick_config, snakemake, write_config
 
-TABLE_FILES = [f"results/tables/{name}.{ext}" for name in ("comparison", "seed_vs_pipeline") for ext in ("md", "tex", "csv")]
+TABLE_FILES = [f"results/tables/{name}.{ext}" for name in ("comparison", "seed_vs_pipeline", "protocols",
+                                                             "paired_tests", "time_to_target") for ext in ("md", "tex", "csv")]
 FIGURE_NAMES = ["learning_curves", "quadratic_trajectories", "final_metric", "effective_lr", "sparse_features",
-                "gerschgorin"]
+                "gerschgorin", "lr_sensitivity", "performance_profile", "time_to_target"]
 
 
 def test_default_study_dry_run_lists_every_training_job(tmp_path):
@@ -33,6 +35,7 @@ def test_default_study_dry_run_lists_every_training_job(tmp_path):
     assert "results/shards/quadratic/adagrad" in listed
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert int(stats["train"]) == len(expected)
+    assert int(stats["train_tuned"]) == len(tuned_jobs(config)) == 4 * 8 * 5 + 2 * 8  # LeNets per seed, others grouped
     assert int(stats["fetch_fashion_mnist"]) == 4
 
 
@@ -50,7 +53,8 @@ def test_quick_study_builds_every_table_figure_and_the_report(quick):
 
     config = quick_config()
     runs = pd.read_csv(quick / "results/tables/runs.csv")
-    assert sorted(runs.run_key) == sorted(spec.key for spec in study_runs(config))
+    assert sorted(runs.run_key) == sorted(all_run_keys(quick, config))
+    assert sorted(runs[runs.in_study].run_key) == sorted(spec.key for spec in study_runs(config))
     assert set(runs.status) == {"finished"}
     comparison = pd.read_csv(quick / "results/tables/comparison.csv")
     assert set(comparison.problem) == set(config["problems"])
@@ -67,8 +71,8 @@ def test_quick_study_logs_one_mlflow_run_per_training_run(quick):
     experiment = client.get_experiment_by_name(config["mlflow"]["experiment"])
     mlflow_runs = client.search_runs([experiment.experiment_id], max_results=1000)
     keys = [run.data.tags[RUN_KEY_TAG] for run in mlflow_runs]
+    assert sorted(keys) == sorted(all_run_keys(quick, config))
     expected = study_runs(config)
-    assert sorted(keys) == sorted(spec.key for spec in expected)
 
     by_key = {run.data.tags[RUN_KEY_TAG]: run for run in mlflow_runs}
     lenet = next(spec for spec in expected if spec.problem == "lenet_relu_fmnist")
@@ -88,6 +92,40 @@ def test_quick_study_logs_one_mlflow_run_per_training_run(quick):
     assert steps == list(range(21))  # the start point, then each of the 20 steps, each once
 
 
+def tuned_runs(workdir, config) -> list[RunSpec]:
+    selection = pd.read_csv(workdir / "results/tuning/selection.csv")
+    return [RunSpec(row.problem, row.optimizer, {"lr": row.lr}, seed, problem_settings(config, row.problem))
+            for row in selection.itertuples() for seed in config["seeds"]]
+
+
+def all_run_keys(workdir, config) -> set[str]:
+    """Every run the quick study makes: its own, the tuning grid's and the tuned reruns (shared runs once)."""
+    return {spec.key for spec in study_runs(config) + tuning_grid_runs(config) + tuned_runs(workdir, config)}
+
+
+def test_tuned_choice_uses_validation_only_and_matches_an_independent_recomputation(quick):
+    config = quick_config()
+    selection = pd.read_csv(quick / "results/tuning/selection.csv")
+    assert json.loads((quick / "results/tuning/selection_check.json").read_text())["identical"] is True
+    # recomputed here from the grid runs' own records, by a different path: mean final val_acc per grid lr
+    for row in selection.itertuples():
+        means = {}
+        for lr in sorted({spec.hyperparameters["lr"] for spec in tuning_grid_runs(config)}):
+            finals = [pd.read_csv(quick / "results/runs" / RunSpec(row.problem, row.optimizer, {"lr": lr}, seed).key
+                                  / "metrics.csv").val_acc.iloc[-1]
+                      for seed in config["tuning"]["grid_seeds"]]
+            means[lr] = sum(finals) / len(finals)
+        assert row.lr == max(sorted(means), key=lambda lr: means[lr])
+    # the tuned reruns use the chosen learning rate with the study's seeds, paired with the other optimizers
+    runs = pd.read_csv(quick / "results/tables/runs.csv")
+    tuned = runs[runs.in_tuned]
+    assert sorted(tuned.run_key) == sorted(spec.key for spec in tuned_runs(quick, config))
+    protocols = pd.read_csv(quick / "results/tables/protocols.csv")
+    assert set(protocols.protocol) == {"seed protocol", "tuned protocol"}
+    paired = pd.read_csv(quick / "results/tables/paired_tests.csv")
+    assert set(paired.optimizer_b) == {"adagrad"} and paired.p_holm.between(0, 1).all()
+
+
 def test_editing_training_code_reruns_training_and_figure_settings_do_not(quick):
     assert "Nothing to be done" in snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
 
@@ -104,7 +142,7 @@ def test_editing_training_code_reruns_training_and_figure_settings_do_not(quick)
         source.write_text(source.read_text() + "\n# an edit\n")
         plan = snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
         trains = int(re.search(r"^train\s+(\d+)$", plan, flags=re.M).group(1))
-        assert trains == len(shards(config, study_runs(config)))
+        assert trains == len(shards(config, study_runs(config) + tuning_grid_runs(config)))
     finally:
         source.write_text(source.read_text().removesuffix("\n# an edit\n"))
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -1,0 +1,64 @@
+"""The tuning protocol's choice: on validation only, worst case for diverged runs, ties to the smaller lr."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from adabench.analysis.tuning import chosen_lr, lr_sensitivity, select
+from adabench.study import lr_grid, tuned_jobs, tuning_grid_runs
+
+
+def grid(rows: list[tuple]) -> pd.DataFrame:
+    """Grid runs as aggregate.gather writes them: (optimizer, lr, seed, val_acc, test_acc, status)."""
+    return pd.DataFrame([
+        {"problem": "p", "optimizer": optimizer, "lr": lr, "seed": seed, "status": status, "in_grid": True,
+         "selection_metric": "val_acc", "selection_mode": "max", "final_val_acc": val, "final_test_acc": test}
+        for optimizer, lr, seed, val, test, status in rows
+    ])
+
+
+def test_selection_follows_validation_and_ignores_test():
+    runs = grid([
+        ("adam", 0.01, 0, 0.80, 0.99, "finished"), ("adam", 0.01, 1, 0.82, 0.99, "finished"),
+        ("adam", 0.1, 0, 0.85, 0.10, "finished"), ("adam", 0.1, 1, 0.86, 0.10, "finished"),
+    ])
+    assert chosen_lr(select(runs), "p", "adam") == 0.1
+    # planting any test accuracy changes nothing: the choice never reads it
+    runs["final_test_acc"] = [0.0, 0.0, 1.0, 1.0][::-1]
+    assert chosen_lr(select(runs), "p", "adam") == 0.1
+
+
+def test_a_diverged_seed_makes_its_grid_point_the_worst_and_ties_go_to_the_smaller_lr():
+    runs = grid([
+        ("sgd", 0.1, 0, 0.90, 0.9, "finished"), ("sgd", 0.1, 1, math.nan, math.nan, "diverged"),
+        ("sgd", 0.01, 0, 0.70, 0.7, "finished"), ("sgd", 0.01, 1, 0.70, 0.7, "finished"),
+        ("sgd", 0.001, 0, 0.70, 0.7, "finished"), ("sgd", 0.001, 1, 0.70, 0.7, "finished"),
+    ])
+    assert chosen_lr(select(runs), "p", "sgd") == 0.001
+    table = lr_sensitivity(runs).set_index("lr")
+    assert table.loc[0.1, "diverged"] == 1 and table.loc[0.1, "mean"] == -math.inf
+
+
+def test_minimised_selection_metrics_pick_the_smallest_mean():
+    runs = pd.DataFrame([
+        {"problem": "linreg", "optimizer": "adam", "lr": lr, "seed": seed, "status": "finished", "in_grid": True,
+         "selection_metric": "train_mse", "selection_mode": "min", "final_train_mse": mse}
+        for lr, seed, mse in [(0.1, 0, 1e-3), (0.1, 1, 2e-3), (1.0, 0, 1e-5), (1.0, 1, 3e-5)]
+    ])
+    assert chosen_lr(select(runs), "linreg", "adam") == 1.0
+
+
+def test_grid_and_tuned_jobs_of_a_config():
+    config = {"seeds": [0, 1, 2], "problems": {
+        "linreg": {"group_runs": True, "optimizers": {"adam": {"lr": 0.1}}},
+        "lenet_relu_fmnist": {"optimizers": {"adam": {"lr": 0.01}}}},
+        "tuning": {"problems": ["linreg", "lenet_relu_fmnist"], "optimizers": ["adam", "sgd"],
+                   "lr_grid": {"low": 1e-4, "high": 1.0, "points": 5}, "grid_seeds": [100, 101]}}
+    assert lr_grid(config["tuning"]) == [1e-4, 1e-3, 1e-2, 0.1, 1.0]
+    assert len(tuning_grid_runs(config)) == 2 * 2 * 5 * 2
+    jobs = tuned_jobs(config)
+    # grouped problems rerun all seeds in one job; the others one job per seed
+    assert jobs["linreg/adam"] == ("linreg", "adam", [0, 1, 2])
+    assert jobs["lenet_relu_fmnist/sgd/seed=2"] == ("lenet_relu_fmnist", "sgd", [2])
+    assert len(jobs) == 2 + 2 * 3
