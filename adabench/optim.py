@@ -51,8 +51,27 @@ def _step_count(state: dict) -> float:
     return float(step.item() if torch.is_tensor(step) else step)
 
 
+class CoordinateWiseOptimizer(StepSizeReporting, torch.optim.Optimizer):
+    """The step() of torch.optim: the closure, then ``_update`` for every parameter that has a gradient."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(group, p)
+        return loss
+
+    def _update(self, group: dict, p: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
 @OPTIMIZERS.register("adagrad")
-class AdaGrad(StepSizeReporting, torch.optim.Optimizer):
+class AdaGrad(CoordinateWiseOptimizer):
     """AdaGrad (Duchi et al. 2011; D2L 12.7): s += g*g; p -= lr * g / (sqrt(s) + eps).
 
     ``eps_inside_sqrt`` moves eps under the root, p -= lr * g / sqrt(s + eps), as the seed's
@@ -99,25 +118,15 @@ class AdaGrad(StepSizeReporting, torch.optim.Optimizer):
             return state["sum"].add(group["eps"]).sqrt_()
         return state["sum"].sqrt().add_(group["eps"])
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if group["weight_decay"] != 0:
-                    grad = grad.add(p, alpha=group["weight_decay"])
-                state = self._init_state(group, p)
-                state["step"] += 1
-                state["sum"].addcmul_(grad, grad, value=1)
-                clr = self._learning_rate(group, _step_count(state))
-                p.addcdiv_(grad, self._denominator(group, state), value=-clr)
-        return loss
+    def _update(self, group: dict, p: torch.Tensor) -> None:
+        grad = p.grad
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        state = self._init_state(group, p)
+        state["step"] += 1
+        state["sum"].addcmul_(grad, grad, value=1)
+        clr = self._learning_rate(group, _step_count(state))
+        p.addcdiv_(grad, self._denominator(group, state), value=-clr)
 
     def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
         return self._learning_rate(group, _step_count(state)) / self._denominator(group, state)
@@ -139,7 +148,7 @@ class AdaGradAveraged(AdaGrad):
 
 
 @OPTIMIZERS.register("sgd_sqrt_decay")
-class SGDSqrtDecay(StepSizeReporting, torch.optim.Optimizer):
+class SGDSqrtDecay(CoordinateWiseOptimizer):
     """SGD with one global rate lr / sqrt(t + c), t = updates already made: the seed's baseline (section 1)."""
 
     def __init__(self, params: Iterable, lr: float = 0.1, c: float = 1.0, momentum: float = 0.0):
@@ -149,28 +158,18 @@ class SGDSqrtDecay(StepSizeReporting, torch.optim.Optimizer):
             raise ValueError(f"c must be > 0, got {c}")
         super().__init__(params, dict(lr=lr, c=c, momentum=momentum))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    if group["momentum"]:
-                        state["momentum_buffer"] = torch.zeros_like(p)
-                rate = group["lr"] / math.sqrt(_step_count(state) + group["c"])
-                state["step"] += 1
-                direction = p.grad
-                if group["momentum"]:
-                    direction = state["momentum_buffer"].mul_(group["momentum"]).add_(p.grad)
-                p.add_(direction, alpha=-rate)
-        return loss
+    def _update(self, group: dict, p: torch.Tensor) -> None:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            if group["momentum"]:
+                state["momentum_buffer"] = torch.zeros_like(p)
+        rate = group["lr"] / math.sqrt(_step_count(state) + group["c"])
+        state["step"] += 1
+        direction = p.grad
+        if group["momentum"]:
+            direction = state["momentum_buffer"].mul_(group["momentum"]).add_(p.grad)
+        p.add_(direction, alpha=-rate)
 
     def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
         # the rate of the last update made (t - 1 updates had been made before it)

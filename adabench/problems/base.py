@@ -40,6 +40,25 @@ class Problem:
         return {}
 
 
+def minibatch_epoch(optimizer: torch.optim.Optimizer, generator: torch.Generator, n: int, batch_size: int,
+                    device: torch.device, batch_loss) -> torch.Tensor:
+    """One shuffled pass over n samples in minibatches; ``batch_loss(indices)`` gives a batch's mean loss.
+
+    Returns the epoch's mean training loss as a 0-d tensor left on the device: no synchronisation per batch.
+    The order is drawn on the CPU generator, so it is the same on every device.
+    """
+    order = torch.randperm(n, generator=generator).to(device)
+    total = torch.zeros((), device=device, dtype=torch.float64)
+    for start in range(0, n, batch_size):
+        batch = order[start:start + batch_size]
+        loss = batch_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.detach().double() * len(batch)
+    return total / n
+
+
 def problem_options(name: str) -> dict:
     """The options a problem accepts from the config, with their defaults."""
     return keyword_arguments(PROBLEMS.get(name), skip=("device",))

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import PROBLEMS, Problem, classification_metrics
+from .base import PROBLEMS, Problem, classification_metrics, minibatch_epoch
 
 EVAL_BATCH = 2048
 
@@ -65,21 +65,18 @@ class FashionMNISTLeNet(Problem):
 
     def train_epoch(self, model, optimizer, generator) -> dict:
         n = len(self.train_labels)
-        order = torch.randperm(n, generator=generator).to(self.device)
-        total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for start in range(0, n, self.batch_size):
-            batch = order[start:start + self.batch_size]
+
+        def batch_loss(batch):
+            nonlocal correct
             logits = model(to_pixels(self.train_images[batch]))
             labels = self.train_labels[batch]
-            loss = nn.functional.cross_entropy(logits, labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            # running means over the epoch's batches, as the seed prints them; kept on the device
-            total_loss += loss.detach().double() * len(batch)
+            # running accuracy over the epoch's batches, as the seed prints it; kept on the device
             correct += (logits.detach().argmax(dim=1) == labels).sum()
-        return {"train_loss": total_loss / n, "train_acc": correct / n}
+            return nn.functional.cross_entropy(logits, labels)
+
+        loss = minibatch_epoch(optimizer, generator, n, self.batch_size, self.device, batch_loss)
+        return {"train_loss": loss, "train_acc": correct / n}
 
     @torch.no_grad()
     def evaluate(self, model) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import PROBLEMS, Problem
+from .base import PROBLEMS, Problem, minibatch_epoch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -32,17 +32,11 @@ class LinearRegression(Problem):
         return nn.Linear(2, 1).to(self.device, self.dtype)
 
     def train_epoch(self, model, optimizer, generator) -> dict:
-        n = len(self.targets)
-        order = torch.randperm(n, generator=generator).to(self.device)
-        total = torch.zeros((), device=self.device, dtype=torch.float64)
-        for start in range(0, n, self.batch_size):
-            batch = order[start:start + self.batch_size]
-            loss = nn.functional.mse_loss(model(self.features[batch]), self.targets[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.detach().double() * len(batch)
-        return {"train_loss": total / n}
+        def batch_loss(batch):
+            return nn.functional.mse_loss(model(self.features[batch]), self.targets[batch])
+
+        return {"train_loss": minibatch_epoch(optimizer, generator, len(self.targets), self.batch_size, self.device,
+                                              batch_loss)}
 
     @torch.no_grad()
     def evaluate(self, model) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import PROBLEMS, Problem
+from .base import PROBLEMS, Problem, minibatch_epoch
 
 
 class SparseLinear(nn.Module):
@@ -67,17 +67,12 @@ class SparseLogisticRegression(Problem):
 
     def train_epoch(self, model, optimizer, generator) -> dict:
         active, labels = self.data["train"]
-        n = len(labels)
-        order = torch.randperm(n, generator=generator).to(self.device)
-        total = torch.zeros((), device=self.device, dtype=torch.float64)
-        for start in range(0, n, self.batch_size):
-            batch = order[start:start + self.batch_size]
-            loss = nn.functional.binary_cross_entropy_with_logits(model(active[batch]), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.detach().double() * len(batch)
-        return {"train_loss": total / n}
+
+        def batch_loss(batch):
+            return nn.functional.binary_cross_entropy_with_logits(model(active[batch]), labels[batch])
+
+        return {"train_loss": minibatch_epoch(optimizer, generator, len(labels), self.batch_size, self.device,
+                                              batch_loss)}
 
     @torch.no_grad()
     def evaluate(self, model) -> dict:
