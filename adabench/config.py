@@ -1,7 +1,6 @@
 """Study configuration: validated before any job starts, every error naming its field."""
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -93,19 +92,3 @@ def validate_config(config: dict) -> dict:
             if problem not in config["problems"]:
                 raise ConfigError(f"tuning.problems[{index}]", f"{problem!r} is not in problems")
     return config
-
-
-def load_config(path: Path, overrides: dict | None = None) -> dict:
-    config = yaml.safe_load(Path(path).read_text())
-    if overrides:
-        config = deep_update(copy.deepcopy(config), overrides)
-    return validate_config(config)
-
-
-def deep_update(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -159,10 +158,6 @@ class MLflowTracker:
             self.client.log_artifact(self.run_id, str(path))
         self.client.log_dict(self.run_id, summary, "summary.json")
         self.client.set_terminated(self.run_id, status="FINISHED" if summary["status"] == "finished" else "FAILED")
-
-
-def tracking_uri_from_env(default: str) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
 def grid_runs_from_mlflow(tracking_uri: str, experiment: str, keys: list[str]):

@@ -199,6 +199,18 @@ start_munge() {
     mkdir -p "$LOG_DIR" "$RUN_DIR"
     touch "$MUNGE_LOG"
     chown "$user:" "$MUNGE_LOG"
+    # munged opens its log as $user, who cannot reach it when $DIR lies in a private directory
+    # (e.g. pytest's /tmp/pytest-of-root, mode 0700): then it logs to munge's usual place
+    if [[ $user != root ]] && ! runuser -u "$user" -- test -w "$MUNGE_LOG"; then
+        rm -f "$MUNGE_LOG"
+        MUNGE_LOG=/var/log/munge/munged.log
+        log "$user cannot reach $LOG_DIR: munged logs to $MUNGE_LOG"
+        mkdir -p "$(dirname "$MUNGE_LOG")"
+        chown "$user:" "$(dirname "$MUNGE_LOG")"
+        chmod 0700 "$(dirname "$MUNGE_LOG")"
+        touch "$MUNGE_LOG"
+        chown "$user:" "$MUNGE_LOG"
+    fi
     # a stale socket/pidfile from a killed munged makes the new one refuse to start
     if ! pid_alive "$MUNGE_PID" >/dev/null; then
         rm -f "$MUNGE_PID" "$MUNGE_RUN/munge.socket.2" "$MUNGE_RUN/munge.socket.2.lock"
@@ -433,7 +445,7 @@ cmd_up() {
     echo "SLURM cluster '$CLUSTER' is up: node $(node_name) is $(node_state), partition '$PARTITION' (default)"
     echo "  slurm.conf : $CONF  (linked from $ETC_CONF)"
     echo "  gres.conf  : $GRES_CONF  ($GPUS pretend GPU(s))"
-    echo "  logs       : $LOG_DIR/{slurmctld,slurmd,munged}.log"
+    echo "  logs       : $LOG_DIR/{slurmctld,slurmd}.log, $MUNGE_LOG"
     echo "  state      : $DIR"
     echo "  try        : sbatch --wrap 'hostname' ; squeue ; sinfo"
     echo "  stop       : bash $0 down"

@@ -65,3 +65,14 @@ def start_train():
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory):
+    """The quick study run once, end to end, locally, in a private copy of the workflow; then its report."""
+    from workflow_helpers import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("quick"))
+    snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
+    snakemake(workdir, "--configfile", "config/quick.yaml", "--report", "report.html")
+    return workdir

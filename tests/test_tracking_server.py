@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -11,16 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from adabench.tracking import RUN_KEY_TAG
-from workflow_helpers import REPO_ROOT
+from workflow_helpers import REPO_ROOT, free_port
 
 PARALLEL_JOBS = 6
 EXPERIMENT = "server-test"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,10 @@ def snakemake(workdir: Path, *arguments: str, snakefile: Path | None = None, che
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(arguments)} failed ({result.returncode}):\n{result.stderr[-6000:]}")
     return result
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,55 @@
+"""The MLflow UI, as a person opens it: a real headless Chromium on the quick study's store."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from adabench.tracking import RUN_KEY_TAG, sqlite_uri
+from workflow_helpers import free_port, quick_config
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+
+
+def test_the_ui_lists_every_run_of_the_quick_study(quick, tmp_path):
+    store = sqlite_uri(quick / "results/mlflow/mlflow.db")
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name(quick_config()["mlflow"]["experiment"])
+    keys = {run.data.tags[RUN_KEY_TAG] for run in client.search_runs([experiment.experiment_id], max_results=1000)}
+    port = free_port()
+    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    server = subprocess.Popen([mlflow, "ui", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", seconds=120)
+        page = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom",
+             f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"],
+            capture_output=True, text=True, timeout=180).stdout
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    assert f"{len(keys)} matching runs" in page
+    shown = set(re.findall(r"(?:quadratic|linreg|sparse|lenet)[a-z_]*/[a-z_]+/[^<\"]+/seed=\d+", page))
+    assert shown and shown <= keys  # the runs the table rendered are the study's, by their run keys
+
+
+def wait_for(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{url} did not answer within {seconds}s"
+            time.sleep(1)

@@ -1,0 +1,163 @@
+"""The quick study on a real one-node SLURM cluster, through the project's SLURM profile.
+
+`scripts/slurm_cluster.sh up` starts munged, slurmctld and slurmd with a private state directory; Snakemake
+runs config/quick.yaml with `--workflow-profile profiles/slurm` in a private copy of the workflow; every job
+must go through sbatch, run to COMPLETED in SLURM, and the tables must equal those of the local run (the
+`quick` fixture) but for their wall-clock columns. The cluster is stopped afterwards, also on failure.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import REPO_ROOT, copy_workflow
+
+SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
+# the daemons live in sbin, which a non-login PATH may lack
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+MISSING = [name for name in ("slurmctld", "munged") if shutil.which(name, path=SEARCH_PATH) is None]
+pytestmark = pytest.mark.skipif(
+    bool(MISSING), reason=f"no {' or '.join(MISSING)} for a test SLURM cluster (apt-get install slurm-wlm munge)"
+)
+
+# The test cluster (see the top of scripts/slurm_cluster.sh). It advertises more CPUs than a CI machine has,
+# so that more of the 1-CPU jobs, which mostly wait (Python start-up, the plugin's polling), run at once;
+# memory (RealMemory from `slurmd -C` against the profile's mem_mb) stays real and still limits them.
+# MinJobAge: squeue still lists every job of the run when the test asks, not only those of the last 300 s.
+CLUSTER_SETTINGS = {"ADABENCH_SLURM_CPUS": "8", "ADABENCH_SLURM_MIN_JOB_AGE": "3600", "ADABENCH_SLURM_TIMEOUT": "120"}
+# Test-only options on the command line; the profile's own values suit a real cluster.
+#  --slurm-keep-successful-logs: the plugin deletes the SLURM log of every successful job otherwise.
+#  status checks: the first one a second after a submission (profile: 5 s) and, while nothing finishes,
+#  every 1, 11, 21, ... s; the plugin adds its 10 s steps itself, they cannot be changed.
+SNAKEMAKE_OPTIONS = [
+    "--workflow-profile", "profiles/slurm", "--configfile", "config/quick.yaml",
+    "--slurm-keep-successful-logs",
+    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+]
+RUN_TIMEOUT_S = 720
+TABLES = ["results/tables/comparison.csv", "results/tables/seed_vs_pipeline.csv"]
+WALL_CLOCK_COLUMNS = ["train_time_s", "wall_time_s"]
+SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.M)
+
+
+def tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(request, tmp_path_factory) -> dict:
+    """A running one-node cluster; its environment (ADABENCH_SLURM_DIR etc.) for the commands of the tests."""
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "PATH": SEARCH_PATH, "ADABENCH_SLURM_DIR": str(state), **CLUSTER_SETTINGS}
+
+    def script(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(SCRIPT), *arguments], env=env, capture_output=True, text=True,
+                              timeout=180)
+
+    def down():
+        result = script("down")
+        assert result.returncode == 0, f"slurm_cluster.sh down failed:\n{result.stdout}{result.stderr}"
+
+    # registered first: a failed or half-done `up` is cleaned up as well
+    request.addfinalizer(down)
+    up = script("up")
+    if up.returncode != 0:
+        pytest.fail(f"slurm_cluster.sh up failed ({up.returncode}):\n{up.stdout}{up.stderr}")
+    return env
+
+
+@pytest.fixture(scope="module")
+def slurm_quick(quick, slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
+    """The quick study run through SLURM in a private copy of the workflow: (its directory, Snakemake's log)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm_quick"))
+    log_path = workdir / "snakemake-slurm.log"
+    command = [sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"), "-d", str(workdir),
+               *SNAKEMAKE_OPTIONS]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=slurm_cluster, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            returncode = process.wait(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)  # Snakemake scancels its jobs; `down` cancels the rest
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            pytest.fail(f"the SLURM run took more than {RUN_TIMEOUT_S} s; its log ends:\n"
+                        f"{tail(log_path.read_text())}\n{squeue(slurm_cluster)}")
+    output = log_path.read_text()
+    if returncode != 0:
+        pytest.fail(f"snakemake --workflow-profile profiles/slurm failed ({returncode}):\n{tail(output, 80)}"
+                    f"{failed_job_logs(output)}")
+    return workdir, output
+
+
+def squeue(env: dict, *arguments: str) -> str:
+    return subprocess.run(["squeue", *arguments], env=env, capture_output=True, text=True, timeout=30).stdout
+
+
+def failed_job_logs(output: str) -> str:
+    """The end of each failed job's SLURM log, which holds the job's own error."""
+    paths = sorted(set(re.findall(r"log: .*?, (\S+/results/logs/slurm/\S+\.log) \(check log", output)))
+    return "".join(f"\n--- {path}:\n{tail(Path(path).read_text(errors='replace'), 25)}"
+                   for path in paths[:3] if Path(path).is_file())
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Snakemake's 'Job stats' table at the start of the run: rule -> number of jobs."""
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)
+            if rule != "total"}
+
+
+def test_every_job_of_the_quick_study_went_through_sbatch(slurm_quick, slurm_cluster):
+    workdir, output = slurm_quick
+    stats = job_stats(output)
+    local = set(re.findall(r"^localrule (\w+):$", output, flags=re.M))
+    assert "train" in stats and "train" not in local
+
+    submitted = {}  # SLURM job id -> rule
+    for _, slurm_id, log in SUBMITTED.findall(output):
+        log = Path(log)
+        rule = log.relative_to(workdir / "results/logs/slurm").parts[0].removeprefix("rule_")
+        submitted[slurm_id] = rule
+        # kept by --slurm-keep-successful-logs; the job step itself wrote it
+        text = log.read_text(errors="replace")
+        assert re.search(rf"^localrule {rule}:$", text, flags=re.M) and "Finished jobid" in text, log
+    per_rule = {rule: list(submitted.values()).count(rule) for rule in set(submitted.values())}
+    assert per_rule == {rule: count for rule, count in stats.items() if rule not in local}
+
+    # SLURM's view: every one of those jobs ran to the end, with the resources the profile asks for
+    run_id = re.search(r"^SLURM run ID: (\S+)$", output, flags=re.M).group(1)
+    listed = squeue(slurm_cluster, "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%m|%C|%b|%k")
+    jobs = {fields[0]: fields[1:] for fields in (line.split("|") for line in listed.splitlines())}
+    assert set(jobs) == set(submitted), listed
+    assert {state for state, *_ in jobs.values()} == {"COMPLETED"}, listed
+
+    profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
+    train = [fields for slurm_id, fields in jobs.items() if submitted[slurm_id] == "train"]
+    # quick.yaml pins every problem to the CPU: no GPU asked (`gpu: 0`), one CPU (threads: 1)
+    assert {(memory, cpus, gres) for _, memory, cpus, gres, _ in train} == {
+        (f"{profile['set-resources']['train']['mem_mb']}M", "1", "N/A")}
+    assert all(comment.startswith("rule_train_wildcards_") for *_, comment in train)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_slurm_run_reproduces_the_local_tables(slurm_quick, quick, table):
+    workdir, _ = slurm_quick
+    local, cluster = (pd.read_csv(directory / table) for directory in (quick, workdir))
+    assert list(cluster.columns) == list(local.columns)
+    # everything but the wall-clock columns, to rounding
+    local, cluster = (frame.drop(columns=[c for c in WALL_CLOCK_COLUMNS if c in frame]) for frame in (local, cluster))
+    pd.testing.assert_frame_equal(cluster, local, check_exact=False, rtol=1e-9, atol=1e-12)
