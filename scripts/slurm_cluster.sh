@@ -453,7 +453,7 @@ cmd_up() {
 
 cmd_down() {
     need_root down
-    local pid deadline stepds purge=0
+    local pid deadline purge=0
     case ${1:-} in
         "") ;;
         --purge) purge=1 ;;
@@ -471,10 +471,14 @@ cmd_down() {
         fi
     fi
     stop_slurm_daemons
-    # leftover job step daemons (a job that ignored scancel) -- only if we ran the cluster
-    if [[ -d $SPOOL_DIR ]] && stepds=$(pgrep -x slurmstepd 2>/dev/null); then
-        for pid in $stepds; do stop_pid slurmstepd "$pid"; done
-    fi
+    # leftover job step daemons (a job that ignored scancel) of this cluster only: they inherit
+    # SLURM_CONF=$CONF from our slurmd. Those of another cluster on this machine (another state
+    # directory, e.g. a concurrent test run whose `up` made ours fail) are not ours to stop.
+    for pid in $(pgrep -x slurmstepd 2>/dev/null || true); do
+        if { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qxF "SLURM_CONF=$CONF"; then
+            stop_pid slurmstepd "$pid"
+        fi
+    done
     stop_munge
     unlink_etc_conf
     if ((purge)); then
