@@ -1,5 +1,4 @@
 # Configuration checks, the expansion of the study into runs and jobs, and shared paths.
-import json
 import os
 import sys
 from pathlib import Path
@@ -50,7 +49,6 @@ TRAINING_SOURCES = sorted(
     if "analysis" not in path.relative_to(workflow.basedir, "adabench").parts
 )
 
-PROBLEMS = list(config["problems"])
 FIGURE_SETTINGS = config.get("figures", {})
 
 TUNING = config.get("tuning")
