@@ -72,7 +72,9 @@ def shard_id(config: dict, spec: RunSpec) -> str:
     """Grouped problems train all of one optimizer's runs in one job; the others one run per job."""
     if config["problems"][spec.problem].get("group_runs", False):
         return f"{spec.problem}/{spec.optimizer}"
-    return spec.key
+    # no commas: Snakemake 9 splits a job's --target-jobs wildcards on them, which breaks cluster jobs
+    # (snakemake/snakemake#2366); run directories keep the run key as it is
+    return spec.key.replace(",", "+")
 
 
 def shards(config: dict, runs: list[RunSpec]) -> dict[str, list[RunSpec]]:

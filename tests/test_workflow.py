@@ -31,7 +31,7 @@ def test_default_study_dry_run_lists_every_training_job(tmp_path):
     listed = set(re.findall(r"output: (results/shards/\S+)\.json", result.stdout))
     assert listed == {f"results/shards/{shard}" for shard in expected}
     # every LeNet run is its own job; the analytic problems are grouped per optimizer
-    assert "results/shards/lenet_sigmoid_fmnist/adagrad/lr=0.01,eps=1e-08/seed=4" in listed
+    assert "results/shards/lenet_sigmoid_fmnist/adagrad/lr=0.01+eps=1e-08/seed=4" in listed  # no comma: see shard_id
     assert "results/shards/quadratic/adagrad" in listed
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert int(stats["train"]) == len(expected)
