@@ -26,15 +26,9 @@ SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
 # the daemons live in sbin, which a non-login PATH may lack
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 MISSING = [name for name in ("slurmctld", "munged") if shutil.which(name, path=SEARCH_PATH) is None]
-# Opt-in until it has passed a clean-clone CI rehearsal: the founding session's rehearsal ran past the time
-# limit (commas in job names, since fixed, and a concurrent test cluster; see the session note).
-OPT_IN = os.environ.get("ADABENCH_SLURM_TEST") == "1"
-pytestmark = [
-    pytest.mark.skipif(not OPT_IN, reason="the SLURM end-to-end test runs with ADABENCH_SLURM_TEST=1"),
-    pytest.mark.skipif(
-        bool(MISSING), reason=f"no {' or '.join(MISSING)} for a test SLURM cluster (apt-get install slurm-wlm munge)"
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    bool(MISSING), reason=f"no {' or '.join(MISSING)} for a test SLURM cluster (apt-get install slurm-wlm munge)"
+)
 
 # The test cluster (see the top of scripts/slurm_cluster.sh). It advertises 8 CPUs, more than a CI machine
 # has, so that SLURM starts the jobs Snakemake submits together at once and the OS shares the cores among
@@ -152,8 +146,10 @@ def test_every_job_of_the_quick_study_went_through_sbatch(slurm_quick, slurm_clu
         executed.update(re.findall(r"^localrule (\w+):$", text, flags=re.M))
         assert "steps (100%) done" in text, log
     assert executed == Counter({rule: count for rule, count in stats.items() if rule not in local})
-    trains = {slurm_id for slurm_id, log in submitted.items() if log.parts[0] == "rule_train"}
-    assert len(trains) == stats["train"]  # one SLURM job each
+    training_rules = ("train", "train_tuned")
+    trains = {slurm_id for slurm_id, log in submitted.items() if log.parts[0] in {f"rule_{r}" for r in training_rules}}
+    assert stats["train_tuned"] > 0
+    assert len(trains) == stats["train"] + stats["train_tuned"]  # one SLURM job each
 
     # SLURM's view: every one of those jobs ran to the end; the training jobs with the profile's resources
     run_id = re.search(r"^SLURM run ID: (\S+)$", output, flags=re.M).group(1)
@@ -162,10 +158,12 @@ def test_every_job_of_the_quick_study_went_through_sbatch(slurm_quick, slurm_clu
     assert set(jobs) == set(submitted), listed
     assert {state for state, *_ in jobs.values()} == {"COMPLETED"}, listed
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
-    train_memory = f"{profile['set-resources']['train']['mem_mb']}M"
+    memory = {f"{profile['set-resources'][rule]['mem_mb']}M" for rule in training_rules}
+    assert len(memory) == 1, memory  # the profile gives both training rules the same resources
     # quick.yaml pins every problem to the CPU: `gpu: 0`, so no GPU (gres N/A), and threads: 1
-    assert {tuple(jobs[slurm_id][1:4]) for slurm_id in trains} == {(train_memory, "1", "N/A")}, listed
-    assert all(jobs[slurm_id][4].startswith("rule_train_wildcards_") for slurm_id in trains), listed
+    assert {tuple(jobs[slurm_id][1:4]) for slurm_id in trains} == {(memory.pop(), "1", "N/A")}, listed
+    assert all(jobs[slurm_id][4].startswith(("rule_train_wildcards_", "rule_train_tuned_wildcards_"))
+               for slurm_id in trains), listed
 
 
 @pytest.mark.parametrize("table", TABLES)

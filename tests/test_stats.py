@@ -210,6 +210,17 @@ def test_summarize_reports_both_intervals_per_group():
     assert all(math.isnan(b[column]) for column in ["std", "t_low", "t_high", "boot_low", "boot_high"])
 
 
+def test_summarize_gives_identical_seeds_exactly_their_value_and_no_spread():
+    # the rotated quadratic's loss: every seed gives this value, whose float mean over 5 copies is one ulp off
+    value = 0.22210960410994887
+    assert np.mean([value] * 5) != value
+    frame = pd.DataFrame({"g": 0, "loss": [value] * 5})
+
+    row = summarize(frame, "loss", "g", n_resamples=FAST_RESAMPLES).iloc[0]
+
+    assert (row["mean"], row["std"], row.t_low, row.t_high) == (value, 0.0, value, value)
+
+
 # --- curves -------------------------------------------------------------------------------------
 
 def hand_curves() -> pd.DataFrame:

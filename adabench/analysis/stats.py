@@ -243,6 +243,16 @@ def performance_profile(costs: pd.DataFrame, taus: Iterable[float]) -> pd.DataFr
     return pd.DataFrame(rows, columns=["optimizer", "tau", "fraction"])
 
 
+def _mean_and_std(sample: np.ndarray) -> dict:
+    """Mean and std (ddof 1); identical values give exactly (v, 0). np.mean of five copies of v can be one ulp
+    off v, and the std of such a sample then comes out about 1e-17 instead of 0."""
+    if len(sample) == 0:
+        return {"mean": np.nan, "std": np.nan}
+    if np.all(sample == sample[0]):
+        return {"mean": float(sample[0]), "std": 0.0 if len(sample) >= 2 else np.nan}
+    return {"mean": float(np.mean(sample)), "std": float(np.std(sample, ddof=1)) if len(sample) >= 2 else np.nan}
+
+
 def summarize(frame: pd.DataFrame, value: str, by, confidence: float = 0.95, n_resamples: int = 9999,
               seed: int = 0) -> pd.DataFrame:
     """Per group of ``by`` (a column or list of columns): ``n, mean, std`` (ddof 1), the t-CI
@@ -257,9 +267,7 @@ def summarize(frame: pd.DataFrame, value: str, by, confidence: float = 0.95, n_r
         t_low, t_high = t_mean_ci(sample, confidence)
         boot_low, boot_high = bootstrap_mean_ci(sample, confidence, n_resamples, seed)
         rows.append({
-            **dict(zip(keys, group)), "n": len(sample),
-            "mean": float(np.mean(sample)) if len(sample) else np.nan,
-            "std": float(np.std(sample, ddof=1)) if len(sample) >= 2 else np.nan,
+            **dict(zip(keys, group)), "n": len(sample), **_mean_and_std(sample),
             "t_low": t_low, "t_high": t_high, "boot_low": boot_low, "boot_high": boot_high,
         })
     return pd.DataFrame(rows, columns=keys + ["n", "mean", "std", "t_low", "t_high", "boot_low", "boot_high"])
