@@ -40,16 +40,14 @@ CLUSTER_SETTINGS = {"ADABENCH_SLURM_CPUS": "8", "ADABENCH_SLURM_MIN_JOB_AGE": "3
 #  --slurm-keep-successful-logs: the plugin deletes the SLURM log of every successful job otherwise.
 #  status checks: the first one a second after a submission (profile: 5 s) and, while nothing finishes,
 #  every 1, 11, 21, ... s (the plugin adds the 10 s steps itself; no option changes them).
-#  --groups: the data and report rules go to SLURM as two jobs (each job costs two Snakemake start-ups
-#  of CPU time, and each stage waits for a status check), so the LeNets start together with the other
-#  training jobs. Every training job is still a SLURM job of its own. --cores 2 caps how many jobs of a
+#  --groups: the report rules go to SLURM as one job (each job costs two Snakemake start-ups of CPU time,
+#  and each stage waits for a status check). Every training job is still a SLURM job of its own. --cores 2 caps how many jobs of a
 #  group run at once, hence the CPUs and memory the group asks for; it limits nothing else on a cluster.
 SNAKEMAKE_OPTIONS = [
     "--workflow-profile", "profiles/slurm", "--configfile", "config/quick.yaml",
     "--slurm-keep-successful-logs",
     "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-    "--groups", "fetch_fashion_mnist=data", "prepare_fashion_mnist=data",
-    "aggregate=report", "tables=report", "protocol_tables=report", "figure=report", "--cores", "2",
+    "--groups", "aggregate=report", "tables=report", "protocol_tables=report", "figure=report", "--cores", "2",
 ]
 RUN_TIMEOUT_S = 720
 TABLES = ["results/tables/comparison.csv", "results/tables/seed_vs_pipeline.csv"]
@@ -135,6 +133,7 @@ def test_every_job_of_the_quick_study_went_through_sbatch(slurm_quick, slurm_clu
     stats = job_stats(output)
     local = set(re.findall(r"^localrule (\w+):$", output, flags=re.M))
     assert "train" in stats and "train" not in local, local
+    assert "fetch_fashion_mnist" in local  # a localrule: downloads stay on the submitting node
 
     submitted = {}  # SLURM job id -> its log, relative to the SLURM log directory
     executed = Counter()  # rule -> jobs that ran inside a SLURM job

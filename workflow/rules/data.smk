@@ -1,6 +1,10 @@
 # Fashion-MNIST: the only rule that downloads, then one preparation into the tensors training loads.
 from adabench.data import FASHION_MNIST_FILES
 
+# Downloads run where Snakemake runs (a cluster's login node): compute nodes often have no internet.
+localrules:
+    fetch_fashion_mnist,
+
 
 rule fetch_fashion_mnist:
     output:
