@@ -79,7 +79,8 @@ class RunSpec:
 
 
 class Tracker(Protocol):
-    def start(self, spec: RunSpec, unit: str, environment: dict) -> None: ...
+    # recorded_up_to: the last step of the records the run starts from (its checkpoint's), -1 for none
+    def start(self, spec: RunSpec, unit: str, environment: dict, recorded_up_to: int) -> None: ...
     def log(self, rows: list[dict]) -> None: ...
     def finish(self, summary: dict, artifacts: list[Path]) -> None: ...
 
@@ -218,7 +219,7 @@ def train_run(spec: RunSpec, out_dir: Path, device: str = "auto", deterministic:
 
     env = environment(torch_device, deterministic)
     if tracker:
-        tracker.start(spec, unit, env)
+        tracker.start(spec, unit, env, recorded_up_to=records[-1][unit] if records else -1)
         tracker.log(records)
 
     status = "finished"

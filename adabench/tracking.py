@@ -2,7 +2,9 @@
 
 Metrics go in batches (``log_batch``, at most 1000 a call): a single ``log_metric`` costs about 3 ms on
 SQLite and 50 ms over HTTP. A rerun finds its MLflow run by the run-key tag and logs only the steps
-that run does not hold yet, so retries and resumed jobs neither duplicate runs nor steps.
+that run does not hold yet, so retries and resumed jobs neither duplicate runs nor steps. An MLflow run that
+holds steps the training no longer has (a run retrained from scratch, or an attempt that logged past its last
+checkpoint) is replaced, so that MLflow always shows the run's own records.
 """
 from __future__ import annotations
 
@@ -97,11 +99,15 @@ class MLflowTracker:
             self.client.delete_run(duplicate.info.run_id)
         return first.info.run_id
 
-    def start(self, spec: RunSpec, unit: str, environment: dict) -> None:
+    def start(self, spec: RunSpec, unit: str, environment: dict, recorded_up_to: int) -> None:
         from mlflow.entities import Param, RunTag
 
         self.unit = unit
         existing = self.find_run(spec.key)
+        logged = self.last_logged_step(existing) if existing is not None else -1
+        if logged > recorded_up_to:
+            self.client.delete_run(existing.info.run_id)  # its later steps belong to another training
+            existing, logged = None, -1
         if existing is None:
             self.run_id = self.create_run(spec.key)
             params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed,
@@ -112,7 +118,7 @@ class MLflowTracker:
         else:
             self.run_id = existing.info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
-            self.logged_up_to = self.last_logged_step(existing)
+            self.logged_up_to = logged
         tags = {**{f"env.{k}": v for k, v in environment.items()}, **self.extra_tags, "status": "running"}
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 

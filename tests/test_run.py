@@ -25,7 +25,7 @@ class StopAfter:
         self.epoch = epoch
         self.unit = "epoch"
 
-    def start(self, spec, unit, environment):
+    def start(self, spec, unit, environment, recorded_up_to):
         self.unit = unit
 
     def log(self, rows):
