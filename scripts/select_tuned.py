@@ -10,4 +10,5 @@ selection = select(runs)
 selection.to_csv(sm.output.selection, index=False)
 lr_sensitivity(runs).to_csv(sm.output.sensitivity, index=False)
 for row in selection.itertuples():
-    log(f"{row.problem}/{row.optimizer}: lr {row.lr} ({row.metric} {row.validation_score:.4g})")
+    edge = f"; WARNING: the {row.grid_edge} lr of the grid, widen it" if row.grid_edge else ""
+    log(f"{row.problem}/{row.optimizer}: lr {row.lr} ({row.metric} {row.validation_score:.4g}){edge}")

@@ -40,6 +40,16 @@ def test_a_diverged_seed_makes_its_grid_point_the_worst_and_ties_go_to_the_small
     assert table.loc[0.1, "diverged"] == 1 and table.loc[0.1, "mean"] == -math.inf
 
 
+def test_a_choice_at_an_end_of_the_grid_is_flagged():
+    runs = grid([(optimizer, lr, seed, val, 0.5, "finished")
+                 for optimizer, scores in {"adam": [0.9, 0.8, 0.7], "sgd": [0.7, 0.9, 0.8], "rmsprop": [0.7, 0.8, 0.9]}.items()
+                 for lr, val in zip([0.001, 0.01, 0.1], scores) for seed in (0, 1)])
+
+    edges = select(runs).set_index("optimizer").grid_edge
+
+    assert edges.to_dict() == {"adam": "lowest", "rmsprop": "highest", "sgd": ""}
+
+
 def test_minimised_selection_metrics_pick_the_smallest_mean():
     runs = pd.DataFrame([
         {"problem": "linreg", "optimizer": "adam", "lr": lr, "seed": seed, "status": "finished", "in_grid": True,

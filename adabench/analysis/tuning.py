@@ -39,7 +39,8 @@ def lr_sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
 
 def select(runs: pd.DataFrame) -> pd.DataFrame:
     """Per problem and optimizer, the grid learning rate with the best mean validation score
-    (ties go to the smaller learning rate)."""
+    (ties go to the smaller learning rate). ``grid_edge`` is "lowest" or "highest" when that is an end of
+    the grid, where a better learning rate may lie outside it, and empty otherwise."""
     table = lr_sensitivity(runs)
     chosen = []
     for (problem, optimizer), part in table.groupby(["problem", "optimizer"], sort=True):
@@ -48,9 +49,15 @@ def select(runs: pd.DataFrame) -> pd.DataFrame:
         row = ranked.loc[best]
         chosen.append({"problem": problem, "optimizer": optimizer, "lr": row.lr, "metric": row.metric,
                        "mode": row["mode"], "validation_score": row["mean"], "grid_points": len(ranked),
-                       "grid_seeds": int(row.seeds)})
+                       "grid_seeds": int(row.seeds), "grid_edge": grid_edge(row.lr, ranked.lr)})
     return pd.DataFrame(chosen, columns=["problem", "optimizer", "lr", "metric", "mode", "validation_score",
-                                         "grid_points", "grid_seeds"])
+                                         "grid_points", "grid_seeds", "grid_edge"])
+
+
+def grid_edge(lr: float, grid: pd.Series) -> str:
+    if len(grid) < 2:
+        return ""
+    return "lowest" if lr == grid.min() else "highest" if lr == grid.max() else ""
 
 
 def chosen_lr(selection: pd.DataFrame, problem: str, optimizer: str) -> float:
