@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 
 from .problems import problem_options
-from .run import RunSpec
 from .study import problem_settings, shard_id, study_runs, tuned_jobs, tuning_grid_runs, unique
 
 STAGES = ("study", "grid", "tuned")
@@ -22,13 +21,13 @@ LENGTH_OPTIONS = ("epochs", "steps")
 PATH_OPTIONS = ("data_file",)
 
 
-def planned_epochs(spec: RunSpec) -> int:
+def planned_epochs(problem: str, options: dict) -> int:
     """Epochs (steps for the full-batch problems) a run will train: its options, else the problem's default."""
-    options = {**problem_options(spec.problem), **spec.problem_options}
+    full = {**problem_options(problem), **options}
     for name in LENGTH_OPTIONS:
-        if name in options:
-            return int(options[name])
-    raise ValueError(f"problem {spec.problem!r} has no epochs or steps option")
+        if name in full:
+            return int(full[name])
+    raise ValueError(f"problem {problem!r} has no epochs or steps option")
 
 
 def per_epoch_options(problem: str, options: dict) -> tuple:
@@ -52,14 +51,14 @@ def planned_runs(config: dict) -> pd.DataFrame:
             if spec.key not in seen:
                 seen.add(spec.key)
                 rows.append({"stage": stage, "problem": spec.problem, "optimizer": spec.optimizer, "run_key": spec.key,
-                             "job": f"train/{shard_id(config, spec)}", "epochs": planned_epochs(spec),
+                             "job": f"train/{shard_id(config, spec)}",
+                             "epochs": planned_epochs(spec.problem, spec.problem_options),
                              "options": per_epoch_options(spec.problem, spec.problem_options)})
     for job, (problem, optimizer, seeds) in tuned_jobs(config).items():
         options = problem_settings(config, problem)
-        epochs = planned_epochs(RunSpec(problem, optimizer, {"lr": 1.0}, seeds[0], options))
         rows += [{"stage": "tuned", "problem": problem, "optimizer": optimizer, "run_key": None,
-                  "job": f"train_tuned/{job}",
-                  "epochs": epochs, "options": per_epoch_options(problem, options)} for _ in seeds]
+                  "job": f"train_tuned/{job}", "epochs": planned_epochs(problem, options),
+                  "options": per_epoch_options(problem, options)} for _ in seeds]
     return pd.DataFrame(rows, columns=["stage", "problem", "optimizer", "run_key", "job", "epochs", "options"])
 
 
