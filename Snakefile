@@ -1,17 +1,16 @@
-# AdaGrad benchmark: `snakemake --cores 4` rebuilds every run, table and figure from scratch.
+# AdaGrad benchmark: `snakemake --cores 4` rebuilds every run, table and figure of a study from scratch.
+# config.yaml holds the defaults and the default study; `--configfile config/<study>.yaml` merges a study file
+# (only what differs) over it. Everything a study computes goes under results/<study>/.
 # Rules by stage in workflow/rules/; the logic they call lives in the adabench package.
 import os
+from pathlib import Path
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# --configfile replaces config.yaml instead of merging into it (a smaller study must not inherit its runs);
-# --config key=value still overrides either
-if not workflow.overwrite_configfiles:
-
-    configfile: os.path.join(workflow.basedir, "config.yaml")
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -30,3 +29,4 @@ rule all:
     input:
         TABLES,
         FIGURES,
+        SYNCED,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m adabench train|data|list``."""
+"""Command line: ``adabench train|data|list`` (also ``python -m adabench``)."""
 from __future__ import annotations
 
 import argparse
@@ -9,9 +9,9 @@ import torch
 import yaml
 
 from .data import DEFAULT_SOURCES, fetch_fashion_mnist, prepare_fashion_mnist
-from .optim import OPTIMIZERS, optimizer_hyperparameters
-from .problems import PROBLEMS, problem_options
-from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm, train_run
+from .optim import OPTIMIZERS, optimizer_arguments
+from .problems import PROBLEMS, problem_arguments
+from .run import PRECISIONS, PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm, train_run
 
 
 def parse_assignments(items: list[str], flag: str) -> dict:
@@ -36,7 +36,7 @@ def parse_value(raw: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m adabench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="adabench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="run one (problem, optimizer, hyperparameters, seed)")
@@ -49,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="run directory (metrics.csv, summary.json)")
     train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     train.add_argument("--deterministic", action="store_true", help="deterministic GPU algorithms")
+    train.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default), bf16 autocast, tf32")
     train.add_argument("--threads", type=int, help="CPU threads for torch")
     train.add_argument("--tracking-uri", help="also log to this MLflow tracking URI")
-    train.add_argument("--experiment", default="adagrad-benchmark")
+    train.add_argument("--experiment", default="adabench")
 
     data = commands.add_parser("data", help="fetch and prepare Fashion-MNIST")
     data.add_argument("--out", type=Path, default=Path("results/data/fashion_mnist.pt"))
@@ -66,10 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
-        for name in PROBLEMS.names():
-            print(f"problem {name}: {problem_options(name)}")
-        for name in OPTIMIZERS.names():
-            print(f"optimizer {name}: {optimizer_hyperparameters(name)}")
+        for kind, registry, arguments in (("problem", PROBLEMS, problem_arguments),
+                                          ("optimizer", OPTIMIZERS, optimizer_arguments)):
+            for name in registry.names():
+                shown = ", ".join(f"{a.name}={a.default!r}" for a in arguments(name).values())
+                print(f"{kind} {name}: {shown}")
         return 0
     if args.command == "data":
         fetch_fashion_mnist(args.source or DEFAULT_SOURCES, args.raw_dir)
@@ -79,13 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = parse_assignments(args.set, "--set")
     if args.lr is not None:
         hyperparameters["lr"] = args.lr
-    spec = RunSpec(args.problem, args.optimizer, hyperparameters, args.seed, parse_assignments(args.option, "--option"))
+    try:
+        spec = RunSpec(args.problem, args.optimizer, hyperparameters, args.seed,
+                       parse_assignments(args.option, "--option"), args.precision)
+    except ValueError as error:
+        raise SystemExit(f"adabench train: {error}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     tracker = None
     if args.tracking_uri:
-        from .tracking import MLflowTracker, ensure_experiment
+        from .tracking import MLflowTracker, configure_timeouts, ensure_experiment
 
+        configure_timeouts(10)
         ensure_experiment(args.tracking_uri, args.experiment, None)
         tracker = MLflowTracker(args.tracking_uri, args.experiment)
     stop_on_sigterm()

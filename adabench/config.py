@@ -1,16 +1,28 @@
-"""Study configuration: validated before any job starts, every error naming its field."""
+"""Study configuration: checked before any job starts, every error naming its field, defaults filled in.
+
+The schema (workflow/schemas/config.schema.yaml) says what a study may hold and gives the defaults. The
+registries add the rest at load time: which problems and optimizers exist, and the type and range of each
+problem option and optimizer hyperparameter, from their constructors.
+"""
 from __future__ import annotations
 
+import copy
+import importlib
 import math
+import re
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from .optim import OPTIMIZERS, optimizer_hyperparameters
-from .problems import PROBLEMS, problem_options
+from .optim import OPTIMIZERS, optimizer_arguments
+from .problems import PROBLEMS, problem_arguments
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# YAML aliases can make a small file expand into billions of values ("a billion laughs"); no study is this big
+MAX_CONFIG_VALUES = 200_000
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+UNSAFE_IN_PATH = re.compile(r"/|\.\.|[\x00-\x1f\x7f]")
 
 
 class ConfigError(ValueError):
@@ -26,20 +38,29 @@ def field_name(path) -> str:
     return name or "(top level)"
 
 
-def schema_with_registries() -> dict:
-    """The JSON schema with the registries' names added, so adding an optimizer needs no schema edit."""
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    problem_names = {"enum": PROBLEMS.names()}
-    optimizer_names = {"enum": OPTIMIZERS.names()}
-    props = schema["properties"]
-    props["problems"]["propertyNames"] = problem_names
-    props["problems"]["additionalProperties"]["properties"]["optimizers"]["propertyNames"] = optimizer_names
-    reference = props["seed_reference"]["items"]["properties"]
-    reference["problem"].update(problem_names)
-    reference["optimizer"].update(optimizer_names)
-    props["tuning"]["properties"]["problems"]["items"].update(problem_names)
-    props["tuning"]["properties"]["optimizers"]["items"].update(optimizer_names)
-    return schema
+def load_yaml(path: Path) -> dict:
+    """A YAML file read with a size limit and its aliases counted, so an alias bomb is refused at once."""
+    path = Path(path)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES} bytes")
+    data = yaml.safe_load(path.read_text())
+    check_size(data)
+    return data
+
+
+def check_size(value) -> None:
+    """Count the values a config holds with its aliases expanded; stop as soon as there are too many."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError("(top level)", f"more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded "
+                                             "(an alias bomb?); refused before it is read further")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def reject_non_finite(value, path=()) -> None:
@@ -54,36 +75,129 @@ def reject_non_finite(value, path=()) -> None:
             reject_non_finite(item, (*path, index))
 
 
-def settings_list(settings) -> list[dict]:
-    return settings if isinstance(settings, list) else [settings]
+def base_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def check_names(given: dict, accepted: dict, path: tuple, what: str) -> None:
-    for name in given:
-        if name not in accepted:
-            raise ConfigError(field_name((*path, name)), f"unknown {what} {name!r}; accepted: {sorted(accepted)}")
+def arguments_schema(arguments: dict) -> dict:
+    return {"type": "object", "additionalProperties": False,
+            "properties": {name: argument.schema for name, argument in arguments.items()}}
+
+
+def schema_with_registries() -> dict:
+    """The JSON schema with the registries' names, options and hyperparameters, typed and bounded."""
+    schema = base_schema()
+    problem_names, optimizer_names = PROBLEMS.names(), OPTIMIZERS.names()
+    props = schema["properties"]
+    props["optimizers"]["items"] = {"enum": optimizer_names}
+    settings = {}
+    for name in optimizer_names:
+        hyperparameters = arguments_schema(optimizer_arguments(name))
+        settings[name] = {"oneOf": [hyperparameters, {"type": "array", "minItems": 1, "items": hyperparameters}]}
+    entry = props["problems"].pop("additionalProperties")
+    entry["properties"]["optimizers"]["items"] = {"enum": optimizer_names}
+    entry["properties"]["settings"].update(properties=settings, additionalProperties=False)
+    props["problems"]["properties"] = {}
+    for name in problem_names:
+        problem_entry = copy.deepcopy(entry)
+        problem_entry["properties"]["options"].update(arguments_schema(problem_arguments(name)))
+        props["problems"]["properties"][name] = problem_entry
+    props["problems"]["additionalProperties"] = False
+    props["reference"]["properties"]["problems"]["items"] = {"enum": problem_names}
+    props["tuning"]["properties"]["problems"]["items"] = {"enum": problem_names}
+    props["tuning"]["properties"]["optimizers"]["items"] = {"enum": optimizer_names}
+    return schema
+
+
+def fill_defaults(value, schema: dict):
+    """A copy of ``value`` with the schema's defaults put in where keys are missing (objects, recursively)."""
+    if not isinstance(value, dict) or schema.get("type") not in ("object", ["object", "null"]):
+        return value
+    filled = dict(value)
+    for name, sub in schema.get("properties", {}).items():
+        if name not in filled and "default" in sub:
+            filled[name] = copy.deepcopy(sub["default"])
+        if name in filled:
+            filled[name] = fill_defaults(filled[name], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for name in filled:
+            if name not in schema.get("properties", {}):
+                filled[name] = fill_defaults(filled[name], extra)
+    return filled
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import the modules that register more problems or optimizers (config ``plugins``)."""
+    for index, module in enumerate(modules or []):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ConfigError(f"plugins[{index}]", f"cannot import {module!r}: {error}") from None
+
+
+def yaml_hint(error: jsonschema.ValidationError) -> str:
+    value = error.instance
+    if error.validator == "type" and isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return f" (YAML reads {value} as a string: write it with a decimal point, e.g. {float(value):.1e})"
+    return ""
+
+
+def schema_error(error: jsonschema.ValidationError) -> ConfigError:
+    # a oneOf over "one setting or a list of settings" hides the useful error in its context
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        error = jsonschema.exceptions.best_match(error.context)
+    message = error.message
+    if error.validator == "additionalProperties":
+        unexpected = re.findall(r"'([^']+)'", message)
+        if unexpected:
+            known = sorted(error.schema.get("properties", {}))
+            what = ("hyperparameter" if "lr" in known else "key")
+            return ConfigError(field_name([*error.absolute_path, unexpected[0]]),
+                               f"unknown {what} {unexpected[0]!r}; accepted: {known}")
+    if error.validator == "enum" and isinstance(error.instance, str):
+        message = f"unknown {error.instance!r}; known: {', '.join(map(str, error.validator_value))}"
+    return ConfigError(field_name(error.absolute_path), message + yaml_hint(error))
+
+
+def check_path_safe(value, path) -> None:
+    if isinstance(value, str) and UNSAFE_IN_PATH.search(value):
+        raise ConfigError(field_name(path), f"{value!r} would become part of a path: no '/', '..' or control characters")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_path_safe(item, (*path, index))
 
 
 def validate_config(config: dict) -> dict:
-    """Raise ConfigError naming the first bad field; returns the config unchanged."""
+    """Raise ConfigError naming the first bad field; return the config with the schema's defaults filled in."""
+    check_size(config)
+    if not isinstance(config, dict):
+        raise ConfigError("(top level)", "a study config is a mapping")
     reject_non_finite(config)
-    validator = jsonschema.Draft202012Validator(schema_with_registries())
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    load_plugins(config.get("plugins", []) if isinstance(config.get("plugins"), list) else [])
+    schema = schema_with_registries()
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
-        error = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(field_name(error.absolute_path), error.message)
+        raise schema_error(jsonschema.exceptions.best_match(errors))
+    config = fill_defaults(config, schema)
     for problem, entry in config["problems"].items():
-        check_names(entry.get("options", {}), problem_options(problem), ("problems", problem, "options"), "option")
-        for optimizer, settings in entry["optimizers"].items():
+        for optimizer, settings in entry["settings"].items():
             for index, hyperparameters in enumerate(settings_list(settings)):
-                path = ("problems", problem, "optimizers", optimizer, *([index] if isinstance(settings, list) else []))
-                check_names(hyperparameters, optimizer_hyperparameters(optimizer), path, "hyperparameter")
-    for index, reference in enumerate(config.get("seed_reference", [])):
-        path = ("seed_reference", index)
-        check_names(reference["hyperparameters"], optimizer_hyperparameters(reference["optimizer"]),
-                    (*path, "hyperparameters"), "hyperparameter")
-        if reference["problem"] not in config["problems"]:
-            raise ConfigError(field_name((*path, "problem")), f"{reference['problem']!r} is not in problems")
+                for name, value in hyperparameters.items():
+                    at = ("problems", problem, "settings", optimizer, *([index] if isinstance(settings, list) else []),
+                          name)
+                    check_path_safe(value, at)
+    for problem, entry in config["problems"].items():
+        if "optimizers" not in entry and "optimizers" not in config:
+            raise ConfigError(f"problems.{problem}.optimizers", "no optimizers: list them here or at the top level")
+    for index, problem in enumerate((config["reference"].get("problems") or [])):
+        if problem not in config["problems"]:
+            raise ConfigError(f"reference.problems[{index}]", f"{problem!r} is not in problems")
     tuning = config.get("tuning")
     if tuning:
         if not tuning["lr_grid"]["low"] < tuning["lr_grid"]["high"]:
@@ -91,4 +205,28 @@ def validate_config(config: dict) -> dict:
         for index, problem in enumerate(tuning["problems"]):
             if problem not in config["problems"]:
                 raise ConfigError(f"tuning.problems[{index}]", f"{problem!r} is not in problems")
+        for problem in tuning["targets"]:
+            if problem not in config["problems"]:
+                raise ConfigError(f"tuning.targets.{problem}", f"{problem!r} is not in problems")
     return config
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` merged over ``base`` as Snakemake merges a --configfile over the workflow's configfile:
+    mappings key by key, recursively; anything else (a list, a number) replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
+    return merged
+
+
+def load_study_config(*files: str | Path, defaults: str | Path = Path("config.yaml")) -> dict:
+    """config.yaml with the given study files merged over it, checked, defaults filled in: what the workflow sees."""
+    config = load_yaml(Path(defaults))
+    for path in files:
+        config = merge(config, load_yaml(Path(path)))
+    return validate_config(config)
+
+
+def settings_list(settings) -> list[dict]:
+    return settings if isinstance(settings, list) else [settings]

@@ -1,9 +1,12 @@
-"""What a study costs before it runs: its runs, jobs and epochs per stage and problem, and, from runs already
-measured on some machine, the seconds that machine needs for them.
+"""What a study costs before it runs: its jobs (populations), runs and epochs per stage and problem, and, from
+runs already measured on some machine, the seconds that machine needs for them.
 
-Training time per epoch is taken from finished runs' ``summary.json`` (wall time, which includes the per-epoch
-evaluation) that trained the same problem with the same options but the number of epochs. Nothing is assumed
-for problems without such a measurement: their seconds stay empty.
+The plan (adabench.study) says which runs each job trains. A job trains its runs as one population, so it costs
+the seconds of one epoch of that population times its epochs; a measured run's summary says what that was on its
+machine: its wall time over its epochs, shared among the members of its population (``population_size``). That
+rate, per member and epoch, is taken from finished runs that trained the same problem with the same options
+(the number of epochs aside) and, when there are any, with the same population size as the job.
+Nothing is assumed for problems without such a measurement: their seconds stay empty.
 """
 from __future__ import annotations
 
@@ -12,89 +15,113 @@ from pathlib import Path
 
 import pandas as pd
 
-from .problems import problem_options
-from .study import problem_settings, shard_id, study_runs, tuned_jobs, tuning_grid_runs, unique
+from .problems import problem_arguments
+from .run import canonical_options
+from .study import Study
 
 STAGES = ("study", "grid", "tuned")
 # options that say how long a run is, not what it computes per epoch
 LENGTH_OPTIONS = ("epochs", "steps")
-PATH_OPTIONS = ("data_file",)
 
 
 def planned_epochs(problem: str, options: dict) -> int:
     """Epochs (steps for the full-batch problems) a run will train: its options, else the problem's default."""
-    full = {**problem_options(problem), **options}
     for name in LENGTH_OPTIONS:
-        if name in full:
-            return int(full[name])
+        if name in problem_arguments(problem):
+            return int(options.get(name, problem_arguments(problem)[name].default))
     raise ValueError(f"problem {problem!r} has no epochs or steps option")
 
 
-def per_epoch_options(problem: str, options: dict) -> tuple:
-    """The options that decide what one epoch costs, with the problem's defaults filled in (hashable)."""
-    full = {**problem_options(problem), **options}
-    return tuple(sorted((name, repr(value)) for name, value in full.items()
-                        if name not in LENGTH_OPTIONS + PATH_OPTIONS))
+def per_epoch_options(problem: str, options: dict) -> str:
+    """The options that decide what one epoch costs, with the problem's defaults filled in."""
+    return json.dumps({name: value for name, value in canonical_options(problem, options).items()
+                       if name not in LENGTH_OPTIONS}, sort_keys=True)
 
 
-def planned_runs(config: dict) -> pd.DataFrame:
-    """One row per run the workflow trains (validated config): stage, problem, optimizer, run key (none yet for
-    the tuned reruns), job, epochs and the per-epoch options.
+def stage_of(roles: str) -> str:
+    """A run's stage for the cost table: a run of the study (or the reference) counts there, even if the tuning
+    grid also uses it; a tuned rerun is one whose learning rate comes from the selection."""
+    roles = set(roles.split(";"))
+    return "study" if roles & {"study", "reference"} else "grid" if "grid" in roles else "tuned"
 
-    A grid run that the study already has is counted once, under "study", as the workflow trains it once. The
-    tuned reruns' learning rate is chosen from the grid, so they are counted as new runs: an upper bound, as a
-    chosen setting equal to a study setting is not trained again.
+
+def planned_jobs(config: dict) -> pd.DataFrame:
+    """One row per (job, stage) of the study's plan: problem, population size of the job, runs of that stage in
+    it, the epochs each trains, and the per-epoch options.
+
+    The tuned reruns' learning rates are chosen from the grid, so they are counted as new runs: an upper bound, as
+    a chosen setting equal to a study setting is not trained again.
     """
-    rows, seen = [], set()
-    for stage, specs in (("study", study_runs(config)), ("grid", tuning_grid_runs(config))):
-        for spec in unique(specs):
-            if spec.key not in seen:
-                seen.add(spec.key)
-                rows.append({"stage": stage, "problem": spec.problem, "optimizer": spec.optimizer, "run_key": spec.key,
-                             "job": f"train/{shard_id(config, spec)}",
-                             "epochs": planned_epochs(spec.problem, spec.problem_options),
-                             "options": per_epoch_options(spec.problem, spec.problem_options)})
-    for job, (problem, optimizer, seeds) in tuned_jobs(config).items():
-        options = problem_settings(config, problem)
-        rows += [{"stage": "tuned", "problem": problem, "optimizer": optimizer, "run_key": None,
-                  "job": f"train_tuned/{job}", "epochs": planned_epochs(problem, options),
-                  "options": per_epoch_options(problem, options)} for _ in seeds]
-    return pd.DataFrame(rows, columns=["stage", "problem", "optimizer", "run_key", "job", "epochs", "options"])
+    study = Study(config)
+    plan = study.plan()
+    plan["stage"] = plan.roles.map(stage_of)
+    rows = []
+    for (job, stage), part in plan.groupby(["job", "stage"], sort=False):
+        problem = part.problem.iloc[0]
+        options = study.options(problem)
+        rows.append({"stage": stage, "problem": problem, "job": job, "population": int((plan.job == job).sum()),
+                     "runs": len(part), "epochs": planned_epochs(problem, options),
+                     "options": per_epoch_options(problem, options)})
+    return pd.DataFrame(rows, columns=["stage", "problem", "job", "population", "runs", "epochs", "options"])
 
 
 def measured_epoch_seconds(run_roots: list[Path]) -> pd.DataFrame:
-    """Wall seconds per epoch of every finished run under ``run_roots`` (their summary.json files)."""
+    """Per finished run under ``run_roots`` (their summary.json files): wall seconds per member and epoch."""
     rows = []
     for root in run_roots:
         for path in sorted(Path(root).rglob("summary.json")):
-            summary = json.loads(path.read_text())
-            if summary.get("status") != "finished" or not summary.get("epochs_completed"):
-                continue
-            if summary.get("resumed_from"):  # the wall time of a resumed run covers only its last part
-                continue
-            spec = summary["spec"]
-            rows.append({"problem": spec["problem"], "optimizer": spec["optimizer"],
-                         "options": per_epoch_options(spec["problem"], spec["problem_options"]),
-                         "device": summary.get("device"), "device_name": summary.get("device_name"),
-                         "threads": summary.get("threads"),
-                         "s_per_epoch": summary["wall_time_s"] / summary["epochs_completed"]})
-    return pd.DataFrame(rows, columns=["problem", "optimizer", "options", "device", "device_name", "threads",
-                                       "s_per_epoch"])
+            try:
+                summary = json.loads(path.read_text())
+                spec = summary["spec"]
+                if summary.get("status") != "finished" or not summary.get("epochs_completed"):
+                    continue
+                if summary.get("resumed_from"):  # the wall time of a resumed run covers only its last part
+                    continue
+                size = int(summary.get("population_size", 1))
+                rows.append({"problem": spec["problem"], "optimizer": spec["optimizer"],
+                             "options": per_epoch_options(spec["problem"], spec["problem_options"]),
+                             "population": size, "device": summary.get("device"),
+                             "device_name": summary.get("device_name"), "threads": summary.get("threads"),
+                             "s_per_member_epoch": summary["wall_time_s"] / summary["epochs_completed"] / size})
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a run's summary this planner can read: measured runs are a sample anyway
+    return pd.DataFrame(rows, columns=["problem", "optimizer", "options", "population", "device", "device_name",
+                                       "threads", "s_per_member_epoch"])
 
 
-def cost_table(plan: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
-    """Per stage and problem: jobs, runs, epochs, the measured median seconds per epoch (over the measured runs
-    of the same problem and options, all optimizers) and the serial seconds it predicts."""
-    rates = (measured.groupby(["problem", "options"]).agg(
-        s_per_epoch=("s_per_epoch", "median"), measured_runs=("s_per_epoch", "size"),
-        measured_on=("device_name", lambda names: ", ".join(sorted(set(map(str, names))))))
-        .reset_index())
-    table = (plan.groupby(["stage", "problem", "options"], sort=False)
-             .agg(jobs=("job", "nunique"), runs=("job", "size"), epochs=("epochs", "sum")).reset_index()
-             .merge(rates, on=["problem", "options"], how="left"))
-    table["measured_runs"] = table["measured_runs"].fillna(0).astype(int)
-    table["serial_s"] = table["epochs"] * table["s_per_epoch"]
+def job_rate(job: pd.Series, measured: pd.DataFrame) -> tuple[float, int, str]:
+    """(seconds per member-epoch, measured runs, machines) for a job: runs of its problem and options, of its
+    population size if any were measured at that size."""
+    same = measured[(measured.problem == job.problem) & (measured.options == job.options)]
+    if (same.population == job.population).any():
+        same = same[same.population == job.population]
+    if same.empty:
+        return float("nan"), 0, ""
+    return float(same.s_per_member_epoch.median()), len(same), ", ".join(sorted(set(map(str, same.device_name))))
+
+
+def cost_table(jobs: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+    """Per stage and problem: jobs, runs, epochs (summed over runs), the measured seconds per member and epoch,
+    and the seconds the jobs take one after another on the measuring machine."""
+    priced = jobs.copy()
+    rates = [job_rate(job, measured) for job in priced.itertuples()]
+    priced["s_per_member_epoch"] = [rate for rate, _, _ in rates]
+    priced["measured_runs"] = [count for _, count, _ in rates]
+    priced["measured_on"] = [machines for _, _, machines in rates]
+    priced["member_epochs"] = priced.runs * priced.epochs
+    priced["serial_s"] = priced.member_epochs * priced.s_per_member_epoch
+    table = (priced.groupby(["stage", "problem"], sort=False)
+             .agg(jobs=("job", "nunique"), runs=("runs", "sum"), epochs=("member_epochs", "sum"),
+                  s_per_member_epoch=("s_per_member_epoch", "median"), measured_runs=("measured_runs", "max"),
+                  measured_on=("measured_on", "first"), serial_s=("serial_s", lambda s: s.sum(min_count=len(s))))
+             .reset_index())
     table["stage"] = pd.Categorical(table["stage"], STAGES, ordered=True)
-    table = table.sort_values(["stage", "problem"], kind="stable").drop(columns="options").reset_index(drop=True)
+    table = table.sort_values(["stage", "problem"], kind="stable").reset_index(drop=True)
     table["stage"] = table["stage"].astype(str)
     return table
+
+
+def slot_estimate(table: pd.DataFrame, jobs: pd.DataFrame, parallel_jobs: int, startup_s: float) -> float:
+    """Wall seconds of the study's training with ``parallel_jobs`` jobs at a time (on one GPU, several
+    populations share it), each paying ``startup_s`` to start: a lower bound that assumes the work spreads evenly."""
+    return table.serial_s.sum() / parallel_jobs + startup_s * jobs.job.nunique() / parallel_jobs

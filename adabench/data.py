@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
+import io
+import json
 import struct
-import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .records import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 
 FASHION_MNIST_FILES = {
     "train_images": ("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
@@ -34,6 +37,10 @@ IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f
 
 class ChecksumError(ValueError):
     pass
+
+
+class DataError(RuntimeError):
+    """A dataset file is missing or fails a check; the message names the file, the check and the fix."""
 
 
 class SourcesExhausted(RuntimeError):
@@ -61,7 +68,7 @@ def read_idx(raw: bytes) -> np.ndarray:
 def verified_bytes(compressed: bytes, sha256: str, origin: str) -> bytes:
     try:
         raw = gzip.decompress(compressed)
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise ChecksumError(f"{origin}: not a valid gzip file ({error})") from None
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha256:
@@ -92,10 +99,7 @@ def fetch_file(filename: str, sha256: str, sources: list[str], destination: Path
             failures.append(f"  {origin}: {error}")
             log(f"fetch {filename}: {origin} failed: {error}")
             continue
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=f".{destination.name}.", delete=False) as tmp:
-            tmp.write(compressed)
-        os.replace(tmp.name, destination)
+        atomic_write_bytes(destination, compressed)
         log(f"fetch {filename}: from {origin}")
         return source
     raise SourcesExhausted(f"no source gave a verified copy of {filename}:\n" + "\n".join(failures))
@@ -109,16 +113,60 @@ def fetch_fashion_mnist(sources: list[str], out_dir: Path, timeout: float = 60.0
     return used
 
 
+def checksum_file(prepared: Path) -> Path:
+    """The prepared file's sidecar: its sha256 and the shapes it holds, written with it."""
+    prepared = Path(prepared)
+    return prepared.with_name(prepared.name + ".sha256.json")
+
+
 def prepare_fashion_mnist(raw_dir: Path, out_file: Path) -> dict[str, tuple[int, ...]]:
-    """Verify the four files again and save them as one file of uint8 tensors that training loads."""
+    """Verify the four files again and save them as one file of uint8 tensors that training loads, with a
+    sidecar holding its sha256 (training refuses a prepared file that does not match it)."""
     tensors = {}
     for key, (filename, sha256) in FASHION_MNIST_FILES.items():
         path = Path(raw_dir) / filename
-        tensors[key] = torch.from_numpy(read_idx(verified_bytes(path.read_bytes(), sha256, str(path))).copy())
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.tmp")
-    torch.save(tensors, tmp)
-    os.replace(tmp, out_file)
-    return {key: tuple(value.shape) for key, value in tensors.items()}
+        try:
+            raw = verified_bytes(path.read_bytes(), sha256, str(path))
+        except (OSError, ChecksumError) as error:
+            raise DataError(f"{error}. Fix: delete {path} and rerun; the data rule will fetch it again") from None
+        tensors[key] = torch.from_numpy(read_idx(raw).copy())
+    return save_prepared(tensors, Path(out_file))
 
+
+def save_prepared(tensors: dict[str, torch.Tensor], out_file: Path) -> dict[str, tuple[int, ...]]:
+    """Write the tensors training loads, and beside them the sha256 that training checks them against."""
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    data = buffer.getvalue()
+    shapes = {key: tuple(value.shape) for key, value in tensors.items()}
+    atomic_write_bytes(out_file, data)
+    atomic_write_text(checksum_file(out_file), json.dumps({"sha256": sha256_bytes(data), "shapes": shapes}) + "\n")
+    return shapes
+
+
+def prepared_problem(path: Path) -> str:
+    """Why the prepared file at ``path`` cannot be trusted, or "" if it matches its recorded sha256."""
+    path, sidecar = Path(path), checksum_file(path)
+    if not path.exists():
+        return f"{path} does not exist"
+    try:
+        expected = json.loads(sidecar.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{sidecar}, the record of its sha256, is missing or unreadable ({type(error).__name__})"
+    actual = sha256_file(path)
+    if actual != expected:
+        return f"{path} has sha256 {actual}, not the {expected} recorded when it was prepared (damaged or changed)"
+    return ""
+
+
+def load_prepared(path: str | Path) -> dict[str, torch.Tensor]:
+    """The prepared Fashion-MNIST tensors, after checking the file against its recorded sha256."""
+    path = Path(path)
+    problem = prepared_problem(path)
+    if problem:
+        raise DataError(f"{problem}. Fix: delete {path} and rerun snakemake (its data rules prepare it again from "
+                        f"the verified raw files), or: python -m adabench data --out {path}")
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a file that matches its checksum but does not load
+        raise DataError(f"{path} does not load ({error}). Fix: delete {path} and rerun snakemake") from None

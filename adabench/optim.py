@@ -3,6 +3,10 @@
 Every entry is a ``torch.optim.Optimizer`` subclass (param groups, ``state_dict``), and every entry
 can say what step size it applies to each coordinate right now, so runs can log how AdaGrad's
 per-coordinate rates decay next to the single global rate of SGD.
+
+``elementwise`` says that an update treats every coordinate on its own (no norms or other reductions over
+a tensor). Such an optimizer may run on the parameters of several runs stacked along a new first dimension
+and still make each run's own update: that is how a population trains its members (adabench.population).
 """
 from __future__ import annotations
 
@@ -11,39 +15,69 @@ from typing import Iterable
 
 import torch
 
-from .registry import Registry, keyword_arguments
+from .params import NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, constructor_arguments
+from .registry import Registry
 
 OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry("optimizer")
 
+# Ranges of the hyperparameters the registry's optimizers share; a class adds or overrides them in ``bounds``.
+HYPERPARAMETER_BOUNDS: dict[str, Bound] = {
+    "lr": POSITIVE,
+    "eps": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE,
+    "lr_decay": NON_NEGATIVE,
+    "initial_accumulator_value": NON_NEGATIVE,
+    "momentum": UNIT_OPEN,
+    "dampening": Bound(0, 1),
+    "alpha": Bound(0, 1),
+    "rho": Bound(0, 1),
+    "betas": UNIT_OPEN,
+    "c": POSITIVE,
+}
+
 
 class StepSizeReporting:
-    """Mixin: ``effective_step_sizes()`` gives the per-coordinate step of the last update."""
+    """Mixin: ``effective_step_sizes(members)`` gives each member's per-coordinate step of the last update.
 
-    def effective_step_sizes(self) -> torch.Tensor | None:
+    ``elementwise`` is True for every entry of the registry; a new optimizer whose update reduces over a
+    tensor (a norm, a trust ratio) sets it to False and is then never stacked across runs.
+    """
+
+    elementwise = True
+    bounds: dict[str, Bound] = {}
+
+    def effective_step_sizes(self, members: int = 1) -> torch.Tensor | None:
+        """[members, coordinates]: parameters are stacked along their first dimension, one row per member.
+        A step the optimizer reports as one rate for a whole tensor is repeated for every member."""
         parts = []
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state.get(p)
                 if state:
-                    parts.append(self._coordinate_steps(group, state).reshape(-1))
+                    steps = self._coordinate_steps(group, state)
+                    rows = steps.reshape(members, -1) if steps.shape == p.shape else steps.reshape(1, -1).expand(members, -1)
+                    parts.append(rows.to("cpu", torch.float64))
         if not parts:
             return None
-        return torch.cat([part.to("cpu", torch.float64) for part in parts])
+        return torch.cat(parts, dim=1)
 
     def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
         raise NotImplementedError
 
 
-def step_size_summary(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """min / median / max over coordinates of the effective step size, or {} before the first step."""
-    sizes = optimizer.effective_step_sizes()
+def step_size_summaries(optimizer: torch.optim.Optimizer, members: int = 1) -> list[dict[str, float]]:
+    """Per member: min / median / max over coordinates of the effective step size, or {} before the first step."""
+    sizes = optimizer.effective_step_sizes(members)
     if sizes is None or sizes.numel() == 0:
-        return {}
-    return {
-        "eff_lr_min": sizes.min().item(),
-        "eff_lr_median": sizes.median().item(),
-        "eff_lr_max": sizes.max().item(),
-    }
+        return [{} for _ in range(members)]
+    low, median, high = sizes.min(dim=1).values, sizes.median(dim=1).values, sizes.max(dim=1).values
+    return [{"eff_lr_min": low[k].item(), "eff_lr_median": median[k].item(), "eff_lr_max": high[k].item()}
+            for k in range(members)]
+
+
+def step_size_summary(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The summary of an optimizer over one run's parameters."""
+    return step_size_summaries(optimizer, 1)[0]
 
 
 def _step_count(state: dict) -> float:
@@ -214,14 +248,21 @@ class SGD(StepSizeReporting, torch.optim.SGD):
     def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
         return torch.full((1,), group["lr"], dtype=torch.float64)
 
-    def effective_step_sizes(self) -> torch.Tensor | None:
+    def effective_step_sizes(self, members: int = 1) -> torch.Tensor | None:
         # plain SGD keeps no state without momentum: its one rate is the step size
-        return torch.tensor([group["lr"] for group in self.param_groups], dtype=torch.float64)
+        rates = torch.tensor([group["lr"] for group in self.param_groups], dtype=torch.float64)
+        return rates.reshape(1, -1).expand(members, -1)
+
+
+def optimizer_arguments(name: str) -> dict[str, Argument]:
+    """The hyperparameters an optimizer accepts: default, type and range (``params`` excluded)."""
+    cls = OPTIMIZERS.get(name)
+    return constructor_arguments(cls, skip=("params",), bounds={**HYPERPARAMETER_BOUNDS, **cls.bounds})
 
 
 def optimizer_hyperparameters(name: str) -> dict:
-    """The hyperparameters an optimizer accepts, with defaults (``params`` excluded)."""
-    return keyword_arguments(OPTIMIZERS.get(name), skip=("params",))
+    """The hyperparameters an optimizer accepts, with their defaults."""
+    return {argument.name: argument.default for argument in optimizer_arguments(name).values()}
 
 
 def make_optimizer(name: str, params: Iterable, hyperparameters: dict) -> torch.optim.Optimizer:

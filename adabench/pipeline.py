@@ -1,16 +1,21 @@
-"""What the workflow's training and bookkeeping jobs do; scripts/ only unpack Snakemake's arguments."""
+"""What the workflow's jobs do; scripts/ only unpack Snakemake's arguments and call these."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from .data import fetch_file, prepare_fashion_mnist, FASHION_MNIST_FILES
-from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, atomic_write_text, stop_on_sigterm, train_run
-from .study import run_dir
-from .tracking import MLflowTracker, config_hash, ensure_experiment, git_commit
+from .data import FASHION_MNIST_FILES, checksum_file, fetch_file, prepare_fashion_mnist, prepared_problem
+from .population import train_population
+from .records import RecordError, atomic_write_text, complete_summary, read_summary
+from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm
+from .study import Study, read_plan
 
 
 class LogFile:
@@ -30,38 +35,152 @@ class LogFile:
         print(line, flush=True)
 
 
-def train_shard(runs: list[dict], marker: Path, tracking_uri: str, experiment: str, device: str,
-                deterministic: bool, threads: int, config: dict, log: LogFile) -> None:
-    """Train each run of a job in turn. A run already complete is skipped, so a failed job loses nothing
-    that finished before it; SIGTERM stops after the current epoch with the checkpoint written."""
+def die_with_parent(log, interval: float = 1.0) -> None:
+    """End this process as soon as the process that started it (Snakemake) is gone.
+
+    Killing Snakemake alone would otherwise leave its training jobs running, and a rerun would train the same
+    run directories twice at once. Nothing is lost: every completed epoch is in the checkpoints.
+    """
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                log(f"the process that started this job ({parent}) is gone: stopping; the checkpoints hold every "
+                    "completed epoch")
+                os._exit(PREEMPTED_EXIT_CODE)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+def job_marker_entries(study: Study, specs: list[RunSpec]) -> list[dict]:
+    return [{"key": spec.key, "run_dir": str(study.run_dir(spec)), "identity": spec.identity()} for spec in specs]
+
+
+def train_job(config: dict, job_id: str, marker: Path, tracking_uri: str, threads: int, log: LogFile,
+              selection: str | None = None) -> None:
+    """Train one job's population. Runs already complete are skipped, so a failed job loses nothing that
+    finished before it; SIGTERM stops after the current epoch with every checkpoint written."""
+    from .tracking import mlflow_trackers
+
     stop_on_sigterm()
+    die_with_parent(log)
     torch.set_num_threads(threads)
-    tags = {"git_commit": git_commit(Path(__file__).parent), "config_hash": config_hash(config)}
-    done = []
-    for run in runs:
-        spec = RunSpec.from_dict(run)
-        tracker = MLflowTracker(tracking_uri, experiment, tags=tags)
+    study = Study(config)
+    job = study.jobs[job_id]
+    specs = study.tuned_specs(job, pd.read_csv(selection)) if job.tuned else list(job.runs)
+    trackers = mlflow_trackers(tracking_uri, study.experiment, config["mlflow"]["timeout_s"], log)
+    try:
+        train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job.problem),
+                         deterministic=config["deterministic"], trackers=trackers, log=log)
+    except Preempted as stop:
+        log(str(stop))
+        sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes
+    atomic_write_text(Path(marker), json.dumps(job_marker_entries(study, specs), indent=2) + "\n")
+
+
+def marker_runs(marker: Path) -> list[dict]:
+    """The runs a job marker lists; RecordError if it is unreadable."""
+    try:
+        entries = json.loads(Path(marker).read_text())
+        if not isinstance(entries, list) or not all({"key", "run_dir", "identity"} <= set(e) for e in entries):
+            raise ValueError("not a list of runs")
+    except (OSError, ValueError) as error:
+        raise RecordError(f"{marker}: unreadable ({error})") from None
+    return entries
+
+
+def stale_outputs(study: Study) -> list[tuple[Path, str]]:
+    """Outputs that claim more than is true now, with the reason: a job marker whose runs are no longer all
+    complete and intact, a prepared dataset that fails its checksum, an MLflow store marker whose SQLite file
+    is gone. Deleting them makes Snakemake rebuild them and what depends on them."""
+    stale = []
+    for job_id in study.jobs:
+        marker = Path(study.job_marker(job_id))
+        if not marker.exists():
+            continue
         try:
-            summary = train_run(spec, run_dir(spec), device=device, deterministic=deterministic, tracker=tracker,
-                                log=log)
-        except Preempted as stop:
-            log(str(stop))
-            sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes
-        done.append({"run_key": spec.key, "status": summary["status"], "dir": str(run_dir(spec))})
-    marker = Path(marker)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, json.dumps(done, indent=2))
+            for entry in marker_runs(marker):
+                summary, why_not = complete_summary(Path(entry["run_dir"]), entry["identity"])
+                if summary is None:
+                    raise RecordError(why_not)
+        except RecordError as error:
+            stale.append((marker, str(error)))
+    from .study import DATA_FILE
+
+    data = Path(DATA_FILE)
+    if data.exists() and (problem := prepared_problem(data)):
+        stale += [(data, problem)] + ([(checksum_file(data), problem)] if checksum_file(data).exists() else [])
+    store_marker = Path(study.path("mlflow", "experiment.json"))
+    if store_marker.exists():
+        try:
+            uri = json.loads(store_marker.read_text())["tracking_uri"]
+        except (OSError, ValueError, KeyError):
+            stale.append((store_marker, "unreadable"))
+        else:
+            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+                stale.append((store_marker, f"its store {uri} is gone"))
+    return stale
+
+
+def remove_stale_outputs(study: Study, log) -> None:
+    for path, reason in stale_outputs(study):
+        log(f"adabench: {path} no longer holds ({reason}); removed, so that it is built again")
+        path.unlink(missing_ok=True)
+
+
+def study_run_dirs(study: Study, plan: pd.DataFrame, markers: list[str]) -> dict[str, set[str]]:
+    """Run directory -> roles, for every run of the plan and every tuned run the tuned jobs' markers list."""
+    roles = {}
+    for row in plan[plan.run_dir != ""].itertuples():
+        roles[row.run_dir] = set(row.roles.split(";"))
+    tuned_jobs = {job.id for job in study.jobs.values() if job.tuned}
+    for marker in markers:
+        if Path(marker).stem in tuned_jobs:
+            for entry in marker_runs(Path(marker)):
+                roles.setdefault(entry["run_dir"], set()).add("tuned")
+    return roles
 
 
 def create_store(tracking_uri: str, experiment: str, artifact_root: str, output: Path, log: LogFile) -> None:
-    local_store = tracking_uri.startswith("sqlite:///")
-    if local_store:
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    from .tracking import create_sqlite_store, ensure_experiment, store_problem
+
+    local = tracking_uri.startswith("sqlite:///")
+    if local:
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        if database.exists() and (problem := store_problem(tracking_uri)):
+            from .records import set_aside
+
+            log(f"WARNING: the MLflow store {database} is unusable ({problem}); it is rebuilt, and mlflow_sync "
+                "logs every run again from its records")
+            set_aside(database, log)
+        if not database.exists():
+            create_sqlite_store(database)
     # a tracking server keeps artifacts where it was told to; a local store keeps them beside the database
-    experiment_id = ensure_experiment(tracking_uri, experiment, Path(artifact_root) if local_store else None)
+    experiment_id = ensure_experiment(tracking_uri, experiment, Path(artifact_root) if local else None)
     log(f"MLflow experiment {experiment!r} is {experiment_id} at {tracking_uri}")
     atomic_write_text(Path(output), json.dumps({"tracking_uri": tracking_uri, "experiment": experiment,
                                                 "experiment_id": experiment_id}, indent=2))
+
+
+def sync_mlflow(config: dict, plan_path: str, markers: list[str], tracking_uri: str, output: Path,
+                log: LogFile) -> None:
+    """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
+    from .tracking import configure_timeouts, sync_runs
+
+    configure_timeouts(config["mlflow"]["timeout_s"])
+    study = Study(config)
+    directories = sorted(study_run_dirs(study, read_plan(plan_path), markers))
+    summaries = []
+    for directory in directories:
+        try:
+            summaries.append((Path(directory), read_summary(Path(directory))))
+        except RecordError as error:
+            log(f"WARNING: {error}; not synced")
+    counts = sync_runs(tracking_uri, study.experiment, summaries, log)
+    log(f"MLflow synced from {len(summaries)} run records: {counts}")
+    atomic_write_text(Path(output), json.dumps({"runs": len(summaries), **counts}, indent=2) + "\n")
 
 
 def fetch_one(filename: str, sources: list[str], output: Path, timeout: float, log: LogFile) -> None:

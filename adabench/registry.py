@@ -1,8 +1,7 @@
 """Name -> class registries for optimizers and problems (plug-ins: one class, one config entry)."""
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -35,16 +34,3 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-
-def keyword_arguments(cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The keyword arguments a constructor accepts, with their defaults (used to reject typos early)."""
-    found: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        for param in inspect.signature(klass.__init__).parameters.values():
-            if param.name in ("self", *skip) or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            found.setdefault(param.name, param.default)
-        break
-    return found

@@ -1,28 +1,35 @@
-"""From a validated config to the runs it asks for, and the jobs (shards) that train them."""
+"""From a validated config to the study's plan: every run, the roles it plays, and the job that trains it.
+
+The plan is made once, here, and written to ``results/<study>/plan.csv``; every later step (training,
+selection, aggregation, the cost planner) reads runs from it, never from a run key. A run's roles:
+- ``study``: a configured (problem, optimizer, setting) with one of the study's seeds;
+- ``reference``: a configuration the reference report ran (its printed numbers are compared with it);
+- ``grid``: a point of the tuning protocol's learning-rate grid, with a grid seed;
+- ``tuned``: the learning rate chosen on the grid, rerun with the study's seeds. Its learning rate is data
+  (results/<study>/tuning/selection.csv), so its plan rows say "lr from selection".
+Runs of one problem are trained in jobs of at most ``population_size`` runs each, as one population.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .config import settings_list
-from .problems import problem_options
+from .problems import PROBLEMS, problem_arguments
+from .reference import load_reference
 from .run import RunSpec
 
-FASHION_MNIST_FILE = "results/data/fashion_mnist.pt"
-RUNS_DIR = "results/runs"
-
-
-def problem_settings(config: dict, problem: str) -> dict:
-    """The problem's options as runs get them: the prepared dataset path filled in where the problem reads one."""
-    options = dict(config["problems"][problem].get("options", {}))
-    if "data_file" in problem_options(problem):
-        options.setdefault("data_file", FASHION_MNIST_FILE)
-    return options
-
-
-def problem_seeds(config: dict, problem: str) -> list[int]:
-    return config["problems"][problem].get("seeds", config["seeds"])
+RESULTS_ROOT = Path("results")
+DATA_FILE = "results/data/fashion_mnist.pt"
+ROLES = ("study", "reference", "grid", "tuned")
+FROM_SELECTION = "lr from selection"
+PLAN_COLUMNS = ["key", "problem", "options_id", "precision", "optimizer", "setting", "hyperparameters", "lr", "seed",
+                "roles", "job", "unit", "run_dir"]
 
 
 def lr_grid(tuning: dict) -> list[float]:
@@ -31,81 +38,178 @@ def lr_grid(tuning: dict) -> list[float]:
     return [float(f"{lr:.3g}") for lr in np.geomspace(grid["low"], grid["high"], grid["points"])]
 
 
-def unique(runs: list[RunSpec]) -> list[RunSpec]:
-    seen: dict[str, RunSpec] = {}
-    for spec in runs:
-        seen.setdefault(spec.key, spec)
-    return list(seen.values())
+@dataclass(frozen=True)
+class Job:
+    """One training job: a population of runs of one problem. A tuned job's runs are (optimizer, seed) slots
+    whose learning rate the selection gives."""
+
+    id: str
+    problem: str
+    runs: tuple[RunSpec, ...] = ()
+    tuned_slots: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def tuned(self) -> bool:
+        return bool(self.tuned_slots)
+
+    def params(self) -> dict:
+        """What the job computes, as Snakemake params: a change reruns the job."""
+        return {"runs": [spec.to_dict() for spec in self.runs], "tuned_slots": [list(slot) for slot in self.tuned_slots]}
 
 
-def study_runs(config: dict) -> list[RunSpec]:
-    """Every configured (problem, optimizer, setting) with each seed, and the seed study's own settings."""
-    runs = []
-    for problem, entry in config["problems"].items():
-        options = problem_settings(config, problem)
-        for optimizer, settings in entry["optimizers"].items():
-            for hyperparameters in settings_list(settings):
-                runs += [RunSpec(problem, optimizer, dict(hyperparameters), seed, options)
-                         for seed in problem_seeds(config, problem)]
-    for reference in config.get("seed_reference", []):
-        problem = reference["problem"]
-        runs += [RunSpec(problem, reference["optimizer"], dict(reference["hyperparameters"]), seed,
-                         problem_settings(config, problem)) for seed in problem_seeds(config, problem)]
-    return unique(runs)
+class Study:
+    def __init__(self, config: dict):
+        self.config = config
+        self.name = config["study"]
+        self.root = RESULTS_ROOT / self.name
+        self.tuning = config.get("tuning")
+        self.reference = [run for run in load_reference(config["reference"]["results"])
+                          if run.problem in self.reference_problems()]
+        self._roles = self.expand()
+        self.jobs = self.make_jobs()
+
+    # --- paths -------------------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return str(self.root.joinpath(*parts))
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        """The run's directory, checked to lie inside the study's runs (nothing in a key may escape it)."""
+        runs = self.root / "runs"
+        directory = runs / spec.key
+        if not directory.resolve().is_relative_to(runs.resolve()):
+            raise ValueError(f"run key {spec.key!r} would leave {runs}")
+        return directory
+
+    def job_marker(self, job_id: str) -> str:
+        return self.path("jobs", f"{job_id}.json")
+
+    @property
+    def experiment(self) -> str:
+        return self.config["mlflow"]["experiment"] or f"adabench-{self.name}"
+
+    # --- what each problem runs --------------------------------------------------------------------------
+    def entry(self, problem: str) -> dict:
+        return self.config["problems"][problem]
+
+    def options(self, problem: str) -> dict:
+        """The problem's options as runs get them: the prepared dataset filled in where the problem reads one."""
+        options = dict(self.entry(problem)["options"])
+        if "data_file" in problem_arguments(problem):
+            options.setdefault("data_file", DATA_FILE)
+        return options
+
+    def seeds(self, problem: str) -> list[int]:
+        return self.entry(problem).get("seeds", self.config["seeds"])
+
+    def optimizers(self, problem: str) -> list[str]:
+        return self.entry(problem).get("optimizers", self.config.get("optimizers", []))
+
+    def device(self, problem: str) -> str:
+        return self.entry(problem).get("device", self.config["device"])
+
+    def reference_problems(self) -> list[str]:
+        chosen = self.config["reference"]["problems"]
+        return [p for p in self.config["problems"] if chosen is None or p in chosen]
+
+    def spec(self, problem: str, optimizer: str, hyperparameters: dict, seed: int) -> RunSpec:
+        return RunSpec(problem, optimizer, dict(hyperparameters), seed, self.options(problem), self.config["precision"])
+
+    def expand(self) -> dict[str, tuple[RunSpec, set[str]]]:
+        """Every run known before training, by key, with its roles (the tuned reruns come from the selection)."""
+        found: dict[str, tuple[RunSpec, set[str]]] = {}
+
+        def add(spec: RunSpec, role: str) -> None:
+            found.setdefault(spec.key, (spec, set()))[1].add(role)
+
+        for problem in self.config["problems"]:
+            settings = self.entry(problem)["settings"]
+            for optimizer in self.optimizers(problem):
+                for hyperparameters in settings_list(settings.get(optimizer, {})):
+                    for seed in self.seeds(problem):
+                        add(self.spec(problem, optimizer, hyperparameters, seed), "study")
+        for run in self.reference:
+            for seed in self.seeds(run.problem):
+                spec = self.spec(run.problem, run.optimizer, run.hyperparameters, seed)
+                add(spec, "study")
+                add(spec, "reference")
+        for spec in self.grid_runs():
+            add(spec, "grid")
+        return found
+
+    def grid_runs(self) -> list[RunSpec]:
+        if not self.tuning:
+            return []
+        return [self.spec(problem, optimizer, {"lr": lr}, seed)
+                for problem in self.tuning["problems"] for optimizer in self.tuning["optimizers"]
+                for lr in lr_grid(self.tuning) for seed in self.tuning["grid_seeds"]]
+
+    def runs(self, role: str | None = None) -> list[RunSpec]:
+        return [spec for spec, roles in self._roles.values() if role is None or role in roles]
+
+    def roles(self, spec: RunSpec) -> set[str]:
+        return self._roles[spec.key][1]
+
+    # --- jobs --------------------------------------------------------------------------------------------
+    def make_jobs(self) -> dict[str, Job]:
+        jobs = {}
+        for problem in self.config["problems"]:
+            size = self.entry(problem)["population_size"]
+            known = sorted((spec for spec in self.runs() if spec.problem == problem), key=lambda spec: spec.key)
+            for index, start in enumerate(range(0, len(known), size)):
+                job = Job(f"{problem}-{index}", problem, runs=tuple(known[start:start + size]))
+                jobs[job.id] = job
+            if self.tuning and problem in self.tuning["problems"]:
+                slots = [(optimizer, seed) for optimizer in self.tuning["optimizers"] for seed in self.seeds(problem)]
+                for index, start in enumerate(range(0, len(slots), size)):
+                    job = Job(f"{problem}-tuned-{index}", problem, tuned_slots=tuple(slots[start:start + size]))
+                    jobs[job.id] = job
+        return jobs
+
+    def jobs_of(self, problem: str, tuned: bool | None = None) -> list[Job]:
+        return [job for job in self.jobs.values() if job.problem == problem and (tuned is None or job.tuned == tuned)]
+
+    def grid_jobs(self) -> list[Job]:
+        grid = {spec.key for spec in self.grid_runs()}
+        return [job for job in self.jobs.values() if any(spec.key in grid for spec in job.runs)]
+
+    def tuned_specs(self, job: Job, selection: pd.DataFrame) -> list[RunSpec]:
+        """A tuned job's runs: each slot's optimizer at the learning rate chosen for it."""
+        from .analysis.tuning import chosen_lr
+
+        return [self.spec(job.problem, optimizer, {"lr": chosen_lr(selection, job.problem, optimizer)}, seed)
+                for optimizer, seed in job.tuned_slots]
+
+    def target(self, problem: str) -> float | None:
+        """The headline value that counts as solving ``problem``: configured, else the reference report's best."""
+        if problem in self.tuning.get("targets", {}):
+            return float(self.tuning["targets"][problem])
+        metric, mode = PROBLEMS.get(problem).headline
+        printed = [run.printed[metric] for run in self.reference if run.problem == problem and metric in run.printed]
+        return (max if mode == "max" else min)(printed) if printed else None
+
+    # --- the plan ----------------------------------------------------------------------------------------
+    def plan(self) -> pd.DataFrame:
+        rows = []
+        for job in self.jobs.values():
+            unit = PROBLEMS.get(job.problem).unit
+            for spec in job.runs:
+                rows.append({"key": spec.key, "problem": spec.problem, "options_id": spec.options_id,
+                             "precision": spec.precision, "optimizer": spec.optimizer, "setting": spec.setting,
+                             "hyperparameters": json.dumps(spec.hyperparameters, sort_keys=True),
+                             "lr": spec.hyperparameters["lr"], "seed": spec.seed,
+                             "roles": ";".join(role for role in ROLES if role in self.roles(spec)),
+                             "job": job.id, "unit": unit, "run_dir": str(self.run_dir(spec))})
+            for optimizer, seed in job.tuned_slots:
+                spec = self.spec(job.problem, optimizer, {}, seed)  # for the options id; its lr comes later
+                rows.append({"key": "", "problem": job.problem, "options_id": spec.options_id,
+                             "precision": spec.precision, "optimizer": optimizer, "setting": FROM_SELECTION,
+                             "hyperparameters": json.dumps({"lr": FROM_SELECTION}), "lr": float("nan"), "seed": seed,
+                             "roles": "tuned", "job": job.id, "unit": unit, "run_dir": ""})
+        return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+    def plan_digest(self) -> str:
+        return hashlib.sha256(self.plan().to_csv(index=False).encode()).hexdigest()[:16]
 
 
-def tuning_grid_runs(config: dict) -> list[RunSpec]:
-    """The tuning protocol's grid: every tuned optimizer at every grid lr, with the grid seeds."""
-    tuning = config.get("tuning")
-    if not tuning:
-        return []
-    return unique([
-        RunSpec(problem, optimizer, {"lr": lr}, seed, problem_settings(config, problem))
-        for problem in tuning["problems"]
-        for optimizer in tuning["optimizers"]
-        for lr in lr_grid(tuning)
-        for seed in tuning["grid_seeds"]
-    ])
-
-
-def shard_id(config: dict, spec: RunSpec) -> str:
-    """Grouped problems train all of one optimizer's runs in one job; the others one run per job."""
-    if config["problems"][spec.problem].get("group_runs", False):
-        return f"{spec.problem}/{spec.optimizer}"
-    # no commas: Snakemake 9 splits a job's --target-jobs wildcards on them, which breaks cluster jobs
-    # (snakemake/snakemake#2366); run directories keep the run key as it is
-    return spec.key.replace(",", "+")
-
-
-def shards(config: dict, runs: list[RunSpec]) -> dict[str, list[RunSpec]]:
-    grouped: dict[str, list[RunSpec]] = {}
-    for spec in runs:
-        grouped.setdefault(shard_id(config, spec), []).append(spec)
-    return grouped
-
-
-def run_dir(spec: RunSpec, root: str | Path = RUNS_DIR) -> Path:
-    return Path(root) / spec.key
-
-
-def shard_device(config: dict, problem: str) -> str:
-    return config["problems"][problem].get("device", config.get("device", "auto"))
-
-
-def tuned_jobs(config: dict) -> dict[str, tuple[str, str, list[int]]]:
-    """The reruns of each tuned setting with the study's seeds: job id -> (problem, optimizer, seeds).
-
-    Which learning rate they use is data (results/tuning/selection.csv), so the jobs are known before it is.
-    """
-    tuning = config.get("tuning")
-    if not tuning:
-        return {}
-    jobs = {}
-    for problem in tuning["problems"]:
-        seeds = problem_seeds(config, problem)
-        for optimizer in tuning["optimizers"]:
-            if config["problems"][problem].get("group_runs", False):
-                jobs[f"{problem}/{optimizer}"] = (problem, optimizer, seeds)
-            else:
-                jobs.update({f"{problem}/{optimizer}/seed={seed}": (problem, optimizer, [seed]) for seed in seeds})
-    return jobs
+def read_plan(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values={"lr": [""]})

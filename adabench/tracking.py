@@ -11,15 +11,46 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
 
+from .records import atomic_write_bytes, fsync_directory
 from .run import RunSpec
 
 RUN_KEY_TAG = "adabench.run_key"
+RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
 MAX_BATCH = 1000
-DEFAULT_EXPERIMENT = "adagrad-benchmark"
+
+
+def configure_timeouts(timeout_s: float) -> None:
+    """Tracking calls give up within seconds: MLflow's client otherwise retries a dead server for minutes."""
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(max(1, timeout_s)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+
+
+def mlflow_trackers(tracking_uri: str, experiment: str, timeout_s: float, log):
+    """A factory of trackers for a training job, or None per run once MLflow has failed once in this job (every
+    later call would only wait for its own time-out). Training never depends on it: see GuardedTracker."""
+    configure_timeouts(timeout_s)
+    tags = {"git_commit": git_commit(Path(__file__).parent)}
+    down = []
+
+    def make(spec: RunSpec):
+        if down:
+            return None
+        try:
+            return MLflowTracker(tracking_uri, experiment, tags=tags)
+        except Exception as error:  # noqa: BLE001 - any failure means: train without MLflow, sync later
+            down.append(error)
+            log(f"WARNING: MLflow at {tracking_uri} is unavailable ({type(error).__name__}: {str(error)[:300]}); "
+                "training goes on, and mlflow_sync catches MLflow up from the run records")
+            return None
+
+    return make
 
 
 def sqlite_uri(path: Path) -> str:
@@ -34,8 +65,33 @@ def git_commit(start: Path | None = None) -> str:
         return "unknown"
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def store_problem(tracking_uri: str) -> str:
+    """Why a SQLite store cannot be used (a half-created or damaged database), or "" if it answers."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except Exception as error:  # noqa: BLE001 - whatever the database raises, it cannot be used
+        return f"{type(error).__name__}: {str(error)[:200]}"
+    return ""
+
+
+def create_sqlite_store(database: Path) -> None:
+    """Create a SQLite store in a temporary file, then rename it: a kill never leaves a half-created store."""
+    from mlflow.tracking import MlflowClient
+
+    database = Path(database)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    tmp = database.with_name(f".{database.name}.creating-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        MlflowClient(sqlite_uri(tmp)).search_experiments(max_results=1)  # creates and migrates its tables
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, database)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_directory(database.parent)
 
 
 def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: Path | None) -> str:
@@ -110,10 +166,11 @@ class MLflowTracker:
             existing, logged = None, -1
         if existing is None:
             self.run_id = self.create_run(spec.key)
-            params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed,
-                      "setting": spec.setting, "device": environment["device"]}
+            identity = spec.identity()
+            params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed, "setting": spec.setting,
+                      "precision": spec.precision, "options_id": spec.options_id, "device": environment["device"]}
             params.update({f"hp.{k}": v for k, v in spec.hyperparameters.items()})
-            params.update({f"problem.{k}": v for k, v in spec.problem_options.items()})
+            params.update({f"problem.{k}": v for k, v in identity["options"].items()})
             self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         else:
             self.run_id = existing.info.run_id
@@ -158,12 +215,63 @@ class MLflowTracker:
 
         self.flush()
         tags = {"status": summary["status"], f"{summary['unit']}s_completed": summary["epochs_completed"],
-                "train_time_s": f"{summary['train_time_s']:.3f}"}
+                "train_time_s": f"{summary['train_time_s']:.3f}", RECORDS_TAG: summary["records_sha256"]}
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         self.client.log_dict(self.run_id, summary, "summary.json")
         self.client.set_terminated(self.run_id, status="FINISHED" if summary["status"] == "finished" else "FAILED")
+
+
+def experiment_runs(client, experiment_id: str) -> dict[str, list]:
+    """Every active MLflow run of an experiment by its run key, oldest first."""
+    found, token = {}, None
+    while True:
+        page = client.search_runs([experiment_id], max_results=5000, page_token=token,
+                                  order_by=["attributes.start_time ASC"])
+        for run in page:
+            key = run.data.tags.get(RUN_KEY_TAG)
+            if key:
+                found.setdefault(key, []).append(run)
+        token = page.token
+        if not token:
+            return found
+
+
+def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]], log) -> dict[str, int]:
+    """Make MLflow hold each complete run of ``runs`` (directory, verified summary) exactly as its records say:
+    create missing runs, add missing steps (or replace a run holding steps of another training), remove
+    duplicates of a key. Runs whose records digest MLflow already holds are left as they are."""
+    from mlflow.tracking import MlflowClient
+
+    from .records import read_metrics
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    existing = experiment_runs(client, experiment_id)
+    counts = {"in_sync": 0, "updated": 0, "duplicates_removed": 0}
+    for directory, summary in runs:
+        key = summary["run_key"]
+        first, *duplicates = existing.get(key, [None])
+        for duplicate in duplicates:
+            client.delete_run(duplicate.info.run_id)
+            counts["duplicates_removed"] += 1
+        if first is not None and first.data.tags.get(RECORDS_TAG) == summary["records_sha256"] \
+                and first.info.status in ("FINISHED", "FAILED"):
+            counts["in_sync"] += 1
+            continue
+        records = read_metrics(directory).to_dict("records")
+        environment = {name: summary.get(name) for name in ("device", "device_name", "deterministic", "threads",
+                                                            "python", "torch", "numpy", "adabench", "hostname")}
+        tracker = MLflowTracker(tracking_uri, experiment, tags={"synced_from_records": "true"}, flush_seconds=1e9)
+        unit = summary["unit"]
+        tracker.start(RunSpec.from_dict(summary["spec"]), unit, environment,
+                      recorded_up_to=int(records[-1][unit]) if records else -1)
+        tracker.log(records)
+        tracker.finish(summary, [Path(directory) / "metrics.csv"])
+        counts["updated"] += 1
+        log(f"MLflow: {key} synced from its records")
+    return counts
 
 
 def grid_runs_from_mlflow(tracking_uri: str, experiment: str, keys: list[str]):
@@ -176,19 +284,17 @@ def grid_runs_from_mlflow(tracking_uri: str, experiment: str, keys: list[str]):
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    wanted = set(keys)
+    by_key = experiment_runs(client, experiment_id)
+    missing = sorted(set(keys) - set(by_key))
+    if missing:
+        raise RuntimeError(f"{len(missing)} grid runs are not in MLflow, e.g. {missing[:3]}")
     rows = []
-    for run in client.search_runs([experiment_id], max_results=50_000):
-        key = run.data.tags.get(RUN_KEY_TAG)
-        if key not in wanted:
-            continue
+    for key in keys:
+        run = by_key[key][0]
         params = run.data.params
         metric, mode = PROBLEMS.get(params["problem"]).selection
         rows.append({"problem": params["problem"], "optimizer": params["optimizer"], "lr": float(params["hp.lr"]),
                      "seed": int(params["seed"]), "status": run.data.tags.get("status"), "in_grid": True,
                      "selection_metric": metric, "selection_mode": mode,
                      f"final_{metric}": run.data.metrics.get(metric)})
-    missing = wanted - {RunSpec(r["problem"], r["optimizer"], {"lr": r["lr"]}, r["seed"]).key for r in rows}
-    if missing:
-        raise RuntimeError(f"{len(missing)} grid runs are not in MLflow, e.g. {sorted(missing)[:3]}")
     return pd.DataFrame(rows)

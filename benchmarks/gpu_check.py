@@ -23,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # adabench from this checkout
 
 from adabench.run import RunSpec, configure_determinism, environment, resolve_device, train_run  # noqa: E402
 from adabench.study import run_dir  # noqa: E402

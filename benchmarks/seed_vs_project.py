@@ -26,7 +26,6 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # adabench from this checkout
 
 from adabench.data import FASHION_MNIST_FILES  # noqa: E402
 from adabench.optim import make_optimizer  # noqa: E402

@@ -1,17 +1,20 @@
 """Snakemake rule `check_selection`: recompute the tuned choice from the validation metrics logged in
-MLflow and fail unless it matches the one the workflow made (a guard against choosing on test)."""
+MLflow (after mlflow_sync) and fail unless it matches the one the workflow made (a guard against choosing on test)."""
 import json
 
 import pandas as pd
 
 from adabench.analysis.tuning import select
 from adabench.pipeline import LogFile
+from adabench.study import read_plan
 from adabench.tracking import grid_runs_from_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = LogFile(sm.log[0])
+plan = read_plan(sm.input.plan)
+grid_keys = list(plan[plan.roles.str.contains("grid")].key)
 made = pd.read_csv(sm.input.selection)
-recomputed = select(grid_runs_from_mlflow(sm.params.tracking_uri, sm.params.experiment, sm.params.grid_keys))
+recomputed = select(grid_runs_from_mlflow(sm.params.tracking_uri, sm.params.experiment, grid_keys))
 merged = made.merge(recomputed, on=["problem", "optimizer"], suffixes=("", "_mlflow"), how="outer")
 mismatch = merged[merged.lr != merged.lr_mlflow]
 if len(mismatch):

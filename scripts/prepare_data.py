@@ -2,4 +2,4 @@
 from adabench.pipeline import LogFile, prepare
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-prepare(list(sm.input), sm.output[0], LogFile(sm.log[0]))
+prepare(list(sm.input), sm.output.data, LogFile(sm.log[0]))

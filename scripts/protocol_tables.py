@@ -1,4 +1,4 @@
-"""Snakemake rule `protocol_tables`: seed vs tuned protocol, paired tests, time to target, profile data."""
+"""Snakemake rule `protocol_tables`: reference vs tuned protocol, paired tests, time to target, profile data."""
 from pathlib import Path
 
 import pandas as pd
@@ -6,16 +6,19 @@ import pandas as pd
 from adabench.analysis.protocols import paired_table, profile, protocol_table, time_to_target_table
 from adabench.analysis.tables import rounded, write_table
 from adabench.pipeline import LogFile
+from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = LogFile(sm.log[0])
+study = Study(sm.config)
 runs = pd.read_csv(sm.input.runs)
 curves = pd.read_csv(sm.input.curves)
-problems = list(sm.params.tuned_problems)
+problems = list(study.tuning["problems"])
+targets = {problem: target for problem in problems if (target := study.target(problem)) is not None}
 tables = {
     "protocols": protocol_table(runs, problems),
     "paired": paired_table(runs, problems),
-    "times": time_to_target_table(runs, curves, dict(sm.params.targets), problems),
+    "times": time_to_target_table(runs, curves, targets, problems),
 }
 for name, table in tables.items():
     write_table(table, rounded(table), Path(sm.output[name][0]).with_suffix(""))

@@ -2,10 +2,13 @@
 from adabench.analysis.aggregate import gather
 from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.pipeline import LogFile
+from adabench.study import read_plan
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = LogFile(sm.log[0])
-runs, _ = gather({directory: {"grid"} for directory in sm.params.grid_dirs})
+plan = read_plan(sm.input.plan)
+grid = plan[plan.roles.str.contains("grid")]
+runs, _ = gather({row.run_dir: set(row.roles.split(";")) for row in grid.itertuples()})
 selection = select(runs)
 selection.to_csv(sm.output.selection, index=False)
 lr_sensitivity(runs).to_csv(sm.output.sensitivity, index=False)

@@ -1,6 +1,6 @@
-"""Snakemake rule `train`: train the runs of one job (see adabench.pipeline.train_shard)."""
-from adabench.pipeline import LogFile, train_shard
+"""Snakemake rule `train`: train one job's population of runs (see adabench.pipeline.train_job)."""
+from adabench.pipeline import LogFile, train_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-train_shard(sm.params.runs, sm.output[0], sm.params.tracking_uri, sm.params.experiment, sm.params.device,
-            sm.params.deterministic, sm.threads, sm.config, LogFile(sm.log[0]))
+train_job(sm.config, sm.wildcards.job, sm.output[0], sm.params.tracking_uri, sm.threads, LogFile(sm.log[0]),
+          selection=sm.input.get("selection"))

@@ -12,15 +12,13 @@ import yaml
 from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# the package is not installed: the tests (and the CLI subprocesses, run from the root) use the checkout
-sys.path.insert(0, str(REPO_ROOT))
 # the test models are tiny: a second thread only adds synchronisation (and stalls on a busy machine)
 torch.set_num_threads(1)
 # a shared or busy CI machine can stall one example past hypothesis's 200 ms deadline: not a failure
 settings.register_profile("adabench", deadline=None)
 settings.load_profile("adabench")
 
-REFERENCE_COPY = Path(__file__).parent / "data" / "seed_results.yaml"
+REFERENCE_COPY = REPO_ROOT / "config" / "reference_results.yaml"
 # CI clones the repository with shared/ beside it, as in the workspace
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "seed_results.yaml"
 

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
+from adabench.data import save_prepared
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
 CONFIGURATIONS = [("lenet_sigmoid_fmnist", "adagrad"), ("lenet_sigmoid_fmnist", "adam"),
@@ -30,8 +32,8 @@ def fake_data(tmp_path_factory) -> Path:
     generator = torch.Generator().manual_seed(0)
     images = lambda n: torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator)  # noqa: E731
     labels = lambda n: torch.randint(0, 10, (n,), dtype=torch.uint8, generator=generator)  # noqa: E731
-    torch.save({"train_images": images(5600), "train_labels": labels(5600),
-                "test_images": images(300), "test_labels": labels(300)}, path)
+    save_prepared({"train_images": images(5600), "train_labels": labels(5600),
+                   "test_images": images(300), "test_labels": labels(300)}, path)
     return path
 
 

@@ -165,7 +165,7 @@ def test_adagrad_step_sizes_are_lr_over_root_of_sum(eps_inside_sqrt, denominator
 
     sums = torch.cat([optimizer.state[p]["sum"].reshape(-1) for p in model.parameters()])
     expected = (lr / denominator(sums, eps)).numpy()
-    np.testing.assert_allclose(optimizer.effective_step_sizes().numpy(), expected, rtol=1e-15)
+    np.testing.assert_allclose(optimizer.effective_step_sizes().numpy().reshape(-1), expected, rtol=1e-15)
     summary = step_size_summary(optimizer)
     assert summary == pytest.approx(
         {"eff_lr_min": expected.min(), "eff_lr_median": np.median(expected), "eff_lr_max": expected.max()}, rel=1e-15)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from adabench.data import save_prepared
 from adabench.problems import PROBLEMS, make_problem
 from adabench.problems.lenet import lenet
 from adabench.run import RunSpec, train_run
@@ -31,7 +32,7 @@ def test_linreg_with_the_seeds_settings_recovers_the_line(tmp_path, seed_results
 
 @pytest.fixture(scope="module")
 def tiny_fashion_mnist(tmp_path_factory) -> Path:
-    """A prepared-format file of random images (written directly: IDX files of our own fail the sha256 check)."""
+    """A prepared file of random images, with its checksum (IDX files of our own would fail the sha256 check)."""
     generator = torch.Generator().manual_seed(0)
 
     def images(n):
@@ -41,8 +42,8 @@ def tiny_fashion_mnist(tmp_path_factory) -> Path:
         return torch.randint(0, 10, (n,), generator=generator, dtype=torch.uint8)
 
     path = tmp_path_factory.mktemp("data") / "fashion_mnist.pt"
-    torch.save({"train_images": images(300), "train_labels": labels(300),
-                "test_images": images(100), "test_labels": labels(100)}, path)
+    save_prepared({"train_images": images(300), "train_labels": labels(300),
+                   "test_images": images(100), "test_labels": labels(100)}, path)
     return path
 
 

@@ -1,4 +1,6 @@
-"""Gather every run's own files (summary.json, metrics.csv) into two tidy tables."""
+"""Gather every run's own files (summary.json, metrics.csv), verified, into two long tables with generic
+columns: one row per run (identity, roles, the problem's declared headline and selection metrics, final
+values) and one row per run and epoch (its curve). Nothing here knows a problem or a metric by name."""
 from __future__ import annotations
 
 import json
@@ -6,24 +8,29 @@ from pathlib import Path
 
 import pandas as pd
 
-RUN_COLUMNS = ["run_key", "problem", "optimizer", "setting", "seed", "in_study", "in_grid", "in_tuned"]
-ROLES = ("study", "grid", "tuned")
+from ..records import RecordError, read_metrics, read_summary
+from ..run import RunSpec
+from ..study import ROLES
+
+RUN_COLUMNS = ["run_key", "problem", "options_id", "optimizer", "setting", "seed"] + [f"in_{role}" for role in ROLES]
 
 
 def run_row(summary: dict, roles: set[str]) -> dict:
-    spec = summary["spec"]
+    spec = RunSpec.from_dict(summary["spec"])
     best = summary.get("best") or {}
     selection = summary.get("best_selection") or {}
     unit = summary["unit"]
     row = {
         "run_key": summary["run_key"],
-        "problem": spec["problem"],
-        "optimizer": spec["optimizer"],
-        "setting": summary["run_key"].split("/")[2],
-        "seed": spec["seed"],
+        "problem": spec.problem,
+        "options_id": spec.options_id,
+        "optimizer": spec.optimizer,
+        "setting": spec.setting,
+        "seed": spec.seed,
         **{f"in_{role}": role in roles for role in ROLES},
-        "lr": spec["hyperparameters"].get("lr"),
-        "hyperparameters": json.dumps(spec["hyperparameters"], sort_keys=True),
+        "precision": spec.precision,
+        "lr": spec.hyperparameters.get("lr"),
+        "hyperparameters": json.dumps(spec.hyperparameters, sort_keys=True),
         "status": summary["status"],
         "unit": unit,
         "epochs_completed": summary["epochs_completed"],
@@ -37,6 +44,7 @@ def run_row(summary: dict, roles: set[str]) -> dict:
         "selection_best_value": selection.get("value"),
         "train_time_s": summary["train_time_s"],
         "wall_time_s": summary["wall_time_s"],
+        "population_size": summary.get("population_size", 1),
         "device": summary["device"],
         "device_name": summary["device_name"],
         "threads": summary["threads"],
@@ -46,33 +54,23 @@ def run_row(summary: dict, roles: set[str]) -> dict:
     return row
 
 
-def run_roles(markers: list[str | Path], tuned_markers: list[str | Path], study_keys: set[str],
-              grid_keys: set[str]) -> dict[str, set[str]]:
-    """Run directory -> the roles it plays: in the configured study, in the tuning grid, a rerun of a tuned
-    setting (one run can be all three). The training jobs' markers name each job's run directories."""
-    roles: dict[str, set[str]] = {}
-    for marker, tuned in [(m, False) for m in markers] + [(m, True) for m in tuned_markers]:
-        for entry in json.loads(Path(marker).read_text()):
-            found = roles.setdefault(entry["dir"], set())
-            found.update(role for role, keys in (("study", study_keys), ("grid", grid_keys)) if entry["run_key"] in keys)
-            if tuned:
-                found.add("tuned")
-    return roles
-
-
 def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per run, and every run's curve (its metrics.csv) with the run's identity columns.
-
-    A run may play several roles: in the configured study, in the tuning grid, a rerun of a tuned setting.
-    """
+    """One row per run, and every run's curve (its metrics.csv, the unit column named ``epoch``) with the run's
+    identity columns. Each run's records are verified first; a damaged one stops the table with its reason
+    (a rerun of the workflow retrains it: see adabench.pipeline.stale_outputs)."""
     rows, curves = [], []
     for directory, roles in sorted(roles_by_dir.items()):
         directory = Path(directory)
-        summary = json.loads((directory / "summary.json").read_text())
+        try:
+            summary = read_summary(directory)
+        except RecordError as error:
+            raise RecordError(f"{error}; run snakemake again: the job that owns this run trains it again") from None
         row = run_row(summary, roles)
         rows.append(row)
-        curve = pd.read_csv(directory / "metrics.csv").rename(columns={summary["unit"]: "epoch"})
+        curve = read_metrics(directory).rename(columns={summary["unit"]: "epoch"})
         for column in reversed(RUN_COLUMNS):
             curve.insert(0, column, row[column])
         curves.append(curve)
+    if not rows:
+        return pd.DataFrame(columns=RUN_COLUMNS), pd.DataFrame(columns=RUN_COLUMNS + ["epoch"])
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)

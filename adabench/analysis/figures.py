@@ -14,17 +14,6 @@ import seaborn as sns  # noqa: E402
 from ..linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
 from ..problems import PROBLEMS  # noqa: E402
 
-# the curve each problem's learning-curve panel shows, and whether to draw it on a log scale
-CURVE_METRIC = {
-    "quadratic": ("loss", True),
-    "quadratic_rotated": ("loss", True),
-    "linreg": ("train_mse", True),
-    "sparse_logreg": ("test_loss", False),
-    "lenet_sigmoid_fmnist": ("test_acc", False),
-    "lenet_relu_fmnist": ("test_acc", False),
-}
-ADAPTIVE = ["adagrad", "adagrad_avg", "torch_adagrad", "adam", "rmsprop", "adadelta", "sgd_sqrt_decay"]
-
 
 def save(figure: plt.Figure, outputs: list[str], dpi: int) -> None:
     for path in outputs:
@@ -38,8 +27,8 @@ def study_only(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def facet_grid(n: int, width: float = 4.5, height: float = 3.4):
-    columns = min(n, 3)
-    rows = int(np.ceil(n / columns))
+    columns = min(max(n, 1), 3)
+    rows = int(np.ceil(max(n, 1) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for axis in axes.flat[n:]:
         axis.set_visible(False)
@@ -52,112 +41,131 @@ def label(frame: pd.DataFrame) -> pd.Series:
     return frame.optimizer.where(~several, frame.optimizer + " (" + frame.setting + ")")
 
 
-def learning_curves(curves: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+def problems_declaring(frame: pd.DataFrame, kind: str) -> list[str]:
+    """The problems in ``frame`` whose class declares the figure kind ``kind`` (Problem.figures)."""
+    return [p for p in dict.fromkeys(frame.problem) if kind in PROBLEMS.get(p).figures]
+
+
+def empty_note(axis, text: str) -> None:
+    axis.text(0.5, 0.5, text, ha="center", va="center")
+    axis.set_axis_off()
+
+
+def learning_curves(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
+    """Each problem's declared curve metric (Problem.curve) over its unit, mean over seeds, band min to max."""
     curves = study_only(curves)
     problems = list(dict.fromkeys(curves.problem))
     figure, axes = facet_grid(len(problems))
     for axis, problem in zip(axes, problems):
-        metric, log_scale = CURVE_METRIC.get(problem, (PROBLEMS.get(problem).headline[0], False))
-        part = curves[(curves.problem == problem) & curves[metric].notna()].copy()
-        part["optimizer "] = label(part)
-        sns.lineplot(data=part, x="epoch", y=metric, hue="optimizer ", errorbar=("pi", 100), ax=axis)
-        axis.set(title=problem, xlabel="step" if problem.startswith("quadratic") else "epoch")
-        if log_scale:
+        cls = PROBLEMS.get(problem)
+        metric = cls.curve_metric()
+        part = curves[(curves.problem == problem) & curves[metric].notna()].assign(optimizer_label=label)
+        sns.lineplot(data=part, x="epoch", y=metric, hue="optimizer_label", errorbar=("pi", 100), ax=axis)
+        axis.set(title=problem, xlabel=cls.unit)
+        if metric in cls.log_scale:
             axis.set_yscale("log")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, title="optimizer")
     figure.suptitle("Learning curves: mean over seeds, band from the lowest to the highest seed")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def quadratic_trajectories(curves: pd.DataFrame, outputs: list[str], dpi: int) -> None:
-    problems = [p for p in ("quadratic", "quadratic_rotated") if p in set(curves.problem)]
+def trajectories(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
+    """Paths of the parameters over the problem's landscape, for problems declaring "trajectories": their class
+    names the two coordinate columns (``trajectory``) and draws its contours (``landscape(x1, x2)``)."""
+    curves = study_only(curves)
+    problems = problems_declaring(curves, "trajectories")
     figure, axes = plt.subplots(1, max(1, len(problems)), figsize=(6.5 * max(1, len(problems)), 5), squeeze=False)
     for axis, problem in zip(axes.flat, problems):
-        part = study_only(curves)
-        part = part[part.problem == problem]
-        part = part[part.seed == part.seed.min()]  # full batch: every seed walks the same path
-        hessian = np.array(PROBLEMS.get(problem).hessian)
-        grid = np.linspace(-2.5, 2.5, 201)
+        cls = PROBLEMS.get(problem)
+        first, second = cls.trajectory
+        part = curves[curves.problem == problem]
+        part = part[part.seed == part.seed.min()].assign(optimizer_label=label)  # one seed: full batch, one path
+        start = part[part.epoch == 0]
+        reach = 1.25 * float(np.nanmax(np.abs(start[[first, second]].to_numpy()))) if len(start) else 2.5
+        grid = np.linspace(-reach, reach, 201)
         x1, x2 = np.meshgrid(grid, grid)
-        values = 0.5 * (hessian[0, 0] * x1**2 + 2 * hessian[0, 1] * x1 * x2 + hessian[1, 1] * x2**2)
-        axis.contour(x1, x2, values, levels=np.geomspace(0.01, values.max(), 14), colors="0.75", linewidths=0.7)
-        part = part.assign(optimizer_label=label(part))
+        values = cls.landscape(x1, x2)
+        axis.contour(x1, x2, values, levels=np.geomspace(values.max() * 1e-3, values.max(), 14), colors="0.75",
+                     linewidths=0.7)
         palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
         for color, (name, path) in zip(palette, part.groupby("optimizer_label", sort=True)):
             path = path.sort_values("epoch")
-            inside = path[(path.x1.abs() < 2.5) & (path.x2.abs() < 2.5)]
-            axis.plot(inside.x1, inside.x2, "-o", markersize=2.5, linewidth=1.2, color=color, label=name)
+            inside = path[(path[first].abs() < reach) & (path[second].abs() < reach)]
+            axis.plot(inside[first], inside[second], "-o", markersize=2.5, linewidth=1.2, color=color, label=name)
         axis.plot([0], [0], "k*", markersize=10)
-        axis.set(title=f"{problem}: {int(part.epoch.max())} steps from (2, 1)", xlabel="x1", ylabel="x2",
-                 xlim=(-2.5, 2.5), ylim=(-2.5, 2.5), aspect="equal")
+        axis.set(title=f"{problem}: {int(part.epoch.max())} {cls.unit}s", xlabel=first, ylabel=second,
+                 xlim=(-reach, reach), ylim=(-reach, reach), aspect="equal")
         axis.legend(fontsize=7, loc="lower left")
+    if not problems:
+        empty_note(axes.flat[0], "no problem of this study declares trajectories")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def final_metric(runs: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+def final_metric(runs: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     runs = study_only(runs)
     problems = list(dict.fromkeys(runs.problem))
     figure, axes = facet_grid(len(problems), width=5.0, height=3.6)
     for axis, problem in zip(axes, problems):
-        part = runs[runs.problem == problem].copy()
-        part["optimizer "] = label(part)
-        order = part.groupby("optimizer ").final_headline.mean().sort_values(
+        part = runs[runs.problem == problem].assign(optimizer_label=label)
+        order = part.groupby("optimizer_label").final_headline.mean().sort_values(
             ascending=part.headline_mode.iloc[0] == "min").index
-        sns.boxplot(data=part, y="optimizer ", x="final_headline", order=order, color="0.9", ax=axis, fliersize=0)
-        sns.stripplot(data=part, y="optimizer ", x="final_headline", order=order, hue="seed", palette="dark",
+        sns.boxplot(data=part, y="optimizer_label", x="final_headline", order=order, color="0.9", ax=axis, fliersize=0)
+        sns.stripplot(data=part, y="optimizer_label", x="final_headline", order=order, hue="seed", palette="dark",
                       size=4, ax=axis, legend=False)
         metric = part.headline_metric.iloc[0]
         axis.set(title=problem, xlabel=f"final {metric}", ylabel="")
-        if metric in ("loss", "train_mse"):
+        if metric in PROBLEMS.get(problem).log_scale:
             axis.set_xscale("log")
     figure.suptitle("Final headline metric per optimizer, one dot per seed")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def effective_lr(curves: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+def effective_lr(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     curves = study_only(curves)
-    curves = curves[curves.optimizer.isin(ADAPTIVE) & curves.eff_lr_median.notna()]
+    curves = curves[curves.eff_lr_median.notna()] if "eff_lr_median" in curves else curves.iloc[:0]
     problems = list(dict.fromkeys(curves.problem))
-    figure, axes = facet_grid(max(1, len(problems)))
+    figure, axes = facet_grid(len(problems))
     for axis, problem in zip(axes, problems):
-        part = curves[(curves.problem == problem) & (curves.seed == curves.seed.min())].copy()
-        part["optimizer "] = label(part)
-        palette = sns.color_palette(n_colors=part["optimizer "].nunique())
-        for color, (name, run) in zip(palette, part.groupby("optimizer ", sort=True)):
+        part = curves[curves.problem == problem]
+        part = part[part.seed == part.seed.min()].assign(optimizer_label=label)
+        palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
+        for color, (name, run) in zip(palette, part.groupby("optimizer_label", sort=True)):
             axis.plot(run.epoch, run.eff_lr_median, color=color, label=name)
             axis.fill_between(run.epoch, run.eff_lr_min, run.eff_lr_max, color=color, alpha=0.12)
-        axis.set(title=problem, xlabel="step" if problem.startswith("quadratic") else "epoch",
-                 ylabel="effective step size", yscale="log")
+        axis.set(title=problem, xlabel=PROBLEMS.get(problem).unit, ylabel="effective step size", yscale="log")
         axis.legend(fontsize=7)
     figure.suptitle("Effective per-coordinate step size: median, band from min to max over coordinates (first seed)")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def sparse_features(runs: pd.DataFrame, outputs: list[str], dpi: int) -> None:
-    part = study_only(runs)
-    part = part[part.problem == "sparse_logreg"]
-    figure, axis = plt.subplots(figsize=(8, 4))
-    if part.empty:
-        axis.text(0.5, 0.5, "sparse_logreg is not in this study", ha="center", va="center")
-    else:
-        tidy = part.assign(optimizer_label=label(part)).melt(
-            id_vars=["optimizer_label", "seed"], value_vars=["final_rare_weight_error", "final_frequent_weight_error"],
-            var_name="features", value_name="weight RMSE")
-        tidy["features"] = tidy.features.map({"final_rare_weight_error": "rare (bottom half by count)",
-                                              "final_frequent_weight_error": "frequent (top 1%)"})
-        order = tidy[tidy.features.str.startswith("rare")].groupby("optimizer_label")["weight RMSE"].mean().sort_values().index
-        sns.barplot(data=tidy, y="optimizer_label", x="weight RMSE", hue="features", order=order,
-                    errorbar=("pi", 100), ax=axis)
-        axis.set(ylabel="", title="sparse_logreg: error of the learned weights against the true ones, after training")
+def feature_errors(runs: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
+    """Final metrics set side by side per optimizer, for problems declaring "feature_errors": their class maps
+    each metric to its label (``feature_errors``), e.g. the weight error on rare and on frequent features."""
+    runs = study_only(runs)
+    problems = problems_declaring(runs, "feature_errors")
+    figure, axes = facet_grid(len(problems), width=8, height=4)
+    for axis, problem in zip(axes, problems):
+        labels = PROBLEMS.get(problem).feature_errors
+        part = runs[runs.problem == problem].assign(optimizer_label=label)
+        tidy = part.melt(id_vars=["optimizer_label", "seed"], value_vars=[f"final_{m}" for m in labels],
+                         var_name="metric", value_name="value")
+        tidy["metric"] = tidy.metric.str.removeprefix("final_").map(labels)
+        first = next(iter(labels.values()))
+        order = tidy[tidy.metric == first].groupby("optimizer_label").value.mean().sort_values().index
+        sns.barplot(data=tidy, y="optimizer_label", x="value", hue="metric", order=order, errorbar=("pi", 100), ax=axis)
+        axis.set(ylabel="", xlabel="final value", title=problem)
+        axis.legend(fontsize=7, title="")
+    if not problems:
+        empty_note(next(iter(axes)), "no problem of this study declares feature errors")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0) -> None:
+def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0, **tables) -> None:
     """Exercises 3-4: a badly scaled SPD matrix before and after diag^-1/2 M diag^-1/2."""
     rng = np.random.default_rng(seed)
     scales = np.geomspace(0.2, 5.0, size)
@@ -180,7 +188,7 @@ def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0) -> N
     save(figure, outputs, dpi)
 
 
-def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     """Final validation metric against the learning rate, a line per optimizer, band over the grid seeds,
     the chosen point marked."""
     problems = list(dict.fromkeys(sensitivity.problem))
@@ -195,7 +203,7 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: 
             axis.plot(chosen.lr, chosen.validation_score, "*", markersize=13, color=palette[optimizer],
                       markeredgecolor="black")
         axis.set(title=problem, xscale="log", xlabel="learning rate", ylabel=f"final {part.metric.iloc[0]}")
-        if part["mode"].iloc[0] == "min":
+        if part.metric.iloc[0] in PROBLEMS.get(problem).log_scale:
             axis.set_yscale("log")
         axis.legend(fontsize=7)
     figure.suptitle("Learning-rate sensitivity on the validation split (band: range over grid seeds; star: chosen)")
@@ -203,7 +211,7 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: 
     save(figure, outputs, dpi)
 
 
-def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(data=profile, x="tau", y="fraction", hue="optimizer", drawstyle="steps-post", ax=axis)
     axis.set(xscale="log", ylim=(-0.02, 1.02), xlabel="τ (multiple of the fastest optimizer's seconds to target)",
@@ -213,7 +221,7 @@ def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int) -> 
     save(figure, outputs, dpi)
 
 
-def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int) -> None:
+def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     problems = list(dict.fromkeys(times.problem))
     figure, axes = facet_grid(max(1, len(problems)), width=5.5)
     for axis, problem in zip(axes, problems):
@@ -221,10 +229,10 @@ def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int) -> None:
         sns.barplot(data=part, y="label", x="median_seconds", hue="protocol", ax=axis)
         for container in axis.containers:
             axis.bar_label(container, fmt="%.1f", fontsize=6)
-        axis.set(title=f"{problem}: {part.metric.iloc[0]} ≥ {part.target.iloc[0]:g}" if part.metric.iloc[0] != "train_mse"
-                 else f"{problem}: {part.metric.iloc[0]} ≤ {part.target.iloc[0]:g}",
+        reached = "≥" if part["mode"].iloc[0] == "max" else "≤"
+        axis.set(title=f"{problem}: {part.metric.iloc[0]} {reached} {part.target.iloc[0]:g}",
                  xlabel="median seconds to target (missing: not reached)", ylabel="")
         axis.legend(fontsize=7)
-    figure.suptitle("Time to target, seed protocol and tuned protocol")
+    figure.suptitle("Time to target, reference protocol and tuned protocol")
     figure.tight_layout()
     save(figure, outputs, dpi)

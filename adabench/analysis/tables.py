@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..run import RunSpec
+from ..reference import ReferenceRun
+from ..run import setting_of
 from .stats import summarize
 
-# a reproduced value this close to the seed's counts as equal when all seeds agree (deterministic runs)
+# a reproduced value this close to the reference report's counts as equal when all seeds agree (deterministic runs)
 EXACT_TOLERANCE = 1e-9
-SEED_COMPARISON_COLUMNS = ["problem", "optimizer", "setting", "metric", "seed_value", "n", "mean", "std", "t_low",
-                           "t_high", "in_ci"]
+REPRODUCTION_COLUMNS = ["problem", "optimizer", "setting", "metric", "reference_value", "n", "mean", "std", "t_low",
+                        "t_high", "in_ci"]
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -44,26 +45,27 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
                   "boot_low", "boot_high", "best_epoch_median", "train_time_s", "wall_time_s", "diverged"]]
 
 
-def seed_comparison_table(runs: pd.DataFrame, seed_reference: list[dict]) -> pd.DataFrame:
-    """Each number the seed printed beside the reproduced mean ± std and its 95% CI over this pipeline's seeds."""
+def reproduction_table(runs: pd.DataFrame, reference: list[ReferenceRun]) -> pd.DataFrame:
+    """Each number the reference report printed beside the reproduced mean ± std and its 95% CI over this
+    pipeline's seeds, from the study's runs of the same configuration."""
     rows = []
-    for reference in seed_reference:
-        setting = RunSpec(reference["problem"], reference["optimizer"], reference["hyperparameters"], 0).setting
-        matching = runs[(runs.problem == reference["problem"]) & (runs.optimizer == reference["optimizer"])
-                        & (runs.setting == setting) & runs.in_study]
-        for metric, printed in reference["printed"].items():
+    for run in reference:
+        setting = setting_of(run.optimizer, run.hyperparameters)
+        matching = runs[(runs.problem == run.problem) & (runs.optimizer == run.optimizer)
+                        & (runs.setting == setting) & runs.in_reference]
+        for metric, printed in run.printed.items():
             column = f"final_{metric}"
             values = matching[column] if column in matching else pd.Series(dtype=float)
             summary = summarize(pd.DataFrame({"value": values, "g": 0}), "value", "g").iloc[0] if len(values) else None
-            row = {"problem": reference["problem"], "optimizer": reference["optimizer"], "setting": setting,
-                   "metric": metric, "seed_value": printed, "n": 0, "mean": math.nan, "std": math.nan,
+            row = {"problem": run.problem, "optimizer": run.optimizer, "setting": setting,
+                   "metric": metric, "reference_value": printed, "n": 0, "mean": math.nan, "std": math.nan,
                    "t_low": math.nan, "t_high": math.nan, "in_ci": "no runs"}
             if summary is not None and summary["n"] > 0:
                 row.update(n=int(summary["n"]), mean=summary["mean"], std=summary["std"],
                            t_low=summary["t_low"], t_high=summary["t_high"])
                 row["in_ci"] = verdict(printed, summary)
             rows.append(row)
-    return pd.DataFrame(rows, columns=SEED_COMPARISON_COLUMNS)
+    return pd.DataFrame(rows, columns=REPRODUCTION_COLUMNS)
 
 
 def verdict(printed: float, summary) -> str:
@@ -96,17 +98,17 @@ def display_comparison(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def display_seed_comparison(table: pd.DataFrame) -> pd.DataFrame:
+def display_reproduction(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "problem": table.problem,
         "optimizer": table.optimizer,
         "setting": table.setting,
         "metric": table.metric,
-        "seed study": [fmt(v) for v in table.seed_value],
+        "reference report": [fmt(v) for v in table.reference_value],
         "this pipeline (mean ± std)": [f"{fmt(m)} ± {fmt(s)}" for m, s in zip(table["mean"], table["std"])],
         "95% CI": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(table.t_low, table.t_high)],
         "seeds": table.n,
-        "seed value in CI": table.in_ci,
+        "reported value in CI": table.in_ci,
     })
 
 

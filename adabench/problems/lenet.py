@@ -2,17 +2,24 @@
 
 A batch is an index slice of a tensor already on the training device: no per-sample Python
 transform, no DataLoader workers. Pixels are scaled to [0, 1] as ToTensor does, with no normalisation.
+
+A population of K LeNets runs as one network: the two convolutions become grouped convolutions with K
+groups (member k's images in input channel k), in channels_last, the fastest layout on both CPU and GPU
+(benchmarks/population_vs_serial.py), and the three linear layers become batched matrix products.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from .base import PROBLEMS, Problem, classification_metrics, minibatch_epoch
+from ..data import load_prepared
+from ..params import Bound
+from .base import PROBLEMS, Params, Problem, stacked_classification_metrics
 
-EVAL_BATCH = 2048
+# images a forward pass of the evaluation handles at once, over all members
+EVAL_IMAGES = 4096
+CPU_MEMBERS_PER_PASS = 4
 
 
 def lenet(activation: type[nn.Module]) -> nn.Sequential:
@@ -27,26 +34,43 @@ def lenet(activation: type[nn.Module]) -> nn.Sequential:
     )
 
 
-def to_pixels(images: torch.Tensor) -> torch.Tensor:
-    return images.unsqueeze(1).float().div_(255)
+def population_logits(params: Params, images: torch.Tensor, activation, memory_format=torch.channels_last) -> torch.Tensor:
+    """[K, B, 10]: the logits of K LeNets, for per-member images [K, B, 28, 28] or shared ones [B, 28, 28] (uint8).
+
+    ``params`` are the stacked parameters of ``lenet()`` (names "0.weight" ... "11.bias", each [K, *shape]).
+    """
+    k = params["0.weight"].shape[0]
+    if images.dim() == 3:  # every member sees the same images: one input channel, K x 6 filters over it
+        x, first_groups = images.unsqueeze(1), 1
+    else:
+        x, first_groups = images.transpose(0, 1), k
+    x = x.float().div_(255).contiguous(memory_format=memory_format)
+    batch = x.shape[0]
+    h = F.conv2d(x, params["0.weight"].reshape(k * 6, 1, 5, 5), params["0.bias"].reshape(-1), padding=2,
+                 groups=first_groups)
+    h = F.avg_pool2d(activation(h), 2)
+    h = F.conv2d(h, params["3.weight"].reshape(k * 16, 6, 5, 5), params["3.bias"].reshape(-1), groups=k)
+    h = F.avg_pool2d(activation(h), 2)
+    # member k's 16 x 5 x 5 features, flattened in nn.Flatten's (channel, row, column) order
+    h = h.reshape(batch, k, 400).transpose(0, 1)
+    for layer in ("7", "9"):
+        h = activation(torch.baddbmm(params[f"{layer}.bias"].unsqueeze(1), h, params[f"{layer}.weight"].transpose(1, 2)))
+    return torch.baddbmm(params["11.bias"].unsqueeze(1), h, params["11.weight"].transpose(1, 2))
 
 
 class FashionMNISTLeNet(Problem):
     headline = ("test_acc", "max")
     selection = ("val_acc", "max")
+    bounds = {"validation_size": Bound(0, 59_999), "train_subset": Bound(1, 60_000), "test_subset": Bound(1, 10_000)}
     activation: type[nn.Module]
+    functional_activation = None
 
     def __init__(self, device: torch.device, epochs: int = 20, batch_size: int = 256,
                  data_file: str = "results/data/fashion_mnist.pt", validation_size: int = 5000, split_seed: int = 0,
                  train_subset: int | None = None, test_subset: int | None = None):
         super().__init__(device, epochs)
         self.batch_size = int(batch_size)
-        path = Path(data_file)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path} does not exist: prepare Fashion-MNIST first (snakemake prepare_fashion_mnist, or "
-                f"python -m adabench data --out {path})")
-        data = torch.load(path, weights_only=True)
+        data = load_prepared(data_file)
         split = torch.randperm(len(data["train_labels"]), generator=torch.Generator().manual_seed(int(split_seed)))
         validation, train = split[:validation_size], split[validation_size:]
         if train_subset is not None:
@@ -59,39 +83,47 @@ class FashionMNISTLeNet(Problem):
         self.val_labels = data["train_labels"][validation].long().to(device)
         self.test_images = data["test_images"][test].to(device)
         self.test_labels = data["test_labels"][test].long().to(device)
+        self.train_size = len(self.train_labels)
 
     def build_model(self) -> nn.Module:
         return lenet(self.activation).to(self.device)
 
-    def train_epoch(self, model, optimizer, generator) -> dict:
-        n = len(self.train_labels)
-        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+    def members_per_pass(self, device: torch.device) -> int | None:
+        # measured by benchmarks/population_vs_serial.py: on a CPU a few LeNets per pass keep their activations
+        # in cache; more run slower per image than one at a time. A GPU takes the whole population.
+        return CPU_MEMBERS_PER_PASS if device.type == "cpu" else None
 
-        def batch_loss(batch):
-            nonlocal correct
-            logits = model(to_pixels(self.train_images[batch]))
-            labels = self.train_labels[batch]
-            # running accuracy over the epoch's batches, as the seed prints it; kept on the device
-            correct += (logits.detach().argmax(dim=1) == labels).sum()
-            return nn.functional.cross_entropy(logits, labels)
+    def logits(self, params: Params, images: torch.Tensor) -> torch.Tensor:
+        return population_logits(params, images, type(self).functional_activation)
 
-        loss = minibatch_epoch(optimizer, generator, n, self.batch_size, self.device, batch_loss)
-        return {"train_loss": loss, "train_acc": correct / n}
+    def batch_losses(self, params: Params, indices: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        logits = self.logits(params, self.train_images[indices]).float()
+        labels = self.train_labels[indices]
+        k, b, classes = logits.shape
+        losses = F.cross_entropy(logits.reshape(k * b, classes), labels.reshape(-1), reduction="none").reshape(k, b)
+        # running accuracy over the epoch's batches, as the seed prints it; kept on the device
+        correct = (logits.detach().argmax(dim=2) == labels).sum(dim=1)
+        return losses.mean(dim=1), {"train_acc": correct}
 
     @torch.no_grad()
-    def evaluate(self, model) -> dict:
+    def evaluate(self, params: Params) -> dict[str, torch.Tensor]:
+        chunk = max(64, EVAL_IMAGES // params["0.weight"].shape[0])
         metrics = {}
-        if len(self.val_labels):
-            metrics.update(classification_metrics(model, self.val_images, self.val_labels, EVAL_BATCH, "val", to_pixels))
-        metrics.update(classification_metrics(model, self.test_images, self.test_labels, EVAL_BATCH, "test", to_pixels))
+        for prefix, images, labels in (("val", self.val_images, self.val_labels),
+                                       ("test", self.test_images, self.test_labels)):
+            if len(labels):
+                metrics.update(stacked_classification_metrics(lambda x: self.logits(params, x), images, labels,
+                                                              chunk, prefix))
         return metrics
 
 
 @PROBLEMS.register("lenet_sigmoid_fmnist")
 class SigmoidLeNet(FashionMNISTLeNet):
     activation = nn.Sigmoid
+    functional_activation = torch.sigmoid
 
 
 @PROBLEMS.register("lenet_relu_fmnist")
 class ReLULeNet(FashionMNISTLeNet):
     activation = nn.ReLU
+    functional_activation = torch.relu

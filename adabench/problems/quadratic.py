@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import PROBLEMS, Problem
+from .base import PROBLEMS, Params, Problem
 
 
 class Point(nn.Module):
@@ -14,13 +14,25 @@ class Point(nn.Module):
 
 
 class Quadratic(Problem):
-    """f(x) = 1/2 x^T Q x, minimised at x* = 0 with f* = 0; full batch, float64, one row per step."""
+    """f(x) = 1/2 x^T Q x, minimised at x* = 0 with f* = 0; full batch, float64, one row per step.
+
+    ``objective`` takes a stack of points [K, 2] and gives each one's value [K].
+    """
 
     unit = "step"
     headline = ("loss", "min")
     selection = ("loss", "min")
+    log_scale = frozenset({"loss", "gap", "dist_to_opt"})
+    figures = ("trajectories",)
+    trajectory = ("x1", "x2")  # the columns the trajectories figure draws a path through
     records_initial_state = True
     hessian: tuple[tuple[float, float], tuple[float, float]]
+
+    @classmethod
+    def landscape(cls, x1, x2):
+        """f on a grid of points (numpy arrays), for the contours of the trajectories figure."""
+        (a, b), (_, d) = cls.hessian
+        return 0.5 * (a * x1**2 + 2 * b * x1 * x2 + d * x2**2)
 
     def __init__(self, device: torch.device, steps: int = 20, start: tuple[float, float] = (2.0, 1.0)):
         super().__init__(device, epochs=steps)
@@ -32,18 +44,14 @@ class Quadratic(Problem):
     def build_model(self) -> nn.Module:
         return Point(self.start).to(self.device)
 
-    def train_epoch(self, model, optimizer, generator) -> dict:
-        optimizer.zero_grad()
-        loss = self.objective(model.x)
-        loss.backward()
-        optimizer.step()
-        return {}
+    def batch_losses(self, params: Params, indices) -> tuple[torch.Tensor, dict]:
+        return self.objective(params["x"]), {}
 
     @torch.no_grad()
-    def evaluate(self, model) -> dict:
-        x = model.x
-        loss = self.objective(x).item()
-        return {"x1": x[0].item(), "x2": x[1].item(), "loss": loss, "gap": loss, "dist_to_opt": x.norm().item()}
+    def evaluate(self, params: Params) -> dict[str, torch.Tensor]:
+        x = params["x"]
+        loss = self.objective(x).cpu()
+        return {"x1": x[:, 0].cpu(), "x2": x[:, 1].cpu(), "loss": loss, "gap": loss, "dist_to_opt": x.norm(dim=1).cpu()}
 
 
 @PROBLEMS.register("quadratic")
@@ -53,7 +61,7 @@ class AxisAlignedQuadratic(Quadratic):
     hessian = ((0.2, 0.0), (0.0, 4.0))
 
     def objective(self, x):
-        return 0.1 * x[0] ** 2 + 2 * x[1] ** 2
+        return 0.1 * x[:, 0] ** 2 + 2 * x[:, 1] ** 2
 
 
 @PROBLEMS.register("quadratic_rotated")
@@ -63,4 +71,4 @@ class RotatedQuadratic(Quadratic):
     hessian = ((4.2, -3.6), (-3.6, 4.2))
 
     def objective(self, x):
-        return 0.1 * (x[0] + x[1]) ** 2 + 2 * (x[0] - x[1]) ** 2
+        return 0.1 * (x[:, 0] + x[:, 1]) ** 2 + 2 * (x[:, 0] - x[:, 1]) ** 2

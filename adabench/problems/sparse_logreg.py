@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import PROBLEMS, Problem, minibatch_epoch
+from ..params import POSITIVE, Bound
+from .base import PROBLEMS, Params, Problem
 
 
 class SparseLinear(nn.Module):
@@ -30,6 +31,14 @@ class SparseLinear(nn.Module):
 class SparseLogisticRegression(Problem):
     headline = ("test_acc", "max")
     selection = ("val_acc", "max")
+    curve = "test_loss"
+    figures = ("feature_errors",)
+    # the final metrics the feature_errors figure sets side by side, with their labels
+    bounds = {"n_features": Bound(2, 10_000_000), "n_train": Bound(1, 100_000_000), "n_validation": Bound(1, 100_000_000),
+              "n_test": Bound(1, 100_000_000), "active_per_sample": Bound(1, 10_000), "zipf_exponent": POSITIVE,
+              "weight_scale": POSITIVE, "frequent_fraction": Bound(0, 1, low_open=True),
+              "rare_fraction": Bound(0, 1, low_open=True)}
+    feature_errors = {"rare_weight_error": "rare (bottom half by count)", "frequent_weight_error": "frequent (top 1%)"}
 
     def __init__(self, device: torch.device, epochs: int = 3, n_features: int = 10_000, n_train: int = 200_000,
                  n_validation: int = 20_000, n_test: int = 50_000, active_per_sample: int = 8,
@@ -37,6 +46,7 @@ class SparseLogisticRegression(Problem):
                  frequent_fraction: float = 0.01, rare_fraction: float = 0.5, data_seed: int = 0):
         super().__init__(device, epochs)
         self.batch_size = int(batch_size)
+        self.train_size = int(n_train)
         rng = torch.Generator().manual_seed(int(data_seed))
         ranks = torch.arange(1, n_features + 1, dtype=torch.float64)
         frequency = ranks.pow(-zipf_exponent)
@@ -65,24 +75,32 @@ class SparseLogisticRegression(Problem):
     def build_model(self) -> nn.Module:
         return SparseLinear(len(self.true_weight)).to(self.device)
 
-    def train_epoch(self, model, optimizer, generator) -> dict:
+    @staticmethod
+    def logits(params: Params, active: torch.Tensor) -> torch.Tensor:
+        """[K, n] logits of K sparse linear models: per-member samples [K, n, A] (or shared [n, A])."""
+        weight, bias = params["weight.weight"].squeeze(2), params["bias"]  # [K, features], [K, 1]
+        if active.dim() == 2:
+            return weight[:, active].sum(dim=2) + bias
+        rows = torch.arange(weight.shape[0], device=weight.device).reshape(-1, 1, 1)
+        return weight[rows, active].sum(dim=2) + bias
+
+    def batch_losses(self, params: Params, indices: torch.Tensor) -> tuple[torch.Tensor, dict]:
         active, labels = self.data["train"]
-
-        def batch_loss(batch):
-            return nn.functional.binary_cross_entropy_with_logits(model(active[batch]), labels[batch])
-
-        return {"train_loss": minibatch_epoch(optimizer, generator, len(labels), self.batch_size, self.device,
-                                              batch_loss)}
+        losses = nn.functional.binary_cross_entropy_with_logits(self.logits(params, active[indices]), labels[indices],
+                                                                reduction="none")
+        return losses.mean(dim=1), {}
 
     @torch.no_grad()
-    def evaluate(self, model) -> dict:
+    def evaluate(self, params: Params) -> dict[str, torch.Tensor]:
         metrics = {}
         for split in ("val", "test"):
             active, labels = self.data[split]
-            logits = model(active)
-            metrics[f"{split}_loss"] = nn.functional.binary_cross_entropy_with_logits(logits, labels).item()
-            metrics[f"{split}_acc"] = ((logits > 0).float() == labels).float().mean().item()
-        error = model.weight.weight.detach().squeeze(1) - self.true_weight_on_device
-        metrics["rare_weight_error"] = error[self.rare].pow(2).mean().sqrt().item()
-        metrics["frequent_weight_error"] = error[self.frequent].pow(2).mean().sqrt().item()
+            logits = self.logits(params, active)
+            target = labels.expand_as(logits)
+            metrics[f"{split}_loss"] = nn.functional.binary_cross_entropy_with_logits(
+                logits, target, reduction="none").mean(dim=1).double().cpu()
+            metrics[f"{split}_acc"] = ((logits > 0).float() == target).float().mean(dim=1).double().cpu()
+        error = params["weight.weight"].detach().squeeze(2) - self.true_weight_on_device
+        metrics["rare_weight_error"] = error[:, self.rare].pow(2).mean(dim=1).sqrt().double().cpu()
+        metrics["frequent_weight_error"] = error[:, self.frequent].pow(2).mean(dim=1).sqrt().double().cpu()
         return metrics

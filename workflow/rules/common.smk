@@ -1,40 +1,39 @@
-# Configuration checks, the expansion of the study into runs and jobs, and shared paths.
+# The study: its config checked (defaults filled in), its plan made, the paths of what it computes.
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, workflow.basedir)  # adabench, also when the package is not installed
+import torch
 
 from adabench.config import ConfigError, validate_config
-from adabench.study import (
-    FASHION_MNIST_FILE,
-    problem_settings,
-    run_dir,
-    shard_device,
-    shard_id,
-    shards,
-    study_runs,
-    tuned_jobs,
-    tuning_grid_runs,
-)
+from adabench.pipeline import remove_stale_outputs
+from adabench.problems import PROBLEMS
+from adabench.study import DATA_FILE, Study
 from adabench.tracking import sqlite_uri
 
 try:
-    validate_config(config)
+    config.update(validate_config(config))  # in place: the jobs' scripts see the same, filled-in config
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-STUDY_RUNS = study_runs(config)
-GRID_RUNS = tuning_grid_runs(config)
-RUNS = STUDY_RUNS + GRID_RUNS
-SHARDS = shards(config, RUNS)
-GRID_MARKERS = sorted({f"results/shards/{shard_id(config, spec)}.json" for spec in GRID_RUNS})
-TUNED_JOBS = tuned_jobs(config)
-TUNED_MARKERS = [f"results/tuned/{job}.json" for job in TUNED_JOBS]
+STUDY = Study(config)
+JOBS = STUDY.jobs
+PLAN = STUDY.path("plan.csv")
+
+
+def study_path(*parts):
+    return STUDY.path(*parts)
+
+
+# Outputs that no longer hold (a run deleted or damaged after its job finished, a prepared dataset that fails
+# its checksum, a vanished MLflow store) are removed, so that Snakemake rebuilds them and what follows from them
+# instead of reporting "Nothing to be done" over stale tables. Only the process that plans the DAG does this.
+if workflow.is_main_process:
+    remove_stale_outputs(STUDY, print)
 
 # MLflow: MLFLOW_TRACKING_URI (a shared server on a cluster) wins over the config; default a SQLite file
-TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or config["mlflow"].get("tracking_uri") or sqlite_uri(
-    "results/mlflow/mlflow.db"
+TRACKING_URI = (
+    os.environ.get("MLFLOW_TRACKING_URI")
+    or config["mlflow"]["tracking_uri"]
+    or sqlite_uri(study_path("mlflow", "mlflow.db"))
 )
 if "MLFLOW_TRACKING_URI" in os.environ:
 
@@ -42,75 +41,70 @@ if "MLFLOW_TRACKING_URI" in os.environ:
         "MLFLOW_TRACKING_URI",
 
 
-# Training jobs rerun when the code they import changes; analysis code (adabench/analysis) is not among it
-TRAINING_SOURCES = sorted(
-    str(path)
-    for path in Path(workflow.basedir, "adabench").rglob("*.py")
-    if "analysis" not in path.relative_to(workflow.basedir, "adabench").parts
-)
+STORE = study_path("mlflow", "experiment.json")
+SYNCED = study_path("mlflow", "synced.json")
+TUNING = config["tuning"]
+SELECTION = study_path("tuning", "selection.csv")
+RUNS_TABLE = study_path("tables", "runs.csv")
+CURVES_TABLE = study_path("tables", "curves.csv.gz")
 
-FIGURE_SETTINGS = config.get("figures", {})
 
-TUNING = config.get("tuning")
-TABLE_NAMES = ["comparison", "seed_vs_pipeline"] + (["protocols", "paired_tests", "time_to_target"] if TUNING else [])
-TABLES = expand("results/tables/{table}.{ext}", table=TABLE_NAMES, ext=["md", "tex", "csv"])
+def job_marker(job_id):
+    return STUDY.job_marker(job_id)
+
+
+ALL_MARKERS = [job_marker(job_id) for job_id in JOBS]
+GRID_MARKERS = [job_marker(job.id) for job in STUDY.grid_jobs()]
+
+
+def job_inputs(wildcards):
+    """A job reads the plan and the MLflow store; a tuned job also the selection, and waits for the other jobs
+    of its problem (a tuned run may be one of theirs: never train one directory in two jobs at once)."""
+    job = JOBS[wildcards.job]
+    inputs = {"plan": PLAN, "store": STORE}
+    if "data_file" in STUDY.options(job.problem):
+        inputs["data"] = STUDY.options(job.problem)["data_file"]
+    if job.tuned:
+        inputs["selection"] = SELECTION
+        inputs["others"] = [job_marker(other.id) for other in STUDY.jobs_of(job.problem, tuned=False)]
+    return inputs
+
+
+def job_gpus(wildcards):
+    """1 for a job that trains on a GPU, else 0. With device auto that is a GPU wherever CUDA exists: here, or
+    on a cluster's nodes (Snakemake submits the job elsewhere). On a CPU-only machine no job asks for one, so
+    `--resources gpu=N` never serialises CPU jobs."""
+    device = STUDY.device(JOBS[wildcards.job].problem)
+    if device == "auto":
+        return int(torch.cuda.is_available() or workflow.non_local_exec)
+    return int(device == "cuda")
+
+
+# --- tables and figures ----------------------------------------------------------------------------------------
+TABLE_NAMES = ["comparison", "reproduction"] + (["protocols", "paired_tests", "time_to_target"] if TUNING else [])
+TABLES = expand(study_path("tables", "{table}.{ext}"), table=TABLE_NAMES, ext=["md", "tex", "csv"])
 if TUNING:
-    TABLES.append("results/tuning/selection_check.json")
+    TABLES.append(study_path("tuning", "selection_check.json"))
 
-# figure -> the tables it is drawn from
-FIGURE_INPUTS = {
-    "learning_curves": {"curves": "results/tables/curves.csv.gz"},
-    "quadratic_trajectories": {"curves": "results/tables/curves.csv.gz"},
-    "final_metric": {"runs": "results/tables/runs.csv"},
-    "effective_lr": {"curves": "results/tables/curves.csv.gz"},
-    "sparse_features": {"runs": "results/tables/runs.csv"},
-    "gerschgorin": {},
-}
+# figure -> the tables it is drawn from; the problem-specific kinds are those the study's problems declare
+FIGURE_INPUTS = {name: {"curves": CURVES_TABLE, "runs": RUNS_TABLE} for name in ("learning_curves", "final_metric",
+                                                                             "effective_lr")}
+for problem in config["problems"]:
+    for kind in PROBLEMS.get(problem).figures:
+        FIGURE_INPUTS[kind] = {"curves": CURVES_TABLE, "runs": RUNS_TABLE}
+FIGURE_INPUTS["gerschgorin"] = {}
 if TUNING:
     FIGURE_INPUTS.update(
         lr_sensitivity={
-            "sensitivity": "results/tuning/lr_sensitivity.csv",
-            "selection": "results/tuning/selection.csv",
+            "sensitivity": study_path("tuning", "lr_sensitivity.csv"),
+            "selection": SELECTION,
         },
-        performance_profile={"profile": "results/tables/performance_profile.csv"},
-        time_to_target={"times": "results/tables/time_to_target.csv"},
+        performance_profile={"profile": study_path("tables", "performance_profile.csv")},
+        time_to_target={"times": study_path("tables", "time_to_target.csv")},
     )
 FIGURE_NAMES = list(FIGURE_INPUTS)
-FIGURES = expand("results/figures/{figure}.{ext}", figure=FIGURE_NAMES, ext=["png", "pdf"])
+FIGURES = expand(study_path("figures", "{figure}.{ext}"), figure=FIGURE_NAMES, ext=["png", "pdf"])
 
 
 def figure_inputs(wildcards):
     return FIGURE_INPUTS[wildcards.figure]
-
-
-def shard_marker(shard):
-    return f"results/shards/{shard}.json"
-
-
-def shard_runs(wildcards):
-    return [spec.to_dict() for spec in SHARDS[wildcards.shard]]
-
-
-def shard_problem(wildcards):
-    return SHARDS[wildcards.shard][0].problem
-
-
-def training_inputs(problems):
-    inputs = {"store": "results/mlflow/experiment.json", "sources": TRAINING_SOURCES}
-    if any("data_file" in problem_settings(config, problem) for problem in problems):
-        inputs["data"] = FASHION_MNIST_FILE
-    return inputs
-
-
-def shard_inputs(wildcards):
-    return training_inputs({spec.problem for spec in SHARDS[wildcards.shard]})
-
-
-def tuned_inputs(wildcards):
-    return {**training_inputs([TUNED_JOBS[wildcards.tuned][0]]), "selection": "results/tuning/selection.csv"}
-
-
-def shard_gpus(wildcards):
-    """One GPU for every job not pinned to the CPU: on a GPU machine or a cluster, device auto picks CUDA.
-    Locally the resource is a counter: `--resources gpu=1` (profiles/default) keeps one such job at a time."""
-    return 0 if shard_device(config, shard_problem(wildcards)) == "cpu" else 1

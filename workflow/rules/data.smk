@@ -1,5 +1,9 @@
-# Fashion-MNIST: the only rule that downloads, then one preparation into the tensors training loads.
-from adabench.data import FASHION_MNIST_FILES
+# Fashion-MNIST: the only rule that downloads, then one preparation into the tensors training loads (with the
+# sha256 training checks them against). Shared by every study: the data is the same.
+from adabench.data import FASHION_MNIST_FILES, checksum_file
+
+RAW_DIR = os.path.join(os.path.dirname(DATA_FILE), "fashion-mnist")
+
 
 # Downloads run where Snakemake runs (a cluster's login node): compute nodes often have no internet.
 localrules:
@@ -8,29 +12,26 @@ localrules:
 
 rule fetch_fashion_mnist:
     output:
-        "results/data/fashion-mnist/{filename}",
+        os.path.join(RAW_DIR, "{filename}"),
     params:
         sources=config["data"]["fashion_mnist"]["sources"],
-        timeout=config["data"]["fashion_mnist"].get("timeout_s", 60),
+        timeout=config["data"]["fashion_mnist"]["timeout_s"],
     wildcard_constraints:
         filename="|".join(name for name, _ in FASHION_MNIST_FILES.values()),
     retries: 2
-    conda:
-        "../../environment.yml"
     log:
-        "results/logs/fetch_fashion_mnist/{filename}.log",
+        study_path("logs", "fetch_fashion_mnist", "{filename}.log"),
     script:
         "../../scripts/fetch_data.py"
 
 
 rule prepare_fashion_mnist:
     input:
-        expand("results/data/fashion-mnist/{filename}", filename=[name for name, _ in FASHION_MNIST_FILES.values()]),
+        expand(os.path.join(RAW_DIR, "{filename}"), filename=[name for name, _ in FASHION_MNIST_FILES.values()]),
     output:
-        FASHION_MNIST_FILE,
-    conda:
-        "../../environment.yml"
+        data=DATA_FILE,
+        checksum=str(checksum_file(DATA_FILE)),
     log:
-        "results/logs/prepare_fashion_mnist.log",
+        study_path("logs", "prepare_fashion_mnist.log"),
     script:
         "../../scripts/prepare_data.py"

@@ -1,25 +1,24 @@
-# Seaborn figures (PNG and PDF), each with a caption for `snakemake --report report.html`.
-# Only figure settings are params here, so editing them redraws figures and retrains nothing.
+# Seaborn figures (PNG and PDF), each with a caption for `snakemake --report`. Only figure settings are
+# params here, so editing them redraws figures and retrains nothing.
+
 
 rule figure:
     input:
         unpack(figure_inputs),
     output:
         png=report(
-            "results/figures/{figure}.png",
+            study_path("figures", "{figure}.png"),
             caption="../report/figure.rst",
             category="Figures",
         ),
-        pdf="results/figures/{figure}.pdf",
+        pdf=study_path("figures", "{figure}.pdf"),
     params:
         caption=lambda wildcards: Path(workflow.basedir, "workflow/report", f"{wildcards.figure}.rst").read_text(),
-        dpi=FIGURE_SETTINGS.get("dpi", 150),
-        style=FIGURE_SETTINGS.get("style", "whitegrid"),
+        dpi=config["figures"]["dpi"],
+        style=config["figures"]["style"],
     wildcard_constraints:
         figure="|".join(FIGURE_NAMES),
-    conda:
-        "../../environment.yml"
     log:
-        "results/logs/figures/{figure}.log",
+        study_path("logs", "figures", "{figure}.log"),
     script:
         "../../scripts/figure.py"

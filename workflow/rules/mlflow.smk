@@ -1,17 +1,31 @@
-# One job creates the MLflow store and experiment before any training job: concurrent first opens
-# of a fresh SQLite store corrupt it (MLflow creates its tables without a lock).
+# MLflow is a view of the run records, never a condition of training. One job creates the store (atomically)
+# and the experiment before any training job; after training, mlflow_sync logs whatever MLflow missed (a server
+# that was down, a store that was deleted) from the records, so every later run of the workflow heals it.
 
 
 rule mlflow_store:
     output:
-        "results/mlflow/experiment.json",
+        STORE,
     params:
         tracking_uri=TRACKING_URI,
-        experiment=config["mlflow"]["experiment"],
-        artifact_root="results/mlflow/artifacts",
-    conda:
-        "../../environment.yml"
+        experiment=STUDY.experiment,
+        artifact_root=study_path("mlflow", "artifacts"),
     log:
-        "results/logs/mlflow_store.log",
+        study_path("logs", "mlflow_store.log"),
     script:
         "../../scripts/mlflow_store.py"
+
+
+rule mlflow_sync:
+    input:
+        plan=PLAN,
+        store=STORE,
+        markers=ALL_MARKERS,
+    output:
+        SYNCED,
+    params:
+        tracking_uri=TRACKING_URI,
+    log:
+        study_path("logs", "mlflow_sync.log"),
+    script:
+        "../../scripts/mlflow_sync.py"

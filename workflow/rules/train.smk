@@ -1,28 +1,36 @@
-# Training: one job per run (LeNets), or per (problem, optimizer) for problems that train faster
-# than a process starts. A job logs each run to MLflow; its records live in results/runs/<run key>/.
+# The plan, then training: one rule for every job (study, reference, tuning grid and tuned reruns). A job trains
+# a population of runs of one problem as one vectorised model; each run keeps its own directory under
+# results/<study>/runs/<run key>/ and its own MLflow run.
+
+
+rule plan:
+    output:
+        PLAN,
+    params:
+        # the plan's content: a change of what the study runs rewrites it, and reruns what reads it
+        digest=STUDY.plan_digest(),
+    log:
+        study_path("logs", "plan.log"),
+    script:
+        "../../scripts/plan.py"
 
 
 rule train:
     input:
-        unpack(shard_inputs),
+        unpack(job_inputs),
     output:
-        "results/shards/{shard}.json",
+        study_path("jobs", "{job}.json"),
     params:
-        runs=shard_runs,
-        device=lambda wildcards: shard_device(config, shard_problem(wildcards)),
-        deterministic=config.get("deterministic", False),
+        job=lambda wildcards: JOBS[wildcards.job].params(),
         tracking_uri=TRACKING_URI,
-        experiment=config["mlflow"]["experiment"],
     wildcard_constraints:
-        shard=".+",
-    threads: config.get("threads", 2)
+        job="|".join(JOBS) or "no-jobs",
+    threads: config["threads"]
     resources:
-        gpu=shard_gpus,
-    conda:
-        "../../environment.yml"
+        gpu=job_gpus,
     log:
-        "results/logs/train/{shard}.log",
+        study_path("logs", "train", "{job}.log"),
     benchmark:
-        "results/benchmarks/train/{shard}.tsv"
+        study_path("benchmarks", "train", "{job}.tsv")
     script:
         "../../scripts/train.py"

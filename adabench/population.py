@@ -1,0 +1,429 @@
+"""Populations: runs of one problem, with identical problem options, trained at once as one vectorised model.
+
+Members differ in seed, optimizer or hyperparameters, and each stays exactly itself:
+- its initial weights are the ones ``build_model()`` draws right after ``torch.manual_seed(seed)``;
+- its batch order comes from its own generator, seeded with its seed;
+- its optimizer is the registry's own class with its own hyperparameters. Members that share optimizer,
+  hyperparameters and progress share one instance over their parameters stacked along a new first
+  dimension; for an elementwise optimizer (every entry of the registry) that makes each member's own update.
+  Any other optimizer gets one instance per member.
+
+Each member's parameters are a row of its group's stacked leaf tensors; the problem computes all members'
+losses in one forward pass and their sum is differentiated once. A member whose metrics become non-finite is
+recorded as ``diverged`` and frozen: its records end there, and its rows, on their own in every operation,
+leave the other members untouched.
+
+Every member keeps its own run directory, records, checkpoint and MLflow run, exactly as a run trained alone:
+training alone *is* a population of one. After every epoch each member's checkpoint is written atomically;
+a killed population resumes every member from its own checkpoint, and members already complete are skipped.
+Members resumed at different epochs train side by side, each on its own epoch.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .optim import OPTIMIZERS, make_optimizer, step_size_summaries
+from .problems import make_problem
+from .records import (CHECKPOINT, METRICS, RunLock, atomic_torch_save, complete_summary, load_checkpoint, set_aside,
+                      write_run)
+from .run import (STOP_REQUESTED, Preempted, RunSpec, Tracker, configure_determinism, configure_precision, environment,
+                  resolve_device)
+
+
+@dataclass
+class Member:
+    spec: RunSpec
+    out_dir: Path
+    position: int  # index in the caller's list of runs
+    generator: torch.Generator
+    params: dict[str, torch.Tensor]
+    optimizer_state: dict | None
+    records: list[dict]
+    train_time: float
+    epoch: int
+    resumed_from: int
+    tracker: "GuardedTracker | None" = None
+    status: str | None = None  # set when the member stops: "finished" or "diverged"
+
+    @property
+    def active(self) -> bool:
+        return self.status is None
+
+
+@dataclass
+class OptimizerGroup:
+    """Members that share one optimizer over their stacked parameters (rows in member order)."""
+
+    members: list[Member]
+    leaves: dict[str, torch.Tensor]
+    optimizer: torch.optim.Optimizer = field(repr=False)
+
+
+class GuardedTracker:
+    """A tracker whose failures never stop training: the first one is logged as a warning and tracking of this
+    run stops there. Its records are complete anyway; the workflow's mlflow_sync rule brings MLflow up to date."""
+
+    def __init__(self, tracker: Tracker, key: str, log, failures: list):
+        self.tracker, self.key, self.log = tracker, key, log
+        self.failures = failures  # shared by a population's trackers: after one failure, none waits on MLflow again
+
+    def __call__(self, method: str, *arguments, **keywords) -> None:
+        if self.failures:
+            return
+        try:
+            getattr(self.tracker, method)(*arguments, **keywords)
+        except Exception as error:  # noqa: BLE001 - MLflow is a view: any failure of it is only a warning
+            self.failures.append(error)
+            self.log(f"WARNING: MLflow tracking of {self.key} failed ({type(error).__name__}: {str(error)[:300]}); "
+                     "training goes on, and mlflow_sync catches MLflow up from the run records")
+
+
+def population_identity(spec: RunSpec) -> dict:
+    identity = spec.identity()
+    return {"problem": identity["problem"], "options": identity["options"], "precision": identity["precision"]}
+
+
+def check_same_problem(specs: list[RunSpec]) -> None:
+    """Members must share problem, options and precision; the message names every one that differs."""
+    first = population_identity(specs[0])
+    for spec in specs[1:]:
+        other = population_identity(spec)
+        if other == first:
+            continue
+        if other["problem"] != first["problem"]:
+            raise ValueError(f"a population holds runs of one problem; got {first['problem']!r} and {other['problem']!r}")
+        differing = sorted(name for name in set(first["options"]) | set(other["options"])
+                           if first["options"].get(name) != other["options"].get(name))
+        if other["precision"] != first["precision"]:
+            differing.append("precision")
+        raise ValueError(f"a population's runs must have identical problem options; {spec.key} differs from "
+                         f"{specs[0].key} in: " + ", ".join(
+                             f"{name} ({first['options'].get(name, first['precision'])!r} vs "
+                             f"{other['options'].get(name, other['precision'])!r})" for name in differing))
+
+
+def member_optimizer_state(optimizer: torch.optim.Optimizer, row: int, leaves: list[torch.Tensor]) -> dict:
+    """Row ``row``'s share of a group optimizer's state: per-coordinate tensors sliced, the rest (step counts)
+    shared by every row of the group and copied."""
+    state = {}
+    for index, entries in optimizer.state_dict()["state"].items():
+        per_member, shared = {}, {}
+        for name, value in entries.items():
+            if torch.is_tensor(value) and value.shape == leaves[index].shape:
+                per_member[name] = value[row].detach().clone()
+            else:
+                shared[name] = value.detach().clone() if torch.is_tensor(value) else value
+        state[index] = {"per_member": per_member, "shared": shared}
+    return state
+
+
+def load_group_state(optimizer: torch.optim.Optimizer, states: list[dict]) -> None:
+    """Give a group optimizer its members' states back, stacked row by row."""
+    stacked = {}
+    for index, first in states[0].items():
+        entries = {name: torch.stack([state[index]["per_member"][name] for state in states])
+                   for name in first["per_member"]}
+        for name, value in first["shared"].items():
+            if any(not same_state(state[index]["shared"][name], value) for state in states[1:]):
+                raise RuntimeError(f"members grouped on one optimizer disagree on its shared state {name!r}")
+            entries[name] = value
+        stacked[index] = entries
+    state_dict = optimizer.state_dict()
+    state_dict["state"] = stacked
+    optimizer.load_state_dict(state_dict)
+
+
+def same_state(a, b) -> bool:
+    return torch.equal(a, b) if torch.is_tensor(a) and torch.is_tensor(b) else a == b
+
+
+def is_diverged(row: dict) -> bool:
+    return any(
+        isinstance(value, float) and not math.isfinite(value)
+        for name, value in row.items()
+        if not name.startswith("eff_lr")
+    )
+
+
+def best_of(records: list[dict], metric: str, mode: str, unit: str) -> dict | None:
+    values = [(row[metric], row[unit]) for row in records if metric in row and math.isfinite(row[metric])]
+    if not values:
+        return None
+    value, at = (max if mode == "max" else min)(values, key=lambda pair: pair[0])
+    return {"metric": metric, "mode": mode, "value": value, unit: at}
+
+
+def progress_line(member: Member, unit: str, total: int, row: dict) -> str:
+    shown = ", ".join(
+        f"{name} {value:.4g}" for name, value in row.items()
+        if name in ("loss", "train_loss", "train_acc", "val_acc", "test_acc", "train_mse", "test_loss")
+    )
+    return f"{member.spec.key}: {unit} {row[unit]}/{total} {shown} ({row['time_s']:.1f}s)"
+
+
+def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", deterministic: bool = False,
+                     trackers=None, log=print) -> list[dict]:
+    """Train every run of ``runs`` (spec, run directory) that is not complete yet, all at once; return each
+    run's summary, in order. ``trackers(spec)`` gives a run's tracker, or None."""
+    if not runs:
+        return []
+    check_same_problem([spec for spec, _ in runs])
+    summaries: list[dict | None] = [None] * len(runs)
+    with contextlib.ExitStack() as held:
+        pending = []
+        for position, (spec, out_dir) in enumerate(runs):
+            out_dir = Path(out_dir)
+            held.enter_context(RunLock(out_dir, log))  # released when the population ends, or its process dies
+            summary, why_not = complete_summary(out_dir, spec.identity())
+            if summary is not None:
+                log(f"{spec.key}: already {summary['status']}, skipped")
+                summaries[position] = summary
+                continue
+            if (out_dir / "summary.json").exists():
+                log(f"WARNING: {why_not}; the run is trained again")
+                set_aside(out_dir / "summary.json", log)
+            pending.append(position)
+        if pending:
+            trained = Population([(runs[i][0], Path(runs[i][1]), i) for i in pending], device, deterministic,
+                                 trackers, log).train()
+            for position, summary in trained.items():
+                summaries[position] = summary
+    return summaries
+
+
+class Population:
+    def __init__(self, runs: list[tuple[RunSpec, Path, int]], device: str, deterministic: bool, trackers, log):
+        self.log = log
+        self.wall_start = time.perf_counter()
+        configure_determinism(deterministic)
+        first = runs[0][0]
+        configure_precision(first.precision)
+        self.device = resolve_device(device)
+        self.environment = environment(self.device, deterministic)
+        self.problem = make_problem(first.problem, first.problem_options, self.device)
+        self.unit = self.problem.unit
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=first.precision == "bf16")
+        members = [self.member(spec, out_dir, position) for spec, out_dir, position in runs]
+        self.groups = self.group(members)
+        self.members = [member for group in self.groups for member in group.members]  # in row order
+        self.size = len(self.members)
+        # on a CPU, a pass over too many members at once spills the caches (see Problem.members_per_pass)
+        self.members_per_pass = self.problem.members_per_pass(self.device) or self.size
+        self.names = list(self.groups[0].leaves)
+        tracking_failures: list = []
+        for member in self.members:
+            if trackers is not None and (tracker := trackers(member.spec)) is not None:
+                member.tracker = GuardedTracker(tracker, member.spec.key, log, tracking_failures)
+        self.record_initial_state()
+        for member in self.members:
+            if member.tracker:
+                member.tracker("start", member.spec, self.unit, self.environment,
+                               recorded_up_to=member.records[-1][self.unit] if member.records else -1)
+                member.tracker("log", member.records)
+        if self.size > 1:
+            log(f"population of {self.size} {first.problem} runs on {self.device}, "
+                f"{len(self.groups)} optimizer group(s)")
+
+    def member(self, spec: RunSpec, out_dir: Path, position: int) -> Member:
+        generator = torch.Generator().manual_seed(spec.seed)
+        checkpoint = load_checkpoint(out_dir, spec.identity(), self.device, self.log)
+        if checkpoint is None:
+            torch.manual_seed(spec.seed)
+            model = self.problem.build_model()
+            params = {name: value.detach() for name, value in model.named_parameters()}
+            return Member(spec, out_dir, position, generator, params, None, [], 0.0, 0, 0)
+        generator.set_state(checkpoint["batch_order"])
+        self.log(f"{spec.key}: resuming after {self.unit} {checkpoint['epoch']}")
+        return Member(spec, out_dir, position, generator, checkpoint["params"], checkpoint["optimizer"],
+                      checkpoint["records"], checkpoint["train_time"], checkpoint["epoch"], checkpoint["epoch"])
+
+    def group(self, members: list[Member]) -> list[OptimizerGroup]:
+        """Members with the same optimizer, hyperparameters and progress share one (elementwise) optimizer."""
+        keyed: dict[tuple, list[Member]] = {}
+        for member in members:
+            spec = member.spec
+            shareable = getattr(OPTIMIZERS.get(spec.optimizer), "elementwise", False)
+            key = (spec.optimizer, json.dumps(spec.hyperparameters, sort_keys=True), member.epoch) if shareable \
+                else ("alone", member.position)
+            keyed.setdefault(key, []).append(member)
+        groups = []
+        for group_members in keyed.values():
+            names = list(group_members[0].params)
+            leaves = {name: torch.stack([m.params[name].to(self.device) for m in group_members]).requires_grad_()
+                      for name in names}
+            spec = group_members[0].spec
+            optimizer = make_optimizer(spec.optimizer, list(leaves.values()), spec.hyperparameters)
+            if group_members[0].optimizer_state is not None:
+                load_group_state(optimizer, [m.optimizer_state for m in group_members])
+            for m in group_members:
+                m.params, m.optimizer_state = None, None  # the group's leaves hold them from now on
+            groups.append(OptimizerGroup(group_members, leaves, optimizer))
+        return groups
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """Every member's parameters, [K, *shape] per name, in row order (one group: its leaves themselves)."""
+        if len(self.groups) == 1:
+            params = self.groups[0].leaves
+        else:
+            params = {name: torch.cat([group.leaves[name] for group in self.groups]) for name in self.names}
+        return self.problem.prepare(params)
+
+    def evaluate(self) -> list[dict]:
+        params, chunk, parts = self.stacked(), self.members_per_pass, {}
+        for start in range(0, self.size, chunk):
+            with torch.no_grad(), self.autocast:
+                metrics = self.problem.evaluate({name: value[start:start + chunk] for name, value in params.items()})
+            for name, values in metrics.items():
+                parts.setdefault(name, []).append(values.double().cpu())
+        columns = {name: torch.cat(values).tolist() for name, values in parts.items()}
+        return [{name: values[row] for name, values in columns.items()} for row in range(self.size)]
+
+    def record_initial_state(self) -> None:
+        if not self.problem.records_initial_state or all(member.records for member in self.members):
+            return
+        initial = self.evaluate()
+        for member, metrics in zip(self.members, initial):
+            if not member.records:
+                member.records.append({self.unit: 0, **metrics, "time_s": 0.0})
+
+    def train_epoch(self) -> list[dict]:
+        """One epoch (one step for a full-batch problem) of every member; per member its train metrics."""
+        problem = self.problem
+        if problem.train_size is None:
+            losses, _ = self.batch_losses(None)
+            self.step(losses)
+            return [{} for _ in range(self.size)]
+        n, batch_size = problem.train_size, problem.batch_size
+        # each member's own order, drawn on the CPU from its own generator: the same on every device
+        orders = torch.stack([torch.randperm(n, generator=member.generator) for member in self.members]).to(self.device)
+        total = torch.zeros(self.size, device=self.device, dtype=torch.float64)
+        sums: dict[str, torch.Tensor] = {}
+        for start in range(0, n, batch_size):
+            indices = orders[:, start:start + batch_size]
+            losses, extra = self.batch_losses(indices)
+            self.step(losses)
+            total += losses.detach().double() * indices.shape[1]
+            for name, value in extra.items():
+                sums[name] = sums[name] + value.detach() if name in sums else value.detach()
+        columns = {"train_loss": (total / n).tolist(),
+                   **{name: (value.double() / n).tolist() for name, value in sums.items()}}
+        return [{name: values[row] for name, values in columns.items()} for row in range(self.size)]
+
+    def batch_losses(self, indices: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """The members' losses on their batches, computed ``members_per_pass`` members at a time."""
+        params, chunk = self.stacked(), self.members_per_pass
+        if chunk >= self.size:
+            with self.autocast:
+                return self.problem.batch_losses(params, indices)
+        losses, sums = [], {}
+        for start in range(0, self.size, chunk):
+            rows = slice(start, start + chunk)
+            with self.autocast:
+                part, extra = self.problem.batch_losses({name: value[rows] for name, value in params.items()},
+                                                        None if indices is None else indices[rows])
+            losses.append(part)
+            for name, value in extra.items():
+                sums.setdefault(name, []).append(value)
+        return torch.cat(losses), {name: torch.cat(values) for name, values in sums.items()}
+
+    def step(self, losses: torch.Tensor) -> None:
+        for group in self.groups:
+            group.optimizer.zero_grad(set_to_none=True)
+        # the members' losses are independent: the gradient of their sum is each member's own gradient
+        losses.sum().backward()
+        for group in self.groups:
+            group.optimizer.step()
+
+    def step_sizes(self) -> list[dict]:
+        return [summary for group in self.groups for summary in step_size_summaries(group.optimizer, len(group.members))]
+
+    def train(self) -> dict[int, dict]:
+        summaries = {}
+        planned = self.problem.epochs
+        for member in self.members:
+            if member.epoch >= planned:  # a checkpoint of the last epoch, written just before a crash
+                summaries[member.position] = self.finish(member, "finished")
+        while any(member.active for member in self.members):
+            active = [member for member in self.members if member.active]
+            tick = time.perf_counter()
+            trained = self.train_epoch()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            # the epoch's seconds are shared among the members it trained
+            share = (time.perf_counter() - tick) / len(active)
+            evaluated, step_sizes = self.evaluate(), self.step_sizes()
+            for row_index, member in enumerate(self.members):
+                if not member.active:
+                    continue
+                member.epoch += 1
+                member.train_time += share
+                row = {self.unit: member.epoch, **trained[row_index], **evaluated[row_index], **step_sizes[row_index],
+                       "time_s": member.train_time}
+                member.records.append(row)
+                if member.tracker:
+                    member.tracker("log", [row])
+                if is_diverged(row):
+                    self.log(f"{member.spec.key}: non-finite metrics at {self.unit} {member.epoch}, stopped as diverged")
+                    summaries[member.position] = self.finish(member, "diverged")
+                elif member.epoch >= planned:
+                    summaries[member.position] = self.finish(member, "finished")
+                else:
+                    self.save_checkpoint(member, row_index)
+                    write_run(member.out_dir, member.records, self.unit)
+                    self.log(progress_line(member, self.unit, planned, row))
+            if STOP_REQUESTED.is_set() and any(member.active for member in self.members):
+                raise Preempted(f"stop requested; the checkpoints hold every member's last completed {self.unit}")
+        return summaries
+
+    def save_checkpoint(self, member: Member, row_index: int) -> None:
+        group = next(g for g in self.groups if member in g.members)
+        row = group.members.index(member)
+        leaves = list(group.leaves.values())
+        atomic_torch_save({
+            "identity": member.spec.identity(),
+            "params": {name: leaf[row].detach().clone() for name, leaf in group.leaves.items()},
+            "optimizer": member_optimizer_state(group.optimizer, row, leaves),
+            "batch_order": member.generator.get_state(),
+            "records": member.records,
+            "train_time": member.train_time,
+            "epoch": member.epoch,
+        }, member.out_dir / CHECKPOINT)
+
+    def finish(self, member: Member, status: str) -> dict:
+        member.status = status
+        spec, unit, records = member.spec, self.unit, member.records
+        metric, mode = self.problem.headline
+        selection_metric, selection_mode = self.problem.selection
+        summary = {
+            "run_key": spec.key,
+            "identity": spec.identity(),
+            "spec": spec.to_dict(),
+            "status": status,
+            "unit": unit,
+            "epochs_completed": records[-1][unit] if records else 0,
+            "epochs_planned": self.problem.epochs,
+            "final": records[-1] if records else {},
+            "headline": {"metric": metric, "mode": mode},
+            "selection": {"metric": selection_metric, "mode": selection_mode},
+            "best": best_of(records, metric, mode, unit),
+            "best_selection": best_of(records, selection_metric, selection_mode, unit),
+            "train_time_s": member.train_time,
+            "wall_time_s": time.perf_counter() - self.wall_start,
+            "resumed_from": member.resumed_from,
+            "population_size": self.size,
+            **self.environment,
+        }
+        # the records first: MLflow, a view of them, may fail without losing the run
+        summary = write_run(member.out_dir, records, unit, summary)
+        (member.out_dir / CHECKPOINT).unlink(missing_ok=True)
+        if member.tracker:
+            member.tracker("finish", summary, [member.out_dir / METRICS])
+        self.log(f"{spec.key}: {status} after {summary['epochs_completed']} {unit}s")
+        return summary

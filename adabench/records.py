@@ -1,0 +1,217 @@
+"""A run's files on disk: written so that a crash or a full disk never leaves a half-written file that is trusted,
+and read back only after they are verified (complete, intact, of the run they claim to be).
+
+- Every file is written to a temporary name, flushed and fsynced, renamed over the target, and the directory
+  is fsynced: after a crash the target is either the old file or the new one.
+- ``summary.json`` marks a run complete. It carries the sha256 of ``metrics.csv`` and of its own content, so a
+  truncated curve or an edited summary is detected, and the run is trained again rather than used.
+- A checkpoint that does not load, or is of another run, is moved aside and the run restarts from scratch.
+- A lock file per run directory keeps two processes (a rerun beside a leftover job) from training it at once.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+SUMMARY = "summary.json"
+METRICS = "metrics.csv"
+CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
+FINISHED_STATUSES = ("finished", "diverged")
+SUMMARY_FIELDS = ("run_key", "identity", "spec", "status", "unit", "epochs_completed", "epochs_planned", "final",
+                  "headline", "selection", "train_time_s", "wall_time_s", "records_sha256", "summary_sha256")
+
+
+class RecordError(ValueError):
+    """A run's files are missing, damaged or of another run."""
+
+
+def fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # some filesystems do not fsync directories; the rename is still atomic
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is never seen half-written, even after a crash or ENOSPC."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def records_csv(records: list[dict], unit: str) -> bytes:
+    frame = pd.DataFrame(records)
+    frame = frame[[unit] + [column for column in frame.columns if column != unit]]
+    return frame.to_csv(index=False).encode()
+
+
+def canonical_json(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=float, allow_nan=True).encode()
+
+
+def seal(summary: dict) -> dict:
+    """The summary with its own digest, computed over everything else in it."""
+    body = {name: value for name, value in summary.items() if name != "summary_sha256"}
+    return {**body, "summary_sha256": sha256_bytes(canonical_json(body))}
+
+
+def write_run(out_dir: Path, records: list[dict], unit: str, summary: dict | None = None) -> dict | None:
+    """metrics.csv, then (if given) the summary.json that marks the run complete, sealed; returns it."""
+    data = records_csv(records, unit)
+    atomic_write_bytes(Path(out_dir) / METRICS, data)
+    if summary is None:
+        return None
+    sealed = seal({**summary, "records_sha256": sha256_bytes(data)})
+    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(sealed, indent=2, default=float) + "\n")
+    # as read back: JSON turns tuples into lists
+    return json.loads(json.dumps(sealed, default=float))
+
+
+def read_summary(out_dir: Path) -> dict:
+    """The verified summary of a complete run; RecordError saying what is wrong otherwise."""
+    out_dir = Path(out_dir)
+    path = out_dir / SUMMARY
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecordError(f"{path}: missing") from None
+    try:
+        summary = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecordError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(summary, dict):
+        raise RecordError(f"{path}: not a JSON object")
+    missing = [name for name in SUMMARY_FIELDS if name not in summary]
+    if missing:
+        raise RecordError(f"{path}: lacks {', '.join(missing)}")
+    if seal(summary)["summary_sha256"] != summary["summary_sha256"]:
+        raise RecordError(f"{path}: its content does not match its own sha256 (edited or damaged)")
+    if summary["status"] not in FINISHED_STATUSES:
+        raise RecordError(f"{path}: status {summary['status']!r} is not a finished one")
+    metrics = out_dir / METRICS
+    try:
+        digest = sha256_file(metrics)
+    except FileNotFoundError:
+        raise RecordError(f"{metrics}: missing") from None
+    if digest != summary["records_sha256"]:
+        raise RecordError(f"{metrics}: does not match the sha256 its summary.json records (truncated or edited)")
+    return summary
+
+
+def complete_summary(out_dir: Path, identity: dict) -> tuple[dict | None, str]:
+    """(summary, "") if the run in ``out_dir`` is complete, intact and of ``identity``; else (None, why not)."""
+    try:
+        summary = read_summary(out_dir)
+    except RecordError as error:
+        return None, str(error)
+    if summary["identity"] != identity:
+        return None, f"{Path(out_dir) / SUMMARY}: a run of another configuration"
+    return summary, ""
+
+
+def read_metrics(out_dir: Path) -> pd.DataFrame:
+    """metrics.csv of a run whose summary has been verified (read_summary checks its digest)."""
+    return pd.read_csv(Path(out_dir) / METRICS)
+
+
+def set_aside(path: Path, log) -> Path:
+    """Move a damaged file out of the way, keeping it for inspection: ``<name>.bad-<time>``."""
+    target = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    os.replace(path, target)
+    log(f"WARNING: {path} moved aside to {target.name}")
+    return target
+
+
+def load_checkpoint(out_dir: Path, identity: dict, device: torch.device, log) -> dict | None:
+    """The run's checkpoint if it loads (tensors and plain data only: never code) and is of ``identity``.
+
+    A checkpoint that is damaged or of another run is moved aside, and the run restarts from scratch.
+    """
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location=device)
+        if not isinstance(checkpoint, dict) or checkpoint.get("identity") != identity:
+            raise RecordError("a checkpoint of another configuration")
+        for name in ("params", "optimizer", "batch_order", "records", "train_time", "epoch"):
+            if name not in checkpoint:
+                raise RecordError(f"no {name!r}")
+    except Exception as error:  # noqa: BLE001 - whatever a damaged file raises, the answer is the same
+        log(f"WARNING: {path} is unusable ({type(error).__name__}: {str(error)[:200]}); the run restarts from scratch")
+        set_aside(path, log)
+        return None
+    return checkpoint
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while a process trains it (released when the process dies)."""
+
+    def __init__(self, out_dir: Path, log):
+        self.path = Path(out_dir) / LOCK
+        self.log = log
+        self.handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            self.log(f"{self.path.parent}: another process is training this run; waiting for it to end")
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
