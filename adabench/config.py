@@ -18,7 +18,9 @@ import yaml
 from .optim import OPTIMIZERS, optimizer_arguments
 from .problems import PROBLEMS, problem_arguments
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# the checkout the package is installed from (pip install -e .): the workflow, its schema and its config files
+WORKFLOW_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = WORKFLOW_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 # YAML aliases can make a small file expand into billions of values ("a billion laughs"); no study is this big
 MAX_CONFIG_VALUES = 200_000
 MAX_CONFIG_BYTES = 4 * 1024 * 1024

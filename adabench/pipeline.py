@@ -35,6 +35,16 @@ class LogFile:
         print(line, flush=True)
 
 
+def start_job(snakemake) -> LogFile:
+    """What every rule's script does first: its log file, and the study's plugins imported (a plugin's problems
+    and optimizers must be registered wherever the registries are read)."""
+    from .config import load_plugins
+
+    log = LogFile(snakemake.log[0])
+    load_plugins(snakemake.config.get("plugins", []))
+    return log
+
+
 def die_with_parent(log, interval: float = 1.0) -> None:
     """End this process as soon as the process that started it (Snakemake) is gone.
 

@@ -5,12 +5,12 @@ import json
 import pandas as pd
 
 from adabench.analysis.tuning import select
-from adabench.pipeline import LogFile
+from adabench.pipeline import start_job
 from adabench.study import read_plan
 from adabench.tracking import grid_runs_from_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = LogFile(sm.log[0])
+log = start_job(sm)
 plan = read_plan(sm.input.plan)
 grid_keys = list(plan[plan.roles.str.contains("grid")].key)
 made = pd.read_csv(sm.input.selection)

@@ -1,5 +1,5 @@
 """Snakemake rule `fetch_fashion_mnist`: one IDX file from the first source whose copy verifies."""
-from adabench.pipeline import LogFile, fetch_one
+from adabench.pipeline import fetch_one, start_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-fetch_one(sm.wildcards.filename, sm.params.sources, sm.output[0], sm.params.timeout, LogFile(sm.log[0]))
+fetch_one(sm.wildcards.filename, sm.params.sources, sm.output[0], sm.params.timeout, start_job(sm))

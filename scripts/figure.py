@@ -3,10 +3,10 @@ import pandas as pd
 import seaborn as sns
 
 from adabench.analysis import figures
-from adabench.pipeline import LogFile
+from adabench.pipeline import start_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = LogFile(sm.log[0])
+log = start_job(sm)
 sns.set_theme(style=sm.params.style)
 tables = {name: pd.read_csv(path) for name, path in sm.input.items()}
 draw = getattr(figures, sm.wildcards.figure)

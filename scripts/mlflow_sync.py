@@ -1,5 +1,5 @@
 """Snakemake rule `mlflow_sync`: bring MLflow up to date with the run records (see adabench.pipeline.sync_mlflow)."""
-from adabench.pipeline import LogFile, sync_mlflow
+from adabench.pipeline import start_job, sync_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-sync_mlflow(sm.config, sm.input.plan, list(sm.input.markers), sm.params.tracking_uri, sm.output[0], LogFile(sm.log[0]))
+sync_mlflow(sm.config, sm.input.plan, list(sm.input.markers), sm.params.tracking_uri, sm.output[0], start_job(sm))

@@ -1,5 +1,5 @@
 """Snakemake rule `prepare_fashion_mnist`: the four IDX files into the uint8 tensors training loads."""
-from adabench.pipeline import LogFile, prepare
+from adabench.pipeline import prepare, start_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-prepare(list(sm.input), sm.output.data, LogFile(sm.log[0]))
+prepare(list(sm.input), sm.output.data, start_job(sm))

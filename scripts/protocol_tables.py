@@ -5,11 +5,11 @@ import pandas as pd
 
 from adabench.analysis.protocols import paired_table, profile, protocol_table, time_to_target_table
 from adabench.analysis.tables import rounded, write_table
-from adabench.pipeline import LogFile
+from adabench.pipeline import start_job
 from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = LogFile(sm.log[0])
+log = start_job(sm)
 study = Study(sm.config)
 runs = pd.read_csv(sm.input.runs)
 curves = pd.read_csv(sm.input.curves)

@@ -1,11 +1,11 @@
 """Snakemake rule `select_tuned`: each optimizer's learning rate, chosen on validation metrics only."""
 from adabench.analysis.aggregate import gather
 from adabench.analysis.tuning import lr_sensitivity, select
-from adabench.pipeline import LogFile
+from adabench.pipeline import start_job
 from adabench.study import read_plan
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = LogFile(sm.log[0])
+log = start_job(sm)
 plan = read_plan(sm.input.plan)
 grid = plan[plan.roles.str.contains("grid")]
 runs, _ = gather({row.run_dir: set(row.roles.split(";")) for row in grid.itertuples()})

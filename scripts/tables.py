@@ -5,11 +5,11 @@ import pandas as pd
 
 from adabench.analysis.tables import (comparison_table, display_comparison, display_reproduction, reproduction_table,
                                       write_table)
-from adabench.pipeline import LogFile
+from adabench.pipeline import start_job
 from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = LogFile(sm.log[0])
+log = start_job(sm)
 runs = pd.read_csv(sm.input.runs)
 comparison = comparison_table(runs)
 write_table(comparison, display_comparison(comparison), Path(sm.output.comparison[0]).with_suffix(""))

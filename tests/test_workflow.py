@@ -1,4 +1,4 @@
-"""The real Snakemake DAG: the default study's jobs, the quick study end to end, reruns and bad configs."""
+"""The real Snakemake DAG: the default study's jobs, the quick study end to end, studies kept apart, reruns."""
 from __future__ import annotations
 
 import json
@@ -10,32 +10,33 @@ import time
 
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
+from adabench.config import load_study_config
+from adabench.records import read_summary
 from adabench.run import RunSpec
-from adabench.study import problem_settings, shards, study_runs, tuned_jobs, tuning_grid_runs
+from adabench.study import Study, read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 from workflow_helpers import REPO_ROOT, quick_config, snakemake, write_config
 
-TABLE_FILES = [f"results/tables/{name}.{ext}" for name in ("comparison", "seed_vs_pipeline", "protocols",
-                                                             "paired_tests", "time_to_target") for ext in ("md", "tex", "csv")]
-FIGURE_NAMES = ["learning_curves", "quadratic_trajectories", "final_metric", "effective_lr", "sparse_features",
-                "gerschgorin", "lr_sensitivity", "performance_profile", "time_to_target"]
+TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "protocols", "paired_tests", "time_to_target")
+          for ext in ("md", "tex", "csv")]
+FIGURES = ["learning_curves", "trajectories", "final_metric", "effective_lr", "feature_errors", "gerschgorin",
+           "lr_sensitivity", "performance_profile", "time_to_target"]
 
 
-def test_default_study_dry_run_lists_every_training_job(tmp_path):
-    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-    expected = shards(config, study_runs(config) + tuning_grid_runs(config))
+def test_default_study_dry_run_lists_population_jobs(tmp_path):
+    study = Study(load_study_config(defaults=REPO_ROOT / "config.yaml"))
     result = snakemake(tmp_path, "-n", snakefile=REPO_ROOT / "Snakefile")
-    listed = set(re.findall(r"output: (results/shards/\S+)\.json", result.stdout))
-    assert listed == {f"results/shards/{shard}" for shard in expected}
-    # every LeNet run is its own job; the analytic problems are grouped per optimizer
-    assert "results/shards/lenet_sigmoid_fmnist/adagrad/lr=0.01+eps=1e-08/seed=4" in listed  # no comma: see shard_id
-    assert "results/shards/quadratic/adagrad" in listed
+    listed = set(re.findall(r"output: results/default/jobs/(\S+)\.json", result.stdout))
+    assert listed == set(study.jobs)
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
-    assert int(stats["train"]) == len(expected)
-    assert int(stats["train_tuned"]) == len(tuned_jobs(config)) == 2 * 8 * 5 + 2 * 8  # LeNets: a job per seed; others grouped
+    assert int(stats["train"]) == len(study.jobs)
+    # per LeNet 40 study and 112 grid runs in 5 populations of at most 32, 40 tuned reruns in 2: 14 jobs, not 384
+    lenet_jobs = [job for job in study.jobs.values() if job.problem.startswith("lenet")]
+    assert len(lenet_jobs) == 2 * (5 + 2)
+    assert sum(len(job.runs) + len(job.tuned_slots) for job in lenet_jobs) == 384
+    assert all(len(job.runs) + len(job.tuned_slots) <= 32 for job in lenet_jobs)
     assert int(stats["fetch_fashion_mnist"]) == 4
 
 
@@ -46,131 +47,164 @@ def test_lint_is_clean(tmp_path):
 
 
 def test_quick_study_builds_every_table_figure_and_the_report(quick):
-    for path in TABLE_FILES + [f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")]:
-        assert (quick / path).stat().st_size > 0, path
+    root = quick / "results/quick"
+    for path in [f"tables/{name}" for name in TABLES] + [f"figures/{name}.{ext}" for name in FIGURES
+                                                         for ext in ("png", "pdf")]:
+        assert (root / path).stat().st_size > 0, path
     report = (quick / "report.html").read_text(errors="replace")
-    assert "seed_vs_pipeline.csv" in report and "learning_curves.png" in report
+    assert "reproduction.csv" in report and "learning_curves.png" in report
 
     config = quick_config()
-    runs = pd.read_csv(quick / "results/tables/runs.csv")
-    assert sorted(runs.run_key) == sorted(all_run_keys(quick, config))
-    assert sorted(runs[runs.in_study].run_key) == sorted(spec.key for spec in study_runs(config))
+    plan = read_plan(root / "plan.csv")
+    runs = pd.read_csv(root / "tables/runs.csv")
+    assert set(plan[plan.key != ""].key) <= set(runs.run_key)
+    assert set(runs[runs.in_study].run_key) == {spec.key for spec in Study(config).runs("study")}
     assert set(runs.status) == {"finished"}
-    comparison = pd.read_csv(quick / "results/tables/comparison.csv")
-    assert set(comparison.problem) == set(config["problems"])
+    assert set(pd.read_csv(root / "tables/comparison.csv").problem) == set(config["problems"])
 
-    versus_seed = pd.read_csv(quick / "results/tables/seed_vs_pipeline.csv")
-    quadratic = versus_seed[versus_seed.problem.str.startswith("quadratic")]
-    # the deterministic exercise reproduces the seed's printed trajectory end points exactly
+    reproduction = pd.read_csv(root / "tables/reproduction.csv")
+    quadratic = reproduction[reproduction.problem.str.startswith("quadratic")]
+    # the deterministic exercise reproduces the report's printed trajectory end points exactly
     assert len(quadratic) == 6 and set(quadratic.in_ci) == {"equal"}
 
 
+def test_the_plan_has_a_row_per_run_and_tuned_rows_wait_for_the_selection(quick):
+    plan = read_plan(quick / "results/quick/plan.csv")
+    study = Study(quick_config())
+    known = plan[plan.key != ""]
+    assert sorted(known.key) == sorted(spec.key for spec in study.runs())
+    assert set(plan.job) == set(study.jobs)
+    tuned = plan[plan.roles == "tuned"]
+    assert len(tuned) == 2 * 2 * 2 and set(tuned.setting) == {"lr from selection"} and set(tuned.run_dir) == {""}
+    grid = known[known.roles.str.contains("grid")]
+    assert len(grid) == 2 * 2 * 3 * 2 and set(grid.unit) == {"epoch"}
+    assert set(known[known.problem == "quadratic"].unit) == {"step"}
+
+
+def tuned_runs(workdir, study: Study) -> list[RunSpec]:
+    selection = pd.read_csv(workdir / "results/quick/tuning/selection.csv")
+    return [spec for job in study.jobs.values() if job.tuned for spec in study.tuned_specs(job, selection)]
+
+
+def all_run_keys(workdir, study: Study) -> set[str]:
+    """Every run the quick study makes: its own, the tuning grid's and the tuned reruns (shared runs once)."""
+    return {spec.key for spec in study.runs()} | {spec.key for spec in tuned_runs(workdir, study)}
+
+
 def test_quick_study_logs_one_mlflow_run_per_training_run(quick):
-    config = quick_config()
-    client = MlflowClient(sqlite_uri(quick / "results/mlflow/mlflow.db"))
-    experiment = client.get_experiment_by_name(config["mlflow"]["experiment"])
+    study = Study(quick_config())
+    client = MlflowClient(sqlite_uri(quick / "results/quick/mlflow/mlflow.db"))
+    experiment = client.get_experiment_by_name(study.experiment)
     mlflow_runs = client.search_runs([experiment.experiment_id], max_results=1000)
     keys = [run.data.tags[RUN_KEY_TAG] for run in mlflow_runs]
-    assert sorted(keys) == sorted(all_run_keys(quick, config))
-    expected = study_runs(config)
+    assert sorted(keys) == sorted(all_run_keys(quick, study))
 
     by_key = {run.data.tags[RUN_KEY_TAG]: run for run in mlflow_runs}
-    lenet = next(spec for spec in expected if spec.problem == "lenet_relu_fmnist")
+    lenet = next(spec for spec in study.runs("study") if spec.problem == "lenet_relu_fmnist")
     run = by_key[lenet.key]
     assert run.data.params["optimizer"] == lenet.optimizer and run.data.params["seed"] == str(lenet.seed)
     assert run.data.params["hp.lr"] == str(lenet.hyperparameters["lr"])
-    assert {"git_commit", "config_hash", "env.device", "env.torch"} <= set(run.data.tags)
+    assert run.data.params["problem.train_subset"] == "2000" and run.data.params["options_id"] == lenet.options_id
+    assert {"git_commit", "env.device", "env.torch", "adabench.records_sha256"} <= set(run.data.tags)
     history = client.get_metric_history(run.info.run_id, "test_acc")
     assert sorted(m.step for m in history) == [1, 2]
-    records = pd.read_csv(quick / "results/runs" / lenet.key / "metrics.csv")
+    records = pd.read_csv(quick / study.run_dir(lenet) / "metrics.csv")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(records.test_acc.tolist())
-    artifacts = [item.path for item in client.list_artifacts(run.info.run_id)]
-    assert "metrics.csv" in artifacts
+    assert "metrics.csv" in [item.path for item in client.list_artifacts(run.info.run_id)]
 
-    quadratic = next(spec for spec in expected if spec.problem == "quadratic")
+    quadratic = next(spec for spec in study.runs("study") if spec.problem == "quadratic")
     steps = sorted(m.step for m in client.get_metric_history(by_key[quadratic.key].info.run_id, "loss"))
     assert steps == list(range(21))  # the start point, then each of the 20 steps, each once
 
 
-def tuned_runs(workdir, config) -> list[RunSpec]:
-    selection = pd.read_csv(workdir / "results/tuning/selection.csv")
-    return [RunSpec(row.problem, row.optimizer, {"lr": row.lr}, seed, problem_settings(config, row.problem))
-            for row in selection.itertuples() for seed in config["seeds"]]
-
-
-def all_run_keys(workdir, config) -> set[str]:
-    """Every run the quick study makes: its own, the tuning grid's and the tuned reruns (shared runs once)."""
-    return {spec.key for spec in study_runs(config) + tuning_grid_runs(config) + tuned_runs(workdir, config)}
-
-
 def test_tuned_choice_uses_validation_only_and_matches_an_independent_recomputation(quick):
-    config = quick_config()
-    selection = pd.read_csv(quick / "results/tuning/selection.csv")
-    assert json.loads((quick / "results/tuning/selection_check.json").read_text())["identical"] is True
+    study = Study(quick_config())
+    selection = pd.read_csv(quick / "results/quick/tuning/selection.csv")
+    assert json.loads((quick / "results/quick/tuning/selection_check.json").read_text())["identical"] is True
     # recomputed here from the grid runs' own records, by a different path: mean final val_acc per grid lr
+    grid = study.runs("grid")
     for row in selection.itertuples():
         means = {}
-        for lr in sorted({spec.hyperparameters["lr"] for spec in tuning_grid_runs(config)}):
-            finals = [pd.read_csv(quick / "results/runs" / RunSpec(row.problem, row.optimizer, {"lr": lr}, seed).key
-                                  / "metrics.csv").val_acc.iloc[-1]
-                      for seed in config["tuning"]["grid_seeds"]]
+        for lr in sorted({spec.hyperparameters["lr"] for spec in grid}):
+            finals = [pd.read_csv(quick / study.run_dir(spec) / "metrics.csv").val_acc.iloc[-1] for spec in grid
+                      if (spec.problem, spec.optimizer, spec.hyperparameters["lr"]) == (row.problem, row.optimizer, lr)]
             means[lr] = sum(finals) / len(finals)
         assert row.lr == max(sorted(means), key=lambda lr: means[lr])
     # the tuned reruns use the chosen learning rate with the study's seeds, paired with the other optimizers
-    runs = pd.read_csv(quick / "results/tables/runs.csv")
-    tuned = runs[runs.in_tuned]
-    assert sorted(tuned.run_key) == sorted(spec.key for spec in tuned_runs(quick, config))
-    protocols = pd.read_csv(quick / "results/tables/protocols.csv")
-    assert set(protocols.protocol) == {"seed protocol", "tuned protocol"}
-    paired = pd.read_csv(quick / "results/tables/paired_tests.csv")
+    runs = pd.read_csv(quick / "results/quick/tables/runs.csv")
+    assert sorted(runs[runs.in_tuned].run_key) == sorted(spec.key for spec in tuned_runs(quick, study))
+    protocols = pd.read_csv(quick / "results/quick/tables/protocols.csv")
+    assert set(protocols.protocol) == {"reference protocol", "tuned protocol"}
+    paired = pd.read_csv(quick / "results/quick/tables/paired_tests.csv")
     assert set(paired.optimizer_b) == {"adagrad"} and paired.p_holm.between(0, 1).all()
 
 
-def test_editing_training_code_reruns_training_and_figure_settings_do_not(quick):
+def test_the_quick_study_writes_only_ignored_files(quick):
+    """`make quick` leaves `git status` clean: everything the study writes is ignored by the checkout's .gitignore."""
+    written = [str(path.relative_to(quick)) for path in (quick / "results").rglob("*") if path.is_file()]
+    written += [str(path.relative_to(quick)) for path in (quick / ".snakemake").rglob("*") if path.is_file()][:50]
+    assert any(path.startswith("results/quick/") for path in written)
+    checked = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_ROOT, input="\n".join(written),
+                             capture_output=True, text=True)
+    assert sorted(checked.stdout.split()) == sorted(written), set(written) - set(checked.stdout.split())
+
+
+def test_source_edits_start_no_training_and_figure_settings_only_redraw(quick):
+    """Training jobs do not depend on the package's source: editing it (a docstring, a comment) starts none. To
+    retrain runs after a change of what they compute, delete their directories (see the README)."""
     assert "Nothing to be done" in snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
-
-    settings = quick / "config/figure-dpi.yaml"
-    config = quick_config()
-    config["figures"]["dpi"] = 60
-    write_config(quick / "config", config, settings.name)
-    plan = snakemake(quick, "-n", "--configfile", str(settings)).stdout
-    assert re.search(r"^figure\s+\d+$", plan, flags=re.M) and not re.search(r"^train\s+\d+$", plan, flags=re.M)
-
-    source = quick / "adabench/optim.py"
+    source = REPO_ROOT / "adabench/optim.py"
     stat = source.stat()
     try:
-        source.write_text(source.read_text() + "\n# an edit\n")
-        plan = snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
-        trains = int(re.search(r"^train\s+(\d+)$", plan, flags=re.M).group(1))
-        assert trains == len(shards(config, study_runs(config) + tuning_grid_runs(config)))
+        os.utime(source, ns=(stat.st_atime_ns, time.time_ns()))
+        assert "Nothing to be done" in snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
     finally:
-        source.write_text(source.read_text().removesuffix("\n# an edit\n"))
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    settings = write_config(quick / "config", {"figures": {"dpi": 60}}, "figure-dpi.yaml")
+    plan = snakemake(quick, "-n", "--configfile", "config/quick.yaml", str(settings)).stdout
+    assert re.search(r"^figure\s+\d+$", plan, flags=re.M) and not re.search(r"^train\s+\d+$", plan, flags=re.M)
+
+
+def test_studies_keep_their_own_runs_and_tables(quick, tmp_path):
+    """A study with other LeNet options writes under its own root: its runs have other keys, the quick study's
+    runs, tables and MLflow experiment stay as they were."""
+    before = {path: path.stat().st_mtime_ns for path in (quick / "results/quick").rglob("*") if path.is_file()}
+    other = write_config(quick / "config", {"study": "other", "device": "cpu", "threads": 1, "seeds": [0],
+                                            "optimizers": ["adagrad"], "tuning": None,
+                                            "reference": {"problems": []},
+                                            "problems": {name: {"optimizers": []} for name in quick_config()["problems"]
+                                                         if name != "lenet_sigmoid_fmnist"}
+                                            | {"lenet_sigmoid_fmnist": {"options": {
+                                                "epochs": 1, "validation_size": 500, "train_subset": 2000,
+                                                "test_subset": 1000}}}}, "other.yaml")
+    snakemake(quick, "--cores", "2", "--configfile", str(other))
+    assert before == {path: path.stat().st_mtime_ns for path in (quick / "results/quick").rglob("*") if path.is_file()}
+    quick_keys = {spec.key for spec in Study(quick_config()).runs()}
+    other_runs = pd.read_csv(quick / "results/other/tables/runs.csv")
+    assert len(other_runs) == 1 and not set(other_runs.run_key) & quick_keys
+    client = MlflowClient(sqlite_uri(quick / "results/other/mlflow/mlflow.db"))
+    assert client.get_experiment_by_name("adabench-other") is not None
 
 
 def small_config(**linreg_options) -> dict:
-    """Only linreg, one job per run: a long run to interrupt and a run that diverges."""
-    config = quick_config()
-    config["problems"] = {"linreg": {
-        "options": {"epochs": 12, "n_samples": 20000, "batch_size": 32, **linreg_options},
-        "device": "cpu",
-        "optimizers": {"adagrad": {"lr": 0.1, "eps": 1.0e-8}, "sgd": {"lr": 1.0e6}},
-    }}
-    config["seeds"] = [0]
-    config["seed_reference"] = []
-    del config["tuning"]
-    config["mlflow"]["experiment"] = "small"
-    return config
+    """Only linreg: a long run to interrupt and a run that diverges."""
+    return {"study": "small", "device": "cpu", "threads": 1, "seeds": [0], "tuning": None,
+            "reference": {"problems": []},
+            "problems": {name: {"optimizers": []} for name in quick_config()["problems"]}
+            | {"linreg": {"options": {"epochs": 12, "n_samples": 20000, "batch_size": 32, **linreg_options},
+                          "optimizers": ["adagrad", "sgd"],
+                          "settings": {"adagrad": {"lr": 0.1, "eps": 1.0e-8}, "sgd": {"lr": 1.0e6}}}}}
 
 
 def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
-    from adabench.run import RunSpec, train_run
+    from adabench.run import train_run
 
     config = small_config(epochs=40)
     write_config(tmp_path, config)
     spec = RunSpec("linreg", "adagrad", {"lr": 0.1, "eps": 1.0e-8}, 0, config["problems"]["linreg"]["options"])
-    run_dir = tmp_path / "results/runs" / spec.key
-    arguments = ["results/tables/comparison.csv", "--cores", "1", "--configfile", "test-config.yaml"]
+    run_dir = tmp_path / "results/small/runs" / spec.key
+    arguments = ["results/small/tables/comparison.csv", "--cores", "1", "--configfile", "test-config.yaml"]
     job = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "-d", str(tmp_path),
          *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -189,8 +223,8 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     assert 5 <= interrupted_at < 40 and not (run_dir / "summary.json").exists()
 
     snakemake(tmp_path, "--unlock", snakefile=REPO_ROOT / "Snakefile")
-    snakemake(tmp_path, *arguments, "--rerun-incomplete", snakefile=REPO_ROOT / "Snakefile")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    snakemake(tmp_path, *arguments, snakefile=REPO_ROOT / "Snakefile")
+    summary = read_summary(run_dir)
     assert summary["status"] == "finished" and summary["resumed_from"] >= 5
 
     uninterrupted = tmp_path / "uninterrupted"
@@ -198,15 +232,8 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     resumed = pd.read_csv(run_dir / "metrics.csv").drop(columns="time_s")
     pd.testing.assert_frame_equal(resumed, pd.read_csv(uninterrupted / "metrics.csv").drop(columns="time_s"))
 
-    client = MlflowClient(sqlite_uri(tmp_path / "results/mlflow/mlflow.db"))
-    experiment = client.get_experiment_by_name("small")
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{spec.key}'")
-    assert len(runs) == 1
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_mse")]
-    assert sorted(steps) == list(range(1, 41))  # every epoch once, none twice
-
     # the diverging run of the same study is a result in the table, and did not stop the others
-    comparison = pd.read_csv(tmp_path / "results/tables/comparison.csv")
+    comparison = pd.read_csv(tmp_path / "results/small/tables/comparison.csv")
     row = comparison.set_index("optimizer").loc["sgd"]
     assert row.diverged == 1 and row.seeds == 1
     assert comparison.set_index("optimizer").loc["adagrad"].diverged == 0
@@ -219,34 +246,12 @@ def epochs_recorded(run_dir) -> int:
         return 0
 
 
-BAD_CONFIGS = {
-    "unknown problem": (lambda c: c["problems"].update(lenet_sigmod_fmnist=c["problems"].pop("linreg")),
-                        "problems", "lenet_sigmod_fmnist"),
-    "unknown optimizer": (lambda c: c["problems"]["linreg"]["optimizers"].update(adagard={"lr": 0.1}),
-                          "problems.linreg.optimizers", "adagard"),
-    "typo in a key": (lambda c: c["problems"]["linreg"].update(optimiser={}), "problems.linreg", "optimiser"),
-    "typo in a hyperparameter": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(learning_rate=0.1),
-                                 "problems.linreg.optimizers.adagrad.learning_rate", "unknown hyperparameter"),
-    "zero lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=0),
-                "problems.linreg.optimizers.adagrad.lr", "minimum"),
-    "negative lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=-0.1),
-                    "problems.linreg.optimizers.adagrad.lr", "minimum"),
-    "nan lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=float("nan")),
-               "problems.linreg.optimizers.adagrad.lr", "not a finite number"),
-    "infinite lr": (lambda c: c["problems"]["linreg"]["optimizers"]["adagrad"].update(lr=float("inf")),
-                    "problems.linreg.optimizers.adagrad.lr", "not a finite number"),
-    "empty seed list": (lambda c: c.update(seeds=[]), "seeds", "non-empty"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
-def test_bad_config_fails_before_any_job_naming_the_field(tmp_path, case):
-    mutate, field, words = BAD_CONFIGS[case]
+def test_a_bad_config_stops_the_workflow_before_any_job_naming_the_field(tmp_path):
     config = small_config()
-    mutate(config)
+    config["problems"]["linreg"]["settings"]["adagrad"]["learning_rate"] = 0.1
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "--cores", "1", "--configfile", "test-config.yaml", snakefile=REPO_ROOT / "Snakefile",
                        check=False)
     assert result.returncode != 0
-    assert f"config error at {field}:" in result.stderr and words in result.stderr, result.stderr[-3000:]
+    assert "config error at problems.linreg.settings.adagrad.learning_rate: unknown hyperparameter" in result.stderr
     assert not (tmp_path / "results").exists()  # nothing ran

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import yaml
 
+from adabench.config import load_study_config
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "workflow", "scripts", "adabench", "config", "config.yaml", "environment.yml", "profiles"]
+# the workflow itself; the adabench package is installed (pip install -e .)
+WORKFLOW_FILES = ["Snakefile", "workflow", "scripts", "config", "config.yaml", "environment.yml", "profiles"]
 
 
 def copy_workflow(destination: Path) -> Path:
-    """A private copy of the workflow and package, so a test may edit sources without touching the checkout."""
+    """A private copy of the workflow, so that a test may run and edit it without touching the checkout."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         source = REPO_ROOT / name
@@ -32,7 +35,8 @@ def write_config(directory: Path, config: dict, name: str = "test-config.yaml") 
 
 
 def quick_config() -> dict:
-    return yaml.safe_load((REPO_ROOT / "config" / "quick.yaml").read_text())
+    """The quick study as the workflow sees it: config.yaml with config/quick.yaml merged over it, checked."""
+    return load_study_config(REPO_ROOT / "config" / "quick.yaml", defaults=REPO_ROOT / "config.yaml")
 
 
 def snakemake(workdir: Path, *arguments: str, snakefile: Path | None = None, check: bool = True,

@@ -32,7 +32,7 @@ def facet_grid(n: int, width: float = 4.5, height: float = 3.4):
     figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for axis in axes.flat[n:]:
         axis.set_visible(False)
-    return figure, axes.flat
+    return figure, list(axes.flat)
 
 
 def label(frame: pd.DataFrame) -> pd.Series:
@@ -160,7 +160,8 @@ def feature_errors(runs: pd.DataFrame, outputs: list[str], dpi: int, **tables) -
         axis.set(ylabel="", xlabel="final value", title=problem)
         axis.legend(fontsize=7, title="")
     if not problems:
-        empty_note(next(iter(axes)), "no problem of this study declares feature errors")
+        axes[0].set_visible(True)
+        empty_note(axes[0], "no problem of this study declares feature errors")
     figure.tight_layout()
     save(figure, outputs, dpi)
 

@@ -9,6 +9,8 @@ rule aggregate:
     output:
         runs=RUNS_TABLE,
         curves=CURVES_TABLE,
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "aggregate.log"),
     script:
@@ -29,6 +31,8 @@ rule tables:
             study_path("tables", "reproduction.md"),
             study_path("tables", "reproduction.tex"),
         ],
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "tables.log"),
     script:
@@ -60,6 +64,8 @@ rule protocol_tables:
             study_path("tables", "time_to_target.tex"),
         ],
         profile=study_path("tables", "performance_profile.csv"),
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "protocol_tables.log"),
     script:

@@ -89,7 +89,7 @@ if TUNING:
 # figure -> the tables it is drawn from; the problem-specific kinds are those the study's problems declare
 FIGURE_INPUTS = {name: {"curves": CURVES_TABLE, "runs": RUNS_TABLE} for name in ("learning_curves", "final_metric",
                                                                              "effective_lr")}
-for problem in config["problems"]:
+for problem in dict.fromkeys(spec.problem for spec in STUDY.runs()):
     for kind in PROBLEMS.get(problem).figures:
         FIGURE_INPUTS[kind] = {"curves": CURVES_TABLE, "runs": RUNS_TABLE}
 FIGURE_INPUTS["gerschgorin"] = {}

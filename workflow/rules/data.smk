@@ -19,6 +19,8 @@ rule fetch_fashion_mnist:
     wildcard_constraints:
         filename="|".join(name for name, _ in FASHION_MNIST_FILES.values()),
     retries: 2
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "fetch_fashion_mnist", "{filename}.log"),
     script:
@@ -31,6 +33,8 @@ rule prepare_fashion_mnist:
     output:
         data=DATA_FILE,
         checksum=str(checksum_file(DATA_FILE)),
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "prepare_fashion_mnist.log"),
     script:

@@ -18,6 +18,8 @@ rule figure:
         style=config["figures"]["style"],
     wildcard_constraints:
         figure="|".join(FIGURE_NAMES),
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "figures", "{figure}.log"),
     script:

@@ -10,6 +10,8 @@ rule mlflow_store:
         tracking_uri=TRACKING_URI,
         experiment=STUDY.experiment,
         artifact_root=study_path("mlflow", "artifacts"),
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "mlflow_store.log"),
     script:
@@ -25,6 +27,8 @@ rule mlflow_sync:
         SYNCED,
     params:
         tracking_uri=TRACKING_URI,
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "mlflow_sync.log"),
     script:

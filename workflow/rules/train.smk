@@ -9,6 +9,8 @@ rule plan:
     params:
         # the plan's content: a change of what the study runs rewrites it, and reruns what reads it
         digest=STUDY.plan_digest(),
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "plan.log"),
     script:
@@ -28,6 +30,8 @@ rule train:
     threads: config["threads"]
     resources:
         gpu=job_gpus,
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "train", "{job}.log"),
     benchmark:

@@ -12,6 +12,8 @@ rule select_tuned:
         sensitivity=report(
             study_path("tuning", "lr_sensitivity.csv"), caption="../report/lr_sensitivity_table.rst", category="Tuning"
         ),
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "select_tuned.log"),
     script:
@@ -28,6 +30,8 @@ rule check_selection:
     params:
         tracking_uri=TRACKING_URI,
         experiment=STUDY.experiment,
+    conda:
+        "../../environment.yml"
     log:
         study_path("logs", "check_selection.log"),
     script:

@@ -1,0 +1,252 @@
+"""Populations: many runs as one vectorised model, each member still exactly the run it would be alone."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from adabench.data import save_prepared
+from adabench.optim import OPTIMIZERS, make_optimizer
+from adabench.population import Population, train_population
+from adabench.problems import make_problem
+from adabench.problems.lenet import lenet
+from adabench.records import read_summary
+from adabench.run import STOP_REQUESTED, Preempted, RunSpec
+
+QUIET = lambda line: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def fake_fashion_mnist(tmp_path_factory) -> Path:
+    """Random images in the prepared layout: 200 validation, 1600 training, 300 test."""
+    generator = torch.Generator().manual_seed(0)
+    path = tmp_path_factory.mktemp("data") / "fashion_mnist.pt"
+    save_prepared({"train_images": torch.randint(0, 256, (1800, 28, 28), dtype=torch.uint8, generator=generator),
+                   "train_labels": torch.randint(0, 10, (1800,), dtype=torch.uint8, generator=generator),
+                   "test_images": torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8, generator=generator),
+                   "test_labels": torch.randint(0, 10, (300,), dtype=torch.uint8, generator=generator)}, path)
+    return path
+
+
+def lenet_options(data: Path, **extra) -> dict:
+    return {"data_file": str(data), "validation_size": 200, "batch_size": 32, "epochs": 2, **extra}
+
+
+MIXED = [("adagrad", {"lr": 0.01, "eps": 1e-8}), ("adam", {"lr": 0.001}), ("adagrad", {"lr": 0.05}),
+         ("sgd", {"lr": 0.1}), ("rmsprop", {"lr": 0.001}), ("adagrad_avg", {"lr": 0.01})]
+
+
+def mixed_population(data: Path, seeds=(0, 1)) -> list[RunSpec]:
+    return [RunSpec("lenet_sigmoid_fmnist", optimizer, hyperparameters, seed, lenet_options(data))
+            for optimizer, hyperparameters in MIXED for seed in seeds]
+
+
+def standalone_losses(spec: RunSpec, problem, steps: int) -> tuple[dict, torch.Tensor, list[float]]:
+    """The run as plain PyTorch would train it: nn.Module LeNet, the registry's optimizer, the seed's batch order."""
+    torch.manual_seed(spec.seed)
+    model = lenet(nn.Sigmoid)
+    initial = {name: value.detach().clone() for name, value in model.named_parameters()}
+    optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.hyperparameters)
+    order = torch.randperm(problem.train_size, generator=torch.Generator().manual_seed(spec.seed))
+    losses = []
+    for step in range(steps):
+        batch = order[step * 32:(step + 1) * 32]
+        loss = nn.functional.cross_entropy(model(problem.train_images[batch].unsqueeze(1).float() / 255),
+                                           problem.train_labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return initial, order, losses
+
+
+def test_members_start_and_step_as_their_standalone_runs(fake_fashion_mnist, tmp_path):
+    specs = mixed_population(fake_fashion_mnist)
+    population = Population([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
+    assert population.size == len(specs) and len(population.groups) == len(MIXED)  # seeds share an optimizer
+    steps = 50  # 1600 training images in batches of 32: one epoch
+    orders = torch.stack([torch.randperm(population.problem.train_size, generator=member.generator)
+                          for member in population.members])
+    population_losses = []
+    for step in range(steps):
+        losses, _ = population.batch_losses(orders[:, step * 32:(step + 1) * 32])
+        population.step(losses)
+        population_losses.append(losses.detach())
+    population_losses = torch.stack(population_losses, dim=1)
+
+    for row, member in enumerate(population.members):
+        _, order, losses = standalone_losses(member.spec, population.problem, steps)
+        assert torch.equal(orders[row], order), member.spec.key
+        torch.testing.assert_close(population_losses[row], torch.tensor(losses), rtol=1e-5, atol=0,
+                                   msg=f"{member.spec.key}: losses of the first {steps} steps")
+
+
+def test_members_draw_the_initial_weights_of_their_seed(fake_fashion_mnist, tmp_path):
+    specs = mixed_population(fake_fashion_mnist)
+    population = Population([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
+    stacked = population.stacked()
+    for row, member in enumerate(population.members):
+        initial, _, _ = standalone_losses(member.spec, population.problem, 0)
+        for name, value in initial.items():
+            assert torch.equal(stacked[name][row].detach(), value), (member.spec.key, name)
+
+
+def test_final_metrics_of_a_population_and_of_standalone_runs_are_indistinguishable(fake_fashion_mnist, tmp_path):
+    seeds = range(6)
+    specs = [RunSpec("lenet_sigmoid_fmnist", "adam", {"lr": 0.002}, seed, lenet_options(fake_fashion_mnist, epochs=3))
+             for seed in seeds]
+    together = train_population([(spec, tmp_path / "pop" / str(i)) for i, spec in enumerate(specs)], device="cpu",
+                                log=QUIET)
+    alone = [train_population([(spec, tmp_path / "alone" / str(i))], device="cpu", log=QUIET)[0]
+             for i, spec in enumerate(specs)]
+    for metric in ("train_loss", "val_loss", "test_loss", "test_acc"):
+        a = [summary["final"][metric] for summary in together]
+        b = [summary["final"][metric] for summary in alone]
+        assert stats.ttest_ind(a, b).pvalue > 0.5 or a == b, metric
+        assert max(abs(x - y) / abs(y) for x, y in zip(a, b)) < 1e-4, metric  # the same runs, to float rounding
+
+
+def run_linreg_population(specs, root: Path, **keywords) -> list[dict]:
+    return train_population([(spec, root / str(i)) for i, spec in enumerate(specs)], device="cpu", log=QUIET,
+                            **keywords)
+
+
+def final_parameters(summary: dict) -> list[float]:
+    return [summary["final"][name] for name in ("w1", "w2", "b")]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
+def test_every_optimizer_stacked_over_members_equals_it_alone(optimizer, tmp_path):
+    """Each registry optimizer, shared by three members over their stacked parameters, makes each member's own
+    update: the members end bit for bit where each ends trained alone."""
+    specs = [RunSpec("linreg", optimizer, {"lr": 0.02}, seed, {"epochs": 3, "n_samples": 256}) for seed in range(3)]
+    together = run_linreg_population(specs, tmp_path / "pop")
+    alone = [run_linreg_population([spec], tmp_path / f"alone{i}")[0] for i, spec in enumerate(specs)]
+    for a, b in zip(together, alone):
+        assert final_parameters(a) == final_parameters(b)
+        assert a["final"]["train_mse"] == b["final"]["train_mse"]
+        assert {k: v for k, v in a["final"].items() if k.startswith("eff_lr")} == \
+            {k: v for k, v in b["final"].items() if k.startswith("eff_lr")}
+
+
+def test_a_diverging_member_is_frozen_and_the_others_end_as_without_it(fake_fashion_mnist, tmp_path):
+    options = lenet_options(fake_fashion_mnist)
+    good = [RunSpec("lenet_relu_fmnist", optimizer, hyperparameters, 0, options) for optimizer, hyperparameters in MIXED]
+    bad = RunSpec("lenet_relu_fmnist", "sgd", {"lr": 1e6}, 0, options)
+    with_bad = train_population([(spec, tmp_path / "with" / str(i)) for i, spec in enumerate([*good[:2], bad, *good[2:]])],
+                                device="cpu", log=QUIET)
+    without = train_population([(spec, tmp_path / "without" / str(i)) for i, spec in enumerate(good)], device="cpu",
+                               log=QUIET)
+    diverged = with_bad[2]
+    assert diverged["status"] == "diverged" and diverged["epochs_completed"] == 1
+    records = pd.read_csv(tmp_path / "with" / "2" / "metrics.csv")
+    assert list(records.epoch) == [1] and not math.isfinite(records.train_loss.iloc[-1])
+    for a, b in zip([*with_bad[:2], *with_bad[3:]], without):
+        assert a["status"] == b["status"] == "finished"
+        for metric in ("train_loss", "val_loss", "test_loss", "test_acc", "eff_lr_median"):
+            assert a["final"][metric] == b["final"][metric], (a["run_key"], metric)
+
+
+class StopAfter:
+    """A tracker that asks training to stop once ``epoch`` is logged, as the SIGTERM handler would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def start(self, spec, unit, environment, recorded_up_to):
+        self.unit = unit
+
+    def log(self, rows):
+        if any(row[self.unit] == self.epoch for row in rows):
+            STOP_REQUESTED.set()
+
+    def finish(self, summary, artifacts):
+        pass
+
+
+@pytest.fixture
+def stop_flag():
+    STOP_REQUESTED.clear()
+    yield STOP_REQUESTED
+    STOP_REQUESTED.clear()
+
+
+def records(root: Path, count: int) -> list[pd.DataFrame]:
+    return [pd.read_csv(root / str(i) / "metrics.csv").drop(columns="time_s") for i in range(count)]
+
+
+def test_a_killed_population_resumes_every_member_bit_identically(fake_fashion_mnist, tmp_path, stop_flag):
+    specs = mixed_population(fake_fashion_mnist, seeds=(3,))
+    specs = [RunSpec(s.problem, s.optimizer, s.hyperparameters, s.seed, {**s.problem_options, "epochs": 3})
+             for s in specs]
+    uninterrupted = train_population([(spec, tmp_path / "whole" / str(i)) for i, spec in enumerate(specs)],
+                                     device="cpu", log=QUIET)
+    runs = [(spec, tmp_path / "killed" / str(i)) for i, spec in enumerate(specs)]
+    with pytest.raises(Preempted):
+        train_population(runs, device="cpu", trackers=lambda spec: StopAfter(1), log=QUIET)
+    stop_flag.clear()
+    assert all((directory / "checkpoint.pt").exists() and not (directory / "summary.json").exists()
+               for _, directory in runs)
+    resumed = train_population(runs, device="cpu", log=QUIET)
+    assert all(summary["resumed_from"] == 1 for summary in resumed)
+    for a, b in zip(records(tmp_path / "killed", len(specs)), records(tmp_path / "whole", len(specs))):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert [s["final"] for s in resumed] == [{**s["final"], "time_s": r["final"]["time_s"]}
+                                             for s, r in zip(uninterrupted, resumed)]
+
+
+def test_members_at_different_epochs_resume_side_by_side(tmp_path, stop_flag):
+    """A kill while the checkpoints were written leaves members one epoch apart: each resumes from its own."""
+    specs = [RunSpec("linreg", "adam", {"lr": 0.05}, seed, {"epochs": 4, "n_samples": 128}) for seed in range(3)]
+    whole = run_linreg_population(specs, tmp_path / "whole")
+    with pytest.raises(Preempted):
+        run_linreg_population(specs[:1], tmp_path / "mixed", trackers=lambda spec: StopAfter(1))
+    stop_flag.clear()
+    with pytest.raises(Preempted):
+        train_population([(specs[1], tmp_path / "mixed" / "1")], device="cpu", log=QUIET,
+                         trackers=lambda spec: StopAfter(2))
+    stop_flag.clear()
+    resumed = run_linreg_population(specs, tmp_path / "mixed")
+    assert [s["resumed_from"] for s in resumed] == [1, 2, 0]
+    assert [final_parameters(s) for s in resumed] == [final_parameters(s) for s in whole]
+
+
+def test_complete_members_are_not_trained_again(tmp_path):
+    specs = [RunSpec("linreg", "sgd", {"lr": 0.05}, seed, {"epochs": 2, "n_samples": 64}) for seed in range(3)]
+    first = run_linreg_population(specs[:2], tmp_path)
+    stamps = [(tmp_path / str(i) / "summary.json").stat().st_mtime_ns for i in range(2)]
+    lines = []
+    again = train_population([(spec, tmp_path / str(i)) for i, spec in enumerate(specs)], device="cpu",
+                             log=lines.append)
+    assert again[:2] == first
+    assert [(tmp_path / str(i) / "summary.json").stat().st_mtime_ns for i in range(2)] == stamps
+    assert sum("already finished, skipped" in line for line in lines) == 2
+    assert again[2]["population_size"] == 1  # only the missing run was trained
+    assert read_summary(tmp_path / "2")["status"] == "finished"
+
+
+def test_runs_with_different_problem_options_are_refused_naming_them(tmp_path):
+    specs = [RunSpec("linreg", "sgd", {"lr": 0.05}, 0, {"epochs": 2, "batch_size": 16}),
+             RunSpec("linreg", "sgd", {"lr": 0.05}, 1, {"epochs": 2, "batch_size": 32})]
+    with pytest.raises(ValueError, match=r"batch_size \(16 vs 32\)"):
+        run_linreg_population(specs, tmp_path)
+    with pytest.raises(ValueError, match="precision"):
+        run_linreg_population([specs[0], RunSpec("linreg", "sgd", {"lr": 0.05}, 1, specs[0].problem_options, "bf16")],
+                              tmp_path)
+    assert not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_the_quadratics_reproduce_the_reference_trajectory_in_a_population(tmp_path, seed_results):
+    """Several optimizers on the exercise's quadratic at once: AdaGrad's member still follows the report's digits."""
+    specs = [RunSpec("quadratic", "adagrad", {"lr": 0.4, "eps": 1e-6, "eps_inside_sqrt": True}, 0),
+             RunSpec("quadratic", "adam", {"lr": 0.4}, 0), RunSpec("quadratic", "sgd", {"lr": 0.2}, 0)]
+    run_linreg_population(specs, tmp_path)
+    metrics = pd.read_csv(tmp_path / "0" / "metrics.csv")
+    torch.testing.assert_close(torch.tensor(metrics[["x1", "x2"]].to_numpy()),
+                               torch.tensor(seed_results["quadratic"]["trajectory"], dtype=torch.float64), rtol=0,
+                               atol=1e-12)
