@@ -5,13 +5,21 @@
 #   bash scripts/mlflow_server.sh status
 #   bash scripts/mlflow_server.sh stop
 #
+# The server has no authentication: whoever reaches its port can read, create and delete experiments and runs.
+# It therefore listens on 127.0.0.1 unless told an address. For compute nodes to reach it, listen on a private
+# network only (ADABENCH_MLFLOW_HOST=<that interface's address>), or keep 127.0.0.1 and put a reverse proxy with
+# authentication and TLS in front (nginx `auth_basic`; or MLflow's own `mlflow server --app-name basic-auth`),
+# then give jobs MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD. See the README's security notes.
+#
 # Settings (environment):
-#   ADABENCH_MLFLOW_BACKEND    store URI; default sqlite:///<repo>/results/mlflow/server.db
-#                              (PostgreSQL works too: postgresql://user:password@dbhost:5432/mlflow)
-#   ADABENCH_MLFLOW_ARTIFACTS  where the server keeps artifacts; default <repo>/results/mlflow/server-artifacts
-#   ADABENCH_MLFLOW_HOST       interface to listen on; default 0.0.0.0 (all: compute nodes must reach it)
+#   ADABENCH_MLFLOW_BACKEND    store URI; default sqlite:///<repo>/results/mlflow-server/server.db
+#                              (PostgreSQL works too: postgresql://user:password@dbhost:5432/mlflow; the password
+#                              is never printed)
+#   ADABENCH_MLFLOW_ARTIFACTS  where the server keeps artifacts; default <repo>/results/mlflow-server/artifacts
+#   ADABENCH_MLFLOW_HOST       interface to listen on; default 127.0.0.1 (this machine only)
 #   ADABENCH_MLFLOW_PORT       default 5000
-#   ADABENCH_MLFLOW_PUBLIC     the host name jobs use to reach it; default $(hostname -f)
+#   ADABENCH_MLFLOW_PUBLIC     the host name jobs use to reach it; default the listening address, or
+#                              $(hostname -f) when it listens on all interfaces
 #   ADABENCH_MLFLOW_ALLOWED_HOSTS  Host headers the server accepts (MLflow 3 rejects others with 403);
 #                              default the public name, $(hostname), localhost and 127.0.0.1, with and without :port
 #   ADABENCH_MLFLOW_WAIT       seconds to wait for the server to answer; default 90
@@ -20,12 +28,18 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mlflow_bin=${ADABENCH_MLFLOW_BIN:-$repo/.venv/bin/mlflow}
 [ -x "$mlflow_bin" ] || mlflow_bin=$(command -v mlflow)
-state_dir=$repo/results/mlflow
+state_dir=$repo/results/mlflow-server
 backend=${ADABENCH_MLFLOW_BACKEND:-sqlite:///$state_dir/server.db}
-artifacts=${ADABENCH_MLFLOW_ARTIFACTS:-$state_dir/server-artifacts}
-host=${ADABENCH_MLFLOW_HOST:-0.0.0.0}
+artifacts=${ADABENCH_MLFLOW_ARTIFACTS:-$state_dir/artifacts}
+host=${ADABENCH_MLFLOW_HOST:-127.0.0.1}
 port=${ADABENCH_MLFLOW_PORT:-5000}
-public=${ADABENCH_MLFLOW_PUBLIC:-$(hostname -f 2>/dev/null || hostname)}
+if [ "$host" = 0.0.0.0 ] || [ "$host" = "::" ]; then
+  public=${ADABENCH_MLFLOW_PUBLIC:-$(hostname -f 2>/dev/null || hostname)}
+else
+  public=${ADABENCH_MLFLOW_PUBLIC:-$host}
+fi
+# the store URI as it may be shown: without the user and password of a database URI
+shown_backend=$(printf '%s' "$backend" | sed -E 's#://[^/@]*@#://***@#')
 wait_s=${ADABENCH_MLFLOW_WAIT:-90}
 pidfile=$state_dir/server-$port.pid
 logfile=$state_dir/server-$port.log
@@ -73,7 +87,7 @@ start() {
     sleep 1
     waited=$((waited + 1))
   done
-  echo "mlflow server up after ${waited}s (pid $(cat "$pidfile"), store $backend, log $logfile)"
+  echo "mlflow server up after ${waited}s (pid $(cat "$pidfile"), listening on $host:$port, store $shown_backend, log $logfile)"
   echo "export MLFLOW_TRACKING_URI=$url"
 }
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adabench.data import FASHION_MNIST_FILES
-from workflow_helpers import REPO_ROOT, quick_config, snakemake, write_config
+from workflow_helpers import REPO_ROOT, snakemake, write_config
 
 DEBIAN_COPY = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(not DEBIAN_COPY.is_dir(), reason="needs Debian's dataset-fashion-mnist for real bytes")
@@ -46,9 +46,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def data_config(tmp_path: Path, sources: list[str]) -> None:
-    config = quick_config()
-    config["data"]["fashion_mnist"]["sources"] = sources
-    write_config(tmp_path, config)
+    write_config(tmp_path, {"study": "quick", "data": {"fashion_mnist": {"sources": sources}}})
 
 
 def test_failing_and_corrupt_mirrors_fall_through_to_the_next(tmp_path, mirrors):
@@ -56,7 +54,7 @@ def test_failing_and_corrupt_mirrors_fall_through_to_the_next(tmp_path, mirrors)
     data_config(tmp_path, sources)
     snakemake(tmp_path, "results/data/fashion_mnist.pt", "--cores", "2", "--configfile", "test-config.yaml",
               snakefile=REPO_ROOT / "Snakefile")
-    log = (tmp_path / "results/logs/fetch_fashion_mnist" / f"{LABELS}.log").read_text()
+    log = (tmp_path / "results/quick/logs/fetch_fashion_mnist" / f"{LABELS}.log").read_text()
     assert "No such file" in log and "404" in log and "sha256 of the decompressed bytes" in log
     assert f"from {mirrors}/good/{LABELS}" in log
     # the mirror's own .gz bytes are kept, and they differ from Debian's: only the content is checked
@@ -72,7 +70,7 @@ def test_no_verified_copy_anywhere_fails_clearly_and_leaves_nothing(tmp_path, mi
     result = snakemake(tmp_path, target, "--cores", "1", "--configfile", "test-config.yaml",
                        snakefile=REPO_ROOT / "Snakefile", check=False)
     assert result.returncode != 0
-    log = (tmp_path / "results/logs/fetch_fashion_mnist" / f"{LABELS}.log").read_text()
+    log = (tmp_path / "results/quick/logs/fetch_fashion_mnist" / f"{LABELS}.log").read_text()
     assert f"no source gave a verified copy of {LABELS}" in log
     assert f"{mirrors}/corrupt/{LABELS}: sha256 of the decompressed bytes" in log
     assert f"{mirrors}/empty/{LABELS}:" in log

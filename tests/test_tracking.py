@@ -1,12 +1,15 @@
-"""MLflowTracker on a SQLite store: one MLflow run per run key, and it always holds the run's own records."""
+"""MLflow as a view of the run records: one MLflow run per run key, holding exactly the run's own records,
+never a condition of training, and caught up from the records by a sync."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adabench.run import RunSpec, train_run
-from adabench.tracking import RUN_KEY_TAG, MLflowTracker, ensure_experiment, sqlite_uri
+from adabench.records import read_summary
+from adabench.run import STOP_REQUESTED, Preempted, RunSpec, train_run
+from adabench.tracking import (RECORDS_TAG, RUN_KEY_TAG, MLflowTracker, configure_timeouts, create_sqlite_store,
+                               ensure_experiment, mlflow_trackers, sqlite_uri, store_problem, sync_runs)
 
 EXPERIMENT = "tracking-test"
 
@@ -18,47 +21,104 @@ def store(tmp_path) -> str:
     return uri
 
 
-def quadratic(steps: int, start: list[float]) -> RunSpec:
-    return RunSpec("quadratic", "adagrad", {"lr": 0.4}, seed=0, problem_options={"steps": steps, "start": start})
+def quadratic(steps: int = 6) -> RunSpec:
+    return RunSpec("quadratic", "adagrad", {"lr": 0.4}, seed=0, problem_options={"steps": steps})
 
 
-def train(spec: RunSpec, out_dir, store: str) -> dict:
-    return train_run(spec, out_dir, device="cpu", tracker=MLflowTracker(store, EXPERIMENT, flush_seconds=0))
+def train(spec: RunSpec, out_dir, store: str, **keywords) -> dict:
+    return train_run(spec, out_dir, device="cpu", tracker=MLflowTracker(store, EXPERIMENT, flush_seconds=0), **keywords)
 
 
-def mlflow_history(store: str, key: str, metric: str) -> dict[int, float]:
+def mlflow_runs(store: str, key: str) -> list:
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    (run,) = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'")
-    return {m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'")
 
 
-def records(out_dir, metric: str) -> dict[int, float]:
+def mlflow_history(store: str, key: str, metric: str) -> list[tuple[int, float]]:
+    (run,) = mlflow_runs(store, key)
+    return sorted((m.step, m.value) for m in MlflowClient(store).get_metric_history(run.info.run_id, metric))
+
+
+def records(out_dir, metric: str) -> list[tuple[int, float]]:
     frame = pd.read_csv(out_dir / "metrics.csv")
-    return dict(zip(frame["step"], frame[metric]))
+    return list(zip(frame["step"], frame[metric]))
 
 
-def test_a_run_retrained_from_scratch_replaces_what_mlflow_held(store, tmp_path):
-    # the run key leaves out the problem options: the same key trained again from another start, fewer steps
-    first, second = quadratic(6, [2.0, 1.0]), quadratic(3, [1.0, 1.0])
-    assert first.key == second.key
-    train(first, tmp_path / "first", store)
-    assert mlflow_history(store, first.key, "x1") == records(tmp_path / "first", "x1")
+class StopAfter:
+    def __init__(self, step: int):
+        self.step = step
 
-    train(second, tmp_path / "second", store)
+    def start(self, spec, unit, environment, recorded_up_to):
+        pass
 
-    # one active run for the key, holding the second training's steps 0..3 and nothing of the first
-    assert mlflow_history(store, second.key, "x1") == records(tmp_path / "second", "x1")
-    assert sorted(mlflow_history(store, second.key, "x1")) == [0, 1, 2, 3]
+    def log(self, rows):
+        if any(row["step"] == self.step for row in rows):
+            STOP_REQUESTED.set()
+
+    def finish(self, summary, artifacts):
+        pass
+
+
+def test_an_mlflow_run_holding_steps_past_the_checkpoint_is_replaced(store, tmp_path):
+    spec = quadratic()
+    train(spec, tmp_path / "first", store)  # MLflow now holds steps 0..6 of the key
+    # the same run, stopped after step 3 (nothing logged to MLflow), then resumed with MLflow on: what MLflow held
+    # past step 3 belongs to another training, so the MLflow run is replaced by this one's records
+    with pytest.raises(Preempted):
+        train_run(spec, tmp_path / "second", device="cpu", tracker=StopAfter(3))
+    STOP_REQUESTED.clear()
+    train(spec, tmp_path / "second", store)
+    assert len(mlflow_runs(store, spec.key)) == 1
+    assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "second", "x1")
 
 
 def test_a_rerun_of_a_complete_run_logs_nothing_twice(store, tmp_path):
-    spec = quadratic(4, [2.0, 1.0])
+    spec = quadratic(4)
     train(spec, tmp_path / "a", store)
-    # the same training again elsewhere: MLflow holds no step the records lack, so the run is kept
-    train(spec, tmp_path / "b", store)
+    train(spec, tmp_path / "b", store)  # the same training again elsewhere: MLflow holds no step the records lack
+    assert [step for step, _ in mlflow_history(store, spec.key, "x1")] == [0, 1, 2, 3, 4]
 
-    client = MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
-    history = client.get_metric_history(run.info.run_id, "x1")
-    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]  # each step once
+
+def test_training_goes_on_without_mlflow_and_the_sync_catches_it_up(store, tmp_path):
+    configure_timeouts(2)
+    lines = []
+    down = mlflow_trackers("http://127.0.0.1:9", EXPERIMENT, 2, lines.append)  # nothing listens on port 9
+    spec = quadratic()
+    summary = train_run(spec, tmp_path / "run", device="cpu", tracker=down(spec), log=lines.append)
+    assert summary["status"] == "finished" and read_summary(tmp_path / "run")["status"] == "finished"
+    assert any("MLflow at http://127.0.0.1:9 is unavailable" in line for line in lines)
+    assert mlflow_runs(store, spec.key) == []
+
+    counts = sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lines.append)
+    assert counts["updated"] == 1
+    assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")
+    (run,) = mlflow_runs(store, spec.key)
+    assert run.data.tags[RECORDS_TAG] == summary["records_sha256"] and run.info.status == "FINISHED"
+    # a second sync finds MLflow in step with the records and changes nothing
+    again = sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lines.append)
+    assert again == {"in_sync": 1, "updated": 0, "duplicates_removed": 0}
+
+
+def test_the_sync_adds_missing_steps_and_removes_duplicate_runs(store, tmp_path):
+    spec = quadratic()
+    train_run(spec, tmp_path / "run", device="cpu")  # finished without MLflow
+    tracker = MLflowTracker(store, EXPERIMENT, flush_seconds=0)
+    tracker.start(spec, "step", {"device": "cpu"}, recorded_up_to=2)
+    tracker.log(pd.read_csv(tmp_path / "run" / "metrics.csv").head(3).to_dict("records"))  # steps 0..2 only
+    tracker.flush()
+    MlflowClient(store).create_run(mlflow_runs(store, spec.key)[0].info.experiment_id,
+                                   tags={RUN_KEY_TAG: spec.key})  # a duplicate, as a retried create might leave
+    counts = sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lambda line: None)
+    assert counts == {"in_sync": 0, "updated": 1, "duplicates_removed": 1}
+    assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")
+
+
+def test_a_half_created_store_is_detected_and_a_new_one_is_created_atomically(tmp_path):
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
+    assert store_problem(sqlite_uri(broken)) != ""
+    fresh = tmp_path / "fresh" / "mlflow.db"
+    create_sqlite_store(fresh)
+    assert store_problem(sqlite_uri(fresh)) == ""
+    assert [path.name for path in fresh.parent.iterdir()] == ["mlflow.db"]  # no temporary file left behind

@@ -6,7 +6,9 @@ import math
 import pandas as pd
 
 from adabench.analysis.tuning import chosen_lr, lr_sensitivity, select
-from adabench.study import lr_grid, tuned_jobs, tuning_grid_runs
+from adabench.config import load_study_config, merge, validate_config
+from adabench.study import Study, lr_grid
+from workflow_helpers import REPO_ROOT
 
 
 def grid(rows: list[tuple]) -> pd.DataFrame:
@@ -59,16 +61,20 @@ def test_minimised_selection_metrics_pick_the_smallest_mean():
     assert chosen_lr(select(runs), "linreg", "adam") == 1.0
 
 
-def test_grid_and_tuned_jobs_of_a_config():
-    config = {"seeds": [0, 1, 2], "problems": {
-        "linreg": {"group_runs": True, "optimizers": {"adam": {"lr": 0.1}}},
-        "lenet_relu_fmnist": {"optimizers": {"adam": {"lr": 0.01}}}},
+def test_grid_and_tuned_jobs_of_a_study():
+    config = load_study_config(defaults=REPO_ROOT / "config.yaml")
+    config = validate_config(merge(config, {
+        "seeds": [0, 1, 2], "problems": {"linreg": {"population_size": 64}, "lenet_relu_fmnist": {"population_size": 4}},
         "tuning": {"problems": ["linreg", "lenet_relu_fmnist"], "optimizers": ["adam", "sgd"],
-                   "lr_grid": {"low": 1e-4, "high": 1.0, "points": 5}, "grid_seeds": [100, 101]}}
+                   "lr_grid": {"low": 1e-4, "high": 1.0, "points": 5}, "grid_seeds": [100, 101]}}))
+    study = Study(config)
     assert lr_grid(config["tuning"]) == [1e-4, 1e-3, 1e-2, 0.1, 1.0]
-    assert len(tuning_grid_runs(config)) == 2 * 2 * 5 * 2
-    jobs = tuned_jobs(config)
-    # grouped problems rerun all seeds in one job; the others one job per seed
-    assert jobs["linreg/adam"] == ("linreg", "adam", [0, 1, 2])
-    assert jobs["lenet_relu_fmnist/sgd/seed=2"] == ("lenet_relu_fmnist", "sgd", [2])
-    assert len(jobs) == 2 + 2 * 3
+    assert len(study.grid_runs()) == 2 * 2 * 5 * 2
+    tuned = {job.id: job.tuned_slots for job in study.jobs.values() if job.tuned}
+    # a tuned job reruns up to population_size (optimizer, seed) slots: linreg all 6 in one, the LeNet 4 + 2
+    assert tuned["linreg-tuned-0"] == (("adam", 0), ("adam", 1), ("adam", 2), ("sgd", 0), ("sgd", 1), ("sgd", 2))
+    assert [len(tuned[f"lenet_relu_fmnist-tuned-{i}"]) for i in (0, 1)] == [4, 2]
+    selection = pd.DataFrame([{"problem": "linreg", "optimizer": "adam", "lr": 0.1},
+                              {"problem": "linreg", "optimizer": "sgd", "lr": 0.01}])
+    specs = study.tuned_specs(study.jobs["linreg-tuned-0"], selection)
+    assert [(s.optimizer, s.hyperparameters["lr"], s.seed) for s in specs][::3] == [("adam", 0.1, 0), ("sgd", 0.01, 0)]
