@@ -1,17 +1,19 @@
 # The two commands of a fresh machine (see README):
-#   make run   -- set up .venv and rebuild every run, table and figure of config.yaml
+#   make run   -- set up .venv and rebuild every run, table and figure of the default study (config.yaml)
 #   make test  -- set up .venv and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 4
 STAMP = $(VENV)/.installed
 
-.PHONY: run test quick report mlflow-ui
+.PHONY: run test quick readme report mlflow-ui
 
-$(STAMP): requirements.txt
+# the pinned dependencies, then this package itself, editable (its console script: adabench)
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -20,11 +22,15 @@ run: $(STAMP)
 quick: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/quick.yaml
 
+readme: $(STAMP)
+	$(VENV)/bin/snakemake --cores 2 --configfile config/readme.yaml
+
 report: $(STAMP)
 	$(VENV)/bin/snakemake --report report.html
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
 
+STUDY ?= default
 mlflow-ui: $(STAMP)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/mlflow/mlflow.db --port 5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/$(STUDY)/mlflow/mlflow.db --port 5000

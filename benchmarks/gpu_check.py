@@ -1,11 +1,15 @@
-"""GPU check: the seed study's four LeNet configurations on Fashion-MNIST, trained by adabench's own ``train_run``.
+"""GPU check: the reference report's four LeNet configurations on Fashion-MNIST, trained two ways by adabench's own
+training loop, on one device:
+- serial: each run alone, one after another (a population of one);
+- population: all runs of a problem at once, as one vectorised model (the workflow's way).
 
-Each configuration runs with seeds 0..4 for 20 epochs at batch 256 (the seed's protocol) on one device. Prints,
-per configuration, seconds per training epoch (mean over seeds of train_time_s / epochs; min-max beside it) and
-the final test accuracy (mean +- std over seeds, ddof 1, and min / max), then the environment as
-``adabench.run.environment`` reports it (GPU name, driver, CUDA / cuDNN, torch). Writes the same numbers to
-OUT/gpu_check.csv and OUT/gpu_check.json (with each run's numbers); the run directories (metrics.csv,
-summary.json) go under OUT/runs/<device>/. A finished run found there is reused, an interrupted one resumed.
+Each configuration runs with seeds 0..N-1 for 20 epochs at batch 256 (the report's protocol). Per configuration
+and path it prints the seconds per epoch of one run (serial: its own; population: its share of the population's
+epoch) and of the whole population's epoch, and the final test accuracy (mean +- std over seeds, ddof 1, and
+min / max), then the environment as ``adabench.run.environment`` reports it (GPU name, driver, CUDA / cuDNN,
+torch). Writes the same numbers to OUT/gpu_check.csv and OUT/gpu_check.json (with each run's numbers); the run
+directories (metrics.csv, summary.json) go under OUT/runs/<device>/<path>/. A finished run found there is reused,
+an interrupted one resumed.
 
 Run from the repository root:
     .venv/bin/python benchmarks/gpu_check.py [--device cuda] [--deterministic] [--out results/gpu_check]
@@ -18,29 +22,31 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from adabench.population import train_population
+from adabench.reference import load_reference
+from adabench.run import RunSpec, configure_determinism, environment, resolve_device
 
-from adabench.run import RunSpec, configure_determinism, environment, resolve_device, train_run  # noqa: E402
-from adabench.study import run_dir  # noqa: E402
-
-# the seed study's LeNet runs (config.yaml, seed_reference): (problem, optimizer, hyperparameters)
-CONFIGURATIONS = [
-    ("lenet_sigmoid_fmnist", "adagrad", {"lr": 0.01, "eps": 1e-8}),
-    ("lenet_sigmoid_fmnist", "adam", {"lr": 0.01}),
-    ("lenet_sigmoid_fmnist", "adagrad_avg", {"lr": 0.01}),
-    ("lenet_relu_fmnist", "rmsprop", {"lr": 0.01}),
-]
 ENVIRONMENT_COLUMNS = ["device", "device_name", "cuda_driver", "cuda", "cudnn", "torch", "deterministic"]
+PATHS = ("serial", "population")
+
+
+def configurations() -> list[tuple[str, str, dict]]:
+    """The reference report's LeNet runs, as config/reference_results.yaml gives them."""
+    return [(run.problem, run.optimizer, run.hyperparameters) for run in load_reference("config/reference_results.yaml")
+            if run.problem.startswith("lenet")]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
     parser.add_argument("--deterministic", action="store_true", help="deterministic GPU algorithms")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -67,36 +73,58 @@ def spread(values: list[float], prefix: str) -> dict:
             f"{prefix}_min": min(values), f"{prefix}_max": max(values)}
 
 
-def check_configuration(problem: str, optimizer: str, hyperparameters: dict, args, env: dict,
-                        runs_root: Path) -> tuple[dict, list]:
-    setting = RunSpec(problem, optimizer, hyperparameters, 0).setting
-    runs = []
-    for seed in range(args.seeds):
-        spec = RunSpec(problem, optimizer, dict(hyperparameters), seed, problem_options(args))
-        out_dir = run_dir(spec, runs_root)
-        summary = train_run(spec, out_dir, device=args.device, deterministic=args.deterministic, tracker=None,
-                            log=lambda line: print(line, file=sys.stderr))
-        if any(summary.get(name) != env.get(name) for name in ("device_name", "torch")):  # a reused run from elsewhere
-            sys.exit(f"gpu_check: {out_dir} was trained on {summary.get('device_name')} with torch "
+def quiet(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def train(path: str, specs: list[RunSpec], args, runs_root: Path) -> list[dict]:
+    """Train ``specs`` the ``path`` way; each run's summary, with the wall seconds of the batch it was part of."""
+    batches = [[spec] for spec in specs] if path == "serial" else [
+        [spec for spec in specs if spec.problem == problem] for problem in dict.fromkeys(s.problem for s in specs)]
+    found = []
+    for batch in batches:
+        tick = time.perf_counter()
+        summaries = train_population([(spec, runs_root / path / spec.key) for spec in batch], device=args.device,
+                                     deterministic=args.deterministic, log=quiet)
+        seconds = time.perf_counter() - tick
+        found += [{**summary, "batch_seconds": seconds, "batch_size": len(batch)} for summary in summaries]
+    return found
+
+
+def rows_of(path: str, summaries: list[dict], env: dict) -> tuple[list[dict], list[dict]]:
+    runs, rows = [], []
+    for summary in summaries:
+        if any(summary.get(name) != env.get(name) for name in ("device_name", "torch")):  # reused from elsewhere
+            sys.exit(f"gpu_check: {summary['run_key']} was trained on {summary.get('device_name')} with torch "
                      f"{summary.get('torch')}, not here; choose another --out")
         epochs = summary["epochs_completed"]
-        runs.append({"seed": seed, "status": summary["status"], "epochs": epochs,
-                     "train_time_s": summary["train_time_s"], "s_per_epoch": summary["train_time_s"] / epochs,
-                     "test_acc": summary["final"]["test_acc"], "run_dir": str(out_dir)})
-    row = {"problem": problem, "optimizer": optimizer, "setting": setting, "seeds": len(runs),
-           "epochs": args.epochs, "finished": sum(run["status"] == "finished" for run in runs),
-           **spread([run["s_per_epoch"] for run in runs], "s_per_epoch"),
-           **spread([run["test_acc"] for run in runs], "test_acc")}
-    return row, [{"problem": problem, "optimizer": optimizer, "setting": setting, **run} for run in runs]
+        spec = RunSpec.from_dict(summary["spec"])
+        runs.append({"path": path, "problem": spec.problem, "optimizer": spec.optimizer, "setting": spec.setting,
+                     "seed": spec.seed, "status": summary["status"], "epochs": epochs,
+                     "population_size": summary["population_size"], "train_time_s": summary["train_time_s"],
+                     "s_per_epoch": summary["train_time_s"] / epochs,
+                     "population_s_per_epoch": summary["train_time_s"] * summary["population_size"] / epochs,
+                     "test_acc": summary["final"]["test_acc"], "run_key": summary["run_key"]})
+    frame = pd.DataFrame(runs)
+    for (problem, optimizer, setting), part in frame.groupby(["problem", "optimizer", "setting"], sort=False):
+        rows.append({"path": path, "problem": problem, "optimizer": optimizer, "setting": setting,
+                     "seeds": len(part), "epochs": int(part.epochs.max()),
+                     "finished": int((part.status == "finished").sum()),
+                     "population_size": int(part.population_size.max()),
+                     "s_per_epoch": float(part.s_per_epoch.mean()),
+                     "population_s_per_epoch": float(part.population_s_per_epoch.mean()),
+                     **spread(part.test_acc.tolist(), "test_acc"),
+                     **{name: env.get(name) for name in ENVIRONMENT_COLUMNS}})
+    return rows, runs
 
 
 def show(rows: list[dict], env: dict) -> None:
-    print(f"{'configuration':<46} {'seeds':>5} {'s/epoch':>8} {'(min-max)':>13}  {'test acc mean +- std':>20} "
-          f"{'(min-max)':>13}")
+    print(f"{'configuration':<46} {'path':<10} {'seeds':>5} {'run s/epoch':>11} {'pop. s/epoch':>12}  "
+          f"{'test acc mean +- std':>20} {'(min-max)':>13}")
     for row in rows:
         std = "n/a" if row["test_acc_std"] is None else f"{row['test_acc_std']:.4f}"
-        print(f"{row['problem'] + ' ' + row['optimizer'] + ' ' + row['setting']:<46} {row['seeds']:>5} "
-              f"{row['s_per_epoch_mean']:>8.3f} {row['s_per_epoch_min']:>6.3f}-{row['s_per_epoch_max']:.3f}  "
+        print(f"{row['problem'] + ' ' + row['optimizer'] + ' ' + row['setting']:<46} {row['path']:<10} "
+              f"{row['seeds']:>5} {row['s_per_epoch']:>11.3f} {row['population_s_per_epoch']:>12.3f}  "
               f"{row['test_acc_mean']:>10.4f} +- {std:>6} {row['test_acc_min']:>6.4f}-{row['test_acc_max']:.4f}")
     print("environment: " + ", ".join(f"{name} {env.get(name, 'n/a')}" for name in ENVIRONMENT_COLUMNS + ["threads"]))
 
@@ -114,13 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"gpu_check: {error} (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
                  f"use --device cpu for a CPU smoke run")
     env = environment(device, args.deterministic)
-    runs_root = args.out / "runs" / (str(device).replace(":", "") + ("-deterministic" if args.deterministic else ""))
+    suffix = ("-deterministic" if args.deterministic else "") + ("" if args.precision == "fp32" else f"-{args.precision}")
+    runs_root = args.out / "runs" / (str(device).replace(":", "") + suffix)
+    specs = [RunSpec(problem, optimizer, dict(hyperparameters), seed, problem_options(args), args.precision)
+             for problem, optimizer, hyperparameters in configurations() for seed in range(args.seeds)]
 
     rows, runs = [], []
-    for configuration in CONFIGURATIONS:
-        row, configuration_runs = check_configuration(*configuration, args, env, runs_root)
-        rows.append({**row, **{name: env.get(name) for name in ENVIRONMENT_COLUMNS}})
-        runs += configuration_runs
+    for path in PATHS:
+        path_rows, path_runs = rows_of(path, train(path, specs, args, runs_root), env)
+        rows += path_rows
+        runs += path_runs
     show(rows, env)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from adabench.data import save_prepared
+from adabench.records import seal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
+# the reference report's LeNet runs, in the order of config/reference_results.yaml
 CONFIGURATIONS = [("lenet_sigmoid_fmnist", "adagrad"), ("lenet_sigmoid_fmnist", "adam"),
                   ("lenet_sigmoid_fmnist", "adagrad_avg"), ("lenet_relu_fmnist", "rmsprop")]
 SEEDS = 2
@@ -46,13 +48,14 @@ def smoke(fake_data, tmp_path_factory):
     return done.stdout, out
 
 
-def test_prints_one_row_per_configuration_and_the_environment(smoke):
+def test_prints_one_row_per_configuration_and_path_and_the_environment(smoke):
     stdout, _ = smoke
     lines = stdout.splitlines()
     for problem, optimizer in CONFIGURATIONS:
-        [row] = [line for line in lines if line.startswith(f"{problem} {optimizer} ")]
-        assert row.split()[3] == str(SEEDS)  # problem, optimizer, setting, seeds
-        assert float(row.split()[4]) > 0  # seconds per epoch
+        for path in ("serial", "population"):
+            [row] = [line for line in lines if line.startswith(f"{problem} {optimizer} ") and f" {path} " in line]
+            assert row.split()[4] == str(SEEDS)  # problem, optimizer, setting, path, seeds
+            assert float(row.split()[5]) > 0 and float(row.split()[6]) > 0  # seconds per epoch: a run's, a population's
     [env] = [line for line in lines if line.startswith("environment:")]
     assert "device cpu" in env and f"torch {torch.__version__}" in env
 
@@ -61,23 +64,29 @@ def test_writes_csv_and_json_with_the_same_numbers(smoke):
     _, out = smoke
     table = pd.read_csv(out / "gpu_check.csv")
     report = json.loads((out / "gpu_check.json").read_text())
-    assert list(zip(table["problem"], table["optimizer"])) == CONFIGURATIONS
+    assert list(zip(table["problem"], table["optimizer"])) == CONFIGURATIONS * 2
+    assert list(table.path) == ["serial"] * 4 + ["population"] * 4
     assert (table["seeds"] == SEEDS).all() and (table["epochs"] == 1).all()
-    assert (table["s_per_epoch_mean"] > 0).all()
+    assert (table["s_per_epoch"] > 0).all()
+    # serially each run is alone; together the sigmoid LeNet's 3 configurations are one population, the ReLU's one
+    assert list(table.population_size) == [1] * 4 + [3 * SEEDS] * 3 + [SEEDS]
     for column in ("test_acc_mean", "test_acc_min", "test_acc_max"):
         assert table[column].between(0, 1).all()
     assert (table["test_acc_min"] <= table["test_acc_mean"]).all()
     assert (table["test_acc_mean"] <= table["test_acc_max"]).all()
     assert (table["device"] == "cpu").all()
+    # the two paths train the same runs: the same accuracies, to float rounding
+    serial, population = table[table.path == "serial"], table[table.path == "population"]
+    assert population.test_acc_mean.to_numpy() == pytest.approx(serial.test_acc_mean.to_numpy(), abs=0.02)
 
     assert report["environment"]["device"] == "cpu"
     assert report["environment"]["torch"] == torch.__version__
-    assert [(row["problem"], row["optimizer"]) for row in report["configurations"]] == CONFIGURATIONS
-    assert report["configurations"][0]["s_per_epoch_mean"] == pytest.approx(table["s_per_epoch_mean"][0])
-    assert len(report["runs"]) == len(CONFIGURATIONS) * SEEDS
+    assert [(row["problem"], row["optimizer"]) for row in report["configurations"]] == CONFIGURATIONS * 2
+    assert report["configurations"][0]["s_per_epoch"] == pytest.approx(table["s_per_epoch"][0])
+    assert len(report["runs"]) == 2 * len(CONFIGURATIONS) * SEEDS
     for run in report["runs"]:
-        summary = json.loads((Path(run["run_dir"]) / "summary.json").read_text())
-        assert Path(run["run_dir"]).is_relative_to(out / "runs" / "cpu")
+        run_dir = out / "runs" / "cpu" / run["path"] / run["run_key"]
+        summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["train_time_s"] == pytest.approx(run["train_time_s"])
         assert summary["spec"]["problem_options"]["train_subset"] == 512
         assert 0 <= run["test_acc"] <= 1
@@ -88,7 +97,7 @@ def test_refuses_runs_reused_from_another_machine(smoke, fake_data, tmp_path):
     copy = shutil.copytree(out, tmp_path / "out")
     [first, *_] = sorted((copy / "runs" / "cpu").rglob("summary.json"))
     summary = json.loads(first.read_text())
-    first.write_text(json.dumps({**summary, "device_name": "another machine"}))
+    first.write_text(json.dumps(seal({**summary, "device_name": "another machine"})))
     done = gpu_check("--device", "cpu", "--epochs", "1", "--seeds", str(SEEDS), "--train-subset", "512",
                      "--test-subset", "256", "--data-file", str(fake_data), "--out", str(copy))
     assert done.returncode != 0

@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
+from adabench.study import Study
 from workflow_helpers import free_port, quick_config
 
 CHROMIUM = shutil.which("chromium")
@@ -20,9 +21,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 
 
 def test_the_ui_lists_every_run_of_the_quick_study(quick, tmp_path):
-    store = sqlite_uri(quick / "results/mlflow/mlflow.db")
+    store = sqlite_uri(quick / "results/quick/mlflow/mlflow.db")
     client = MlflowClient(store)
-    experiment = client.get_experiment_by_name(quick_config()["mlflow"]["experiment"])
+    experiment = client.get_experiment_by_name(Study(quick_config()).experiment)
     keys = {run.data.tags[RUN_KEY_TAG] for run in client.search_runs([experiment.experiment_id], max_results=1000)}
     port = free_port()
     mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
@@ -41,7 +42,7 @@ def test_the_ui_lists_every_run_of_the_quick_study(quick, tmp_path):
         server.wait(timeout=30)
     count = re.search(r"(\d+)(?:</strong>)? matching runs", page)
     assert count and int(count.group(1)) == len(keys)
-    shown = set(re.findall(r"(?:quadratic|linreg|sparse|lenet)[a-z_]*/[a-z_]+/[^<\"]+/seed=\d+", page))
+    shown = set(re.findall(r"(?:quadratic|linreg|sparse|lenet)[a-z_]*@[0-9a-f]{8}/[a-z_]+/[^<\"]+/seed=\d+", page))
     assert shown and shown <= keys  # the runs the table rendered are the study's, by their run keys
 
 

@@ -50,7 +50,7 @@ SNAKEMAKE_OPTIONS = [
     "--groups", "aggregate=report", "tables=report", "protocol_tables=report", "figure=report", "--cores", "2",
 ]
 RUN_TIMEOUT_S = 720
-TABLES = ["results/tables/comparison.csv", "results/tables/seed_vs_pipeline.csv"]
+TABLES = ["results/quick/tables/comparison.csv", "results/quick/tables/reproduction.csv"]
 WALL_CLOCK_COLUMNS = ["train_time_s", "wall_time_s"]
 SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.M)
 
@@ -116,7 +116,7 @@ def squeue(env: dict, *arguments: str) -> str:
 
 def failed_job_logs(output: str) -> str:
     """The end of each failed job's SLURM log, which holds the job's own error."""
-    paths = sorted(set(re.findall(r"(/\S+/results/logs/slurm/\S+\.log) \(check log", output)))
+    paths = sorted(set(re.findall(r"(/\S+/results/slurm-logs/\S+\.log) \(check log", output)))
     return "".join(f"\n--- {path}:\n{tail(Path(path).read_text(errors='replace'), 25)}"
                    for path in paths[:3] if Path(path).is_file())
 
@@ -139,16 +139,14 @@ def test_every_job_of_the_quick_study_went_through_sbatch(slurm_quick, slurm_clu
     executed = Counter()  # rule -> jobs that ran inside a SLURM job
     for _, slurm_id, log in SUBMITTED.findall(output):
         log = Path(log)
-        submitted[slurm_id] = log.relative_to(workdir / "results/logs/slurm")
+        submitted[slurm_id] = log.relative_to(workdir / "results/slurm-logs")
         # kept by --slurm-keep-successful-logs: what the job step (the Snakemake inside the job) printed
         text = log.read_text(errors="replace")
         executed.update(re.findall(r"^localrule (\w+):$", text, flags=re.M))
         assert "steps (100%) done" in text, log
     assert executed == Counter({rule: count for rule, count in stats.items() if rule not in local})
-    training_rules = ("train", "train_tuned")
-    trains = {slurm_id for slurm_id, log in submitted.items() if log.parts[0] in {f"rule_{r}" for r in training_rules}}
-    assert stats["train_tuned"] > 0
-    assert len(trains) == stats["train"] + stats["train_tuned"]  # one SLURM job each
+    trains = {slurm_id for slurm_id, log in submitted.items() if log.parts[0] == "rule_train"}
+    assert len(trains) == stats["train"] > 0  # one SLURM job per population
 
     # SLURM's view: every one of those jobs ran to the end; the training jobs with the profile's resources
     run_id = re.search(r"^SLURM run ID: (\S+)$", output, flags=re.M).group(1)
@@ -157,12 +155,10 @@ def test_every_job_of_the_quick_study_went_through_sbatch(slurm_quick, slurm_clu
     assert set(jobs) == set(submitted), listed
     assert {state for state, *_ in jobs.values()} == {"COMPLETED"}, listed
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
-    memory = {f"{profile['set-resources'][rule]['mem_mb']}M" for rule in training_rules}
-    assert len(memory) == 1, memory  # the profile gives both training rules the same resources
+    memory = f"{profile['set-resources']['train']['mem_mb']}M"
     # quick.yaml pins every problem to the CPU: `gpu: 0`, so no GPU (gres N/A), and threads: 1
-    assert {tuple(jobs[slurm_id][1:4]) for slurm_id in trains} == {(memory.pop(), "1", "N/A")}, listed
-    assert all(jobs[slurm_id][4].startswith(("rule_train_wildcards_", "rule_train_tuned_wildcards_"))
-               for slurm_id in trains), listed
+    assert {tuple(jobs[slurm_id][1:4]) for slurm_id in trains} == {(memory, "1", "N/A")}, listed
+    assert all(jobs[slurm_id][4].startswith("rule_train_wildcards_") for slurm_id in trains), listed
 
 
 @pytest.mark.parametrize("table", TABLES)

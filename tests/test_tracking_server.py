@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from adabench.run import RunSpec
 from adabench.tracking import RUN_KEY_TAG
 from workflow_helpers import REPO_ROOT, free_port
 
@@ -20,15 +21,15 @@ EXPERIMENT = "server-test"
 def server(tmp_path_factory):
     state = tmp_path_factory.mktemp("server")
     port = free_port()
-    env = {**os.environ, "ADABENCH_MLFLOW_PORT": str(port), "ADABENCH_MLFLOW_HOST": "127.0.0.1",
-           "ADABENCH_MLFLOW_PUBLIC": "127.0.0.1", "ADABENCH_MLFLOW_BACKEND": f"sqlite:///{state}/server.db",
+    env = {**os.environ, "ADABENCH_MLFLOW_PORT": str(port), "ADABENCH_MLFLOW_BACKEND": f"sqlite:///{state}/server.db",
            "ADABENCH_MLFLOW_ARTIFACTS": str(state / "artifacts"), "ADABENCH_MLFLOW_BIN": str(
                os.path.join(os.path.dirname(sys.executable), "mlflow"))}
     script = ["bash", str(REPO_ROOT / "scripts/mlflow_server.sh")]
     started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stderr
     uri = f"http://127.0.0.1:{port}"
-    assert f"export MLFLOW_TRACKING_URI={uri}" in started.stdout
+    # by default the server listens on this machine only, and says so
+    assert f"export MLFLOW_TRACKING_URI={uri}" in started.stdout and f"listening on 127.0.0.1:{port}" in started.stdout
     yield uri
     subprocess.run([*script, "stop"], env=env, capture_output=True, timeout=60)
     assert subprocess.run([*script, "status"], env=env, capture_output=True).returncode == 3
@@ -54,7 +55,7 @@ def test_parallel_jobs_give_one_complete_run_each_and_reruns_add_none(server, tm
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     assert len(runs) == PARALLEL_JOBS
     assert sorted(run.data.tags[RUN_KEY_TAG] for run in runs) == sorted(
-        f"linreg/adagrad/lr=0.1/seed={seed}" for seed in range(PARALLEL_JOBS))
+        RunSpec("linreg", "adagrad", {"lr": 0.1}, seed, {"epochs": 15}).key for seed in range(PARALLEL_JOBS))
     for run in runs:
         seed = int(run.data.params["seed"])
         records = pd.read_csv(tmp_path / f"seed{seed}" / "metrics.csv")
@@ -63,3 +64,14 @@ def test_parallel_jobs_give_one_complete_run_each_and_reruns_add_none(server, tm
         assert [m.value for m in history] == pytest.approx(records.train_mse.tolist(), rel=1e-12)
         assert run.info.status == "FINISHED" and run.data.tags["status"] == "finished"
         assert "metrics.csv" in [item.path for item in client.list_artifacts(run.info.run_id)]
+
+
+def test_the_server_script_never_prints_a_database_password(tmp_path):
+    """A PostgreSQL URI with a password: the script fails to reach it here, and says so without the password."""
+    env = {**os.environ, "ADABENCH_MLFLOW_PORT": str(free_port()), "ADABENCH_MLFLOW_WAIT": "20",
+           "ADABENCH_MLFLOW_BACKEND": "postgresql://bench:s3cret-pw@127.0.0.1:9/mlflow",
+           "ADABENCH_MLFLOW_BIN": os.path.join(os.path.dirname(sys.executable), "mlflow")}
+    script = ["bash", str(REPO_ROOT / "scripts/mlflow_server.sh")]
+    started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=180)
+    subprocess.run([*script, "stop"], env=env, capture_output=True, timeout=60)
+    assert "s3cret-pw" not in started.stdout + started.stderr
