@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 import threading
 import time
@@ -11,11 +12,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .data import FASHION_MNIST_FILES, checksum_file, fetch_file, prepare_fashion_mnist, prepared_problem
+from .data import (FASHION_MNIST_FILES, ChecksumError, checksum_file, fetch_file, prepare_fashion_mnist,
+                   prepared_problem, verified_bytes)
 from .population import train_population
 from .records import RecordError, atomic_write_text, complete_summary, read_summary
 from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm
-from .study import Study, read_plan
+from .study import DATA_FILE, RAW_DIR_NAME, Study, read_plan
 
 
 class LogFile:
@@ -45,6 +47,35 @@ def start_job(snakemake) -> LogFile:
     return log
 
 
+def process_start(pid: int) -> str | None:
+    """A process's start time (its /proc stat field 22), or None if it is gone: a pid alone may be reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def clear_stale_lock(snakemake_dir: Path, log) -> None:
+    """Remove Snakemake's directory lock if the Snakemake that took it is gone (killed: SIGKILL, a power cut), so a
+    plain rerun goes on; then record this process as the lock's owner. A lock whose owner cannot be told to be gone
+    (another host, no record) is left to Snakemake, which refuses and says to use --unlock."""
+    owner_file, locks = snakemake_dir / "adabench-lock-owner.json", sorted((snakemake_dir / "locks").glob("*.lock"))
+    if locks:
+        try:
+            owner = json.loads(owner_file.read_text())
+            gone = owner["host"] == platform.node() and process_start(owner["pid"]) != owner["start"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if not gone:
+            return
+        for lock in locks:
+            lock.unlink(missing_ok=True)
+        log(f"adabench: removed the lock of a Snakemake that is gone (pid {owner['pid']} on this host, killed?)")
+    snakemake_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(owner_file, json.dumps({"host": platform.node(), "pid": os.getpid(),
+                                              "start": process_start(os.getpid())}))
+
+
 def die_with_parent(log, interval: float = 1.0) -> None:
     """End this process as soon as the process that started it (Snakemake) is gone.
 
@@ -68,8 +99,7 @@ def job_marker_entries(study: Study, specs: list[RunSpec]) -> list[dict]:
     return [{"key": spec.key, "run_dir": str(study.run_dir(spec)), "identity": spec.identity()} for spec in specs]
 
 
-def train_job(config: dict, job_id: str, marker: Path, tracking_uri: str, threads: int, log: LogFile,
-              selection: str | None = None) -> None:
+def train_job(config: dict, job_id: str, marker: Path, threads: int, log: LogFile, selection: str | None = None) -> None:
     """Train one job's population. Runs already complete are skipped, so a failed job loses nothing that
     finished before it; SIGTERM stops after the current epoch with every checkpoint written."""
     from .tracking import mlflow_trackers
@@ -80,7 +110,7 @@ def train_job(config: dict, job_id: str, marker: Path, tracking_uri: str, thread
     study = Study(config)
     job = study.jobs[job_id]
     specs = study.tuned_specs(job, pd.read_csv(selection)) if job.tuned else list(job.runs)
-    trackers = mlflow_trackers(tracking_uri, study.experiment, config["mlflow"]["timeout_s"], log)
+    trackers = mlflow_trackers(study.tracking_uri(), study.experiment, config["mlflow"]["timeout_s"], log)
     try:
         train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job.problem),
                          deterministic=config["deterministic"], trackers=trackers, log=log)
@@ -117,27 +147,57 @@ def stale_outputs(study: Study) -> list[tuple[Path, str]]:
                     raise RecordError(why_not)
         except RecordError as error:
             stale.append((marker, str(error)))
-    from .study import DATA_FILE
-
     data = Path(DATA_FILE)
-    if data.exists() and (problem := prepared_problem(data)):
-        stale += [(data, problem)] + ([(checksum_file(data), problem)] if checksum_file(data).exists() else [])
+    data_problem = prepared_problem(data) if data.exists() else ""
+    stale += [(path, data_problem) for path in (data, checksum_file(data)) if data_problem and path.exists()]
+    if not data.exists() or data_problem:
+        # the data will be prepared again: from raw files that verify, else fetched again
+        stale += damaged_raw_files(data.parent / RAW_DIR_NAME)
     store_marker = Path(study.path("mlflow", "experiment.json"))
     if store_marker.exists():
         try:
-            uri = json.loads(store_marker.read_text())["tracking_uri"]
-        except (OSError, ValueError, KeyError):
+            recorded = json.loads(store_marker.read_text())
+            uri, default = recorded["tracking_uri"], recorded["study_store"]
+        except (OSError, ValueError, KeyError, TypeError):
             stale.append((store_marker, "unreadable"))
         else:
-            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-                stale.append((store_marker, f"its store {uri} is gone"))
+            # the study's own SQLite store moves with the study's directory; any other store is named by its URI
+            if (default, uri if not default else "") != (study.default_store(), "" if study.default_store()
+                                                        else study.tracking_uri()):
+                stale.append((store_marker, f"MLflow is now at {study.tracking_uri()}, not {uri}"))
+            elif default and not Path(study.tracking_uri().removeprefix("sqlite:///")).exists():
+                stale.append((store_marker, f"its store {study.tracking_uri()} is gone"))
     return stale
 
 
-def remove_stale_outputs(study: Study, log) -> None:
+def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
+    """The fetched Fashion-MNIST files in ``raw_dir`` that do not verify (damaged since they were fetched)."""
+    damaged = []
+    for filename, sha256 in FASHION_MNIST_FILES.values():
+        path = raw_dir / filename
+        if path.exists():
+            try:
+                verified_bytes(path.read_bytes(), sha256, str(path))
+            except ChecksumError as error:
+                damaged.append((path, str(error)))
+    return damaged
+
+
+def remove_outputs(paths: list[str], reason: str, log) -> None:
+    for path in map(Path, paths):
+        if path.exists():
+            log(f"adabench: {path} removed, so that it is built again ({reason})")
+            path.unlink()
+
+
+def remove_stale_outputs(study: Study, log) -> list[str]:
+    """Remove the stale outputs (see stale_outputs), saying why; return their paths."""
+    removed = []
     for path, reason in stale_outputs(study):
         log(f"adabench: {path} no longer holds ({reason}); removed, so that it is built again")
         path.unlink(missing_ok=True)
+        removed.append(str(path))
+    return removed
 
 
 def study_run_dirs(study: Study, plan: pd.DataFrame, markers: list[str]) -> dict[str, set[str]]:
@@ -153,13 +213,14 @@ def study_run_dirs(study: Study, plan: pd.DataFrame, markers: list[str]) -> dict
     return roles
 
 
-def create_store(tracking_uri: str, experiment: str, artifact_root: str, output: Path, log: LogFile) -> None:
+def create_store(study: Study, artifact_root: str, output: Path, log: LogFile) -> None:
     from .tracking import create_sqlite_store, ensure_experiment, store_problem
 
+    tracking_uri, experiment = study.tracking_uri(), study.experiment
     local = tracking_uri.startswith("sqlite:///")
     if local:
         database = Path(tracking_uri.removeprefix("sqlite:///"))
-        if database.exists() and (problem := store_problem(tracking_uri)):
+        if database.exists() and (problem := store_problem(database)):
             from .records import set_aside
 
             log(f"WARNING: the MLflow store {database} is unusable ({problem}); it is rebuilt, and mlflow_sync "
@@ -170,12 +231,11 @@ def create_store(tracking_uri: str, experiment: str, artifact_root: str, output:
     # a tracking server keeps artifacts where it was told to; a local store keeps them beside the database
     experiment_id = ensure_experiment(tracking_uri, experiment, Path(artifact_root) if local else None)
     log(f"MLflow experiment {experiment!r} is {experiment_id} at {tracking_uri}")
-    atomic_write_text(Path(output), json.dumps({"tracking_uri": tracking_uri, "experiment": experiment,
-                                                "experiment_id": experiment_id}, indent=2))
+    atomic_write_text(Path(output), json.dumps({"tracking_uri": tracking_uri, "study_store": study.default_store(),
+                                                "experiment": experiment, "experiment_id": experiment_id}, indent=2))
 
 
-def sync_mlflow(config: dict, plan_path: str, markers: list[str], tracking_uri: str, output: Path,
-                log: LogFile) -> None:
+def sync_mlflow(config: dict, plan_path: str, markers: list[str], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
     from .tracking import configure_timeouts, sync_runs
 
@@ -188,7 +248,7 @@ def sync_mlflow(config: dict, plan_path: str, markers: list[str], tracking_uri: 
             summaries.append((Path(directory), read_summary(Path(directory))))
         except RecordError as error:
             log(f"WARNING: {error}; not synced")
-    counts = sync_runs(tracking_uri, study.experiment, summaries, log)
+    counts = sync_runs(study.tracking_uri(), study.experiment, summaries, log)
     log(f"MLflow synced from {len(summaries)} run records: {counts}")
     atomic_write_text(Path(output), json.dumps({"runs": len(summaries), **counts}, indent=2) + "\n")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .run import RunSpec
 
 RESULTS_ROOT = Path("results")
 DATA_FILE = "results/data/fashion_mnist.pt"
+RAW_DIR_NAME = "fashion-mnist"  # beside DATA_FILE: the fetched files it is prepared from
 ROLES = ("study", "reference", "grid", "tuned")
 FROM_SELECTION = "lr from selection"
 PLAN_COLUMNS = ["key", "problem", "options_id", "precision", "optimizer", "setting", "hyperparameters", "lr", "seed",
@@ -86,6 +88,18 @@ class Study:
     @property
     def experiment(self) -> str:
         return self.config["mlflow"]["experiment"] or f"adabench-{self.name}"
+
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI (a shared server on a cluster) wins over the config; default a SQLite file of the
+        study's. Not a param of any rule: where MLflow lives changes nothing a job computes."""
+        from .tracking import sqlite_uri
+
+        return (os.environ.get("MLFLOW_TRACKING_URI") or self.config["mlflow"]["tracking_uri"]
+                or sqlite_uri(self.root / "mlflow" / "mlflow.db"))
+
+    def default_store(self) -> bool:
+        """Whether MLflow is the study's own SQLite store (results/<study>/mlflow/mlflow.db)."""
+        return not (os.environ.get("MLFLOW_TRACKING_URI") or self.config["mlflow"]["tracking_uri"])
 
     # --- what each problem runs --------------------------------------------------------------------------
     def entry(self, problem: str) -> dict:

@@ -8,10 +8,12 @@ checkpoint) is replaced, so that MLflow always shows the run's own records.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -65,14 +67,21 @@ def git_commit(start: Path | None = None) -> str:
         return "unknown"
 
 
-def store_problem(tracking_uri: str) -> str:
-    """Why a SQLite store cannot be used (a half-created or damaged database), or "" if it answers."""
-    from mlflow.tracking import MlflowClient
-
+def store_problem(database: Path) -> str:
+    """Why a SQLite store cannot be used, or "" if it looks whole: MLflow's tables and a schema version (MLflow
+    creates its tables, then stamps the version; a kill in between leaves tables without one). Read with sqlite3
+    itself: MLflow caches a store's engine per URI, and an engine opened on a damaged file would outlive its
+    replacement."""
     try:
-        MlflowClient(tracking_uri).search_experiments(max_results=1)
-    except Exception as error:  # noqa: BLE001 - whatever the database raises, it cannot be used
-        return f"{type(error).__name__}: {str(error)[:200]}"
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = sorted({"alembic_version", "experiments", "runs", "metrics"} - tables)
+            if missing:
+                return f"half created: no table {', '.join(missing)}"
+            if db.execute("SELECT version_num FROM alembic_version").fetchone() is None:
+                return "half created: no schema version"
+    except sqlite3.Error as error:
+        return f"{type(error).__name__}: {error}"
     return ""
 
 

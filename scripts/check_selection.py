@@ -6,7 +6,7 @@ import pandas as pd
 
 from adabench.analysis.tuning import select
 from adabench.pipeline import start_job
-from adabench.study import read_plan
+from adabench.study import Study, read_plan
 from adabench.tracking import grid_runs_from_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
@@ -14,7 +14,8 @@ log = start_job(sm)
 plan = read_plan(sm.input.plan)
 grid_keys = list(plan[plan.roles.str.contains("grid")].key)
 made = pd.read_csv(sm.input.selection)
-recomputed = select(grid_runs_from_mlflow(sm.params.tracking_uri, sm.params.experiment, grid_keys))
+study = Study(sm.config)
+recomputed = select(grid_runs_from_mlflow(study.tracking_uri(), study.experiment, grid_keys))
 merged = made.merge(recomputed, on=["problem", "optimizer"], suffixes=("", "_mlflow"), how="outer")
 mismatch = merged[merged.lr != merged.lr_mlflow]
 if len(mismatch):

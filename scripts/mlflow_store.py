@@ -1,5 +1,6 @@
 """Snakemake rule `mlflow_store`: create the MLflow store and experiment once, before training."""
 from adabench.pipeline import create_store, start_job
+from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-create_store(sm.params.tracking_uri, sm.params.experiment, sm.params.artifact_root, sm.output[0], start_job(sm))
+create_store(Study(sm.config), sm.params.artifact_root, sm.output[0], start_job(sm))

@@ -2,5 +2,5 @@
 from adabench.pipeline import start_job, train_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-train_job(sm.config, sm.wildcards.job, sm.output[0], sm.params.tracking_uri, sm.threads, start_job(sm),
+train_job(sm.config, sm.wildcards.job, sm.output[0], sm.threads, start_job(sm),
           selection=sm.input.get("selection"))

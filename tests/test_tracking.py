@@ -2,6 +2,8 @@
 never a condition of training, and caught up from the records by a sync."""
 from __future__ import annotations
 
+import sqlite3
+
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -117,8 +119,11 @@ def test_the_sync_adds_missing_steps_and_removes_duplicate_runs(store, tmp_path)
 def test_a_half_created_store_is_detected_and_a_new_one_is_created_atomically(tmp_path):
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
-    assert store_problem(sqlite_uri(broken)) != ""
+    assert store_problem(broken) != ""
+    with sqlite3.connect(tmp_path / "half.db") as half:  # what a kill while MLflow created its tables leaves
+        half.execute("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY)")
+    assert "half created" in store_problem(tmp_path / "half.db")
     fresh = tmp_path / "fresh" / "mlflow.db"
     create_sqlite_store(fresh)
-    assert store_problem(sqlite_uri(fresh)) == ""
+    assert store_problem(fresh) == ""
     assert [path.name for path in fresh.parent.iterdir()] == ["mlflow.db"]  # no temporary file left behind

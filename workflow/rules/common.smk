@@ -1,13 +1,13 @@
 # The study: its config checked (defaults filled in), its plan made, the paths of what it computes.
 import os
+from pathlib import Path
 
 import torch
 
 from adabench.config import ConfigError, validate_config
-from adabench.pipeline import remove_stale_outputs
+from adabench.pipeline import clear_stale_lock, remove_outputs, remove_stale_outputs
 from adabench.problems import PROBLEMS
 from adabench.study import DATA_FILE, Study
-from adabench.tracking import sqlite_uri
 
 try:
     config.update(validate_config(config))  # in place: the jobs' scripts see the same, filled-in config
@@ -23,18 +23,7 @@ def study_path(*parts):
     return STUDY.path(*parts)
 
 
-# Outputs that no longer hold (a run deleted or damaged after its job finished, a prepared dataset that fails
-# its checksum, a vanished MLflow store) are removed, so that Snakemake rebuilds them and what follows from them
-# instead of reporting "Nothing to be done" over stale tables. Only the process that plans the DAG does this.
-if workflow.is_main_process:
-    remove_stale_outputs(STUDY, print)
-
-# MLflow: MLFLOW_TRACKING_URI (a shared server on a cluster) wins over the config; default a SQLite file
-TRACKING_URI = (
-    os.environ.get("MLFLOW_TRACKING_URI")
-    or config["mlflow"]["tracking_uri"]
-    or sqlite_uri(study_path("mlflow", "mlflow.db"))
-)
+# MLflow: MLFLOW_TRACKING_URI (a shared server on a cluster) reaches every job
 if "MLFLOW_TRACKING_URI" in os.environ:
 
     envvars:
@@ -56,17 +45,33 @@ def job_marker(job_id):
 ALL_MARKERS = [job_marker(job_id) for job_id in JOBS]
 GRID_MARKERS = [job_marker(job.id) for job in STUDY.grid_jobs()]
 
+# Outputs that no longer hold (a run deleted or damaged after its job finished, a prepared dataset that fails
+# its checksum, a vanished MLflow store) are removed, so that Snakemake rebuilds them instead of reporting
+# "Nothing to be done" over stale tables. Snakemake does not rerun a job only because an input that another job
+# makes is missing (it lets intermediate files be deleted), so the outputs of the jobs that read a removed job
+# marker or store marker go too. Only the process that plans the DAG does this.
+if workflow.is_main_process:
+    STALE = remove_stale_outputs(STUDY, print)
+    if set(STALE) & {*ALL_MARKERS, STORE}:
+        readers = [RUNS_TABLE, CURVES_TABLE, SYNCED] + ([SELECTION] if TUNING else [])
+        remove_outputs(readers, "what they were made from was rebuilt", print)
+    if not workflow.dryrun:
+        clear_stale_lock(Path(".snakemake"), print)
+
 
 def job_inputs(wildcards):
-    """A job reads the plan and the MLflow store; a tuned job also the selection, and waits for the other jobs
-    of its problem (a tuned run may be one of theirs: never train one directory in two jobs at once)."""
+    """A job needs the MLflow store created (a fresh SQLite store must not be created by jobs at once) and its
+    data; a tuned job also the selection, and waits for the other jobs of its problem (a tuned run may be one of
+    theirs: never train one directory in two jobs at once). What the job trains is its params: only a change of
+    those, or of the selection, reruns it. The rest is ancient: a store or dataset made again (the same content,
+    checksummed) or another job rerun makes no job run again only to find its runs complete."""
     job = JOBS[wildcards.job]
-    inputs = {"plan": PLAN, "store": STORE}
+    inputs = {"store": ancient(STORE)}
     if "data_file" in STUDY.options(job.problem):
-        inputs["data"] = STUDY.options(job.problem)["data_file"]
+        inputs["data"] = ancient(STUDY.options(job.problem)["data_file"])
     if job.tuned:
         inputs["selection"] = SELECTION
-        inputs["others"] = [job_marker(other.id) for other in STUDY.jobs_of(job.problem, tuned=False)]
+        inputs["others"] = [ancient(job_marker(other.id)) for other in STUDY.jobs_of(job.problem, tuned=False)]
     return inputs
 
 

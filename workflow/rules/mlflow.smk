@@ -7,8 +7,6 @@ rule mlflow_store:
     output:
         STORE,
     params:
-        tracking_uri=TRACKING_URI,
-        experiment=STUDY.experiment,
         artifact_root=study_path("mlflow", "artifacts"),
     conda:
         "../../environment.yml"
@@ -25,8 +23,6 @@ rule mlflow_sync:
         markers=ALL_MARKERS,
     output:
         SYNCED,
-    params:
-        tracking_uri=TRACKING_URI,
     conda:
         "../../environment.yml"
     log:

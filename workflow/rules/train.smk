@@ -24,7 +24,6 @@ rule train:
         study_path("jobs", "{job}.json"),
     params:
         job=lambda wildcards: JOBS[wildcards.job].params(),
-        tracking_uri=TRACKING_URI,
     wildcard_constraints:
         job="|".join(JOBS) or "no-jobs",
     threads: config["threads"]

@@ -27,9 +27,6 @@ rule check_selection:
         synced=SYNCED,
     output:
         study_path("tuning", "selection_check.json"),
-    params:
-        tracking_uri=TRACKING_URI,
-        experiment=STUDY.experiment,
     conda:
         "../../environment.yml"
     log:
