@@ -2,4 +2,5 @@
 from adabench.pipeline import fetch_one, start_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-fetch_one(sm.wildcards.filename, sm.params.sources, sm.output[0], sm.params.timeout, start_job(sm))
+log = start_job(sm)
+fetch_one(sm.wildcards.filename, sm.params.sources, sm.output[0], sm.params.timeout, log)

@@ -3,4 +3,5 @@ from adabench.pipeline import create_store, start_job
 from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-create_store(Study(sm.config), sm.params.artifact_root, sm.output[0], start_job(sm))
+log = start_job(sm)
+create_store(Study(sm.config), sm.params.artifact_root, sm.output[0], log)

@@ -2,4 +2,5 @@
 from adabench.pipeline import start_job, sync_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-sync_mlflow(sm.config, sm.input.plan, list(sm.input.markers), sm.output[0], start_job(sm))
+log = start_job(sm)
+sync_mlflow(sm.config, sm.input.plan, list(sm.input.markers), sm.output[0], log)

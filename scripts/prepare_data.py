@@ -2,4 +2,5 @@
 from adabench.pipeline import prepare, start_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-prepare(list(sm.input), sm.output.data, start_job(sm))
+log = start_job(sm)
+prepare(list(sm.input), sm.output.data, log)

@@ -2,5 +2,6 @@
 from adabench.pipeline import start_job, train_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-train_job(sm.config, sm.wildcards.job, sm.output[0], sm.threads, start_job(sm),
+log = start_job(sm)
+train_job(sm.config, sm.wildcards.job, sm.output[0], sm.threads, log,
           selection=sm.input.get("selection"))

@@ -3,6 +3,7 @@ never a condition of training, and caught up from the records by a sync."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pandas as pd
 import pytest
@@ -127,3 +128,42 @@ def test_a_half_created_store_is_detected_and_a_new_one_is_created_atomically(tm
     create_sqlite_store(fresh)
     assert store_problem(fresh) == ""
     assert [path.name for path in fresh.parent.iterdir()] == ["mlflow.db"]  # no temporary file left behind
+
+
+def test_a_hung_tracking_server_costs_seconds_not_minutes(tmp_path):
+    """A server that accepts connections and never answers: the job gives MLflow up within seconds."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    lines = []
+    try:
+        start = time.monotonic()
+        trackers = mlflow_trackers(uri, EXPERIMENT, 2, lines.append)
+        spec = quadratic()
+        summary = train_run(spec, tmp_path / "run", device="cpu", tracker=trackers(spec), log=lines.append)
+        elapsed = time.monotonic() - start
+    finally:
+        listener.close()
+    assert summary["status"] == "finished"
+    assert any(f"MLflow at {uri} is unavailable" in line for line in lines)
+    assert elapsed < 30, elapsed  # MLflow's own defaults retry for minutes
+
+
+def test_a_locked_store_stops_no_training_and_the_sync_catches_up(store, tmp_path):
+    spec = quadratic()
+    tracker = MLflowTracker(store, EXPERIMENT, flush_seconds=0)
+    lines = []
+    holder = sqlite3.connect(store.removeprefix("sqlite:///"), timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the store
+    try:
+        summary = train_run(spec, tmp_path / "run", device="cpu", tracker=tracker, log=lines.append)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert summary["status"] == "finished"
+    assert any("WARNING: MLflow tracking" in line for line in lines)
+    sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lines.append)
+    assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")

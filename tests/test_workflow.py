@@ -255,3 +255,64 @@ def test_a_bad_config_stops_the_workflow_before_any_job_naming_the_field(tmp_pat
     assert result.returncode != 0
     assert "config error at problems.linreg.settings.adagrad.learning_rate: unknown hyperparameter" in result.stderr
     assert not (tmp_path / "results").exists()  # nothing ran
+
+
+TOY_PROBLEM = '''
+"""A problem from outside the package: estimate the mean of noisy samples with one parameter."""
+import torch
+from torch import nn
+
+from adabench.problems.base import PROBLEMS, Problem
+
+
+class Mean(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.m = nn.Parameter(torch.zeros(1))
+
+    def forward(self):
+        return self.m
+
+
+@PROBLEMS.register("toy_mean")
+class ToyMean(Problem):
+    headline = ("error", "min")
+    selection = ("error", "min")
+    log_scale = frozenset({"error"})
+
+    def __init__(self, device, epochs: int = 4, n: int = 64, batch_size: int = 16, data_seed: int = 0):
+        super().__init__(device, epochs)
+        generator = torch.Generator().manual_seed(data_seed)
+        self.samples = (3.0 + torch.randn(n, generator=generator)).to(device)
+        self.train_size, self.batch_size = n, batch_size
+
+    def build_model(self):
+        return Mean().to(self.device)
+
+    def loss(self, model, indices):
+        return (self.samples[indices] - model()).pow(2).mean()
+
+    def evaluate_member(self, model):
+        return {"error": (model() - 3.0).abs().squeeze()}
+'''
+
+
+def test_a_new_problem_is_one_class_and_one_config_entry(tmp_path):
+    """A problem registered by a plug-in module gets its runs, tables, curves and figures with no other edit."""
+    (tmp_path / "toy_problem.py").write_text(TOY_PROBLEM)
+    problems = {name: {"optimizers": []} for name in quick_config()["problems"]}
+    config = {"study": "toy", "device": "cpu", "threads": 1, "seeds": [0, 1], "plugins": ["toy_problem"],
+              "reference": {"problems": []}, "tuning": None,
+              "problems": {**problems, "toy_mean": {"optimizers": ["adagrad", "sgd"],
+                                                    "settings": {"adagrad": {"lr": 0.5}, "sgd": {"lr": 0.1}}}}}
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--cores", "2", "--configfile", "test-config.yaml", snakefile=REPO_ROOT / "Snakefile",
+              env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    root = tmp_path / "results/toy"
+    comparison = pd.read_csv(root / "tables/comparison.csv")
+    assert set(comparison.problem) == {"toy_mean"} and set(comparison.metric) == {"error"}
+    assert set(comparison.optimizer) == {"adagrad", "sgd"} and (comparison.seeds == 2).all()
+    curves = pd.read_csv(root / "tables/curves.csv.gz")
+    assert sorted(set(curves.epoch)) == [1, 2, 3, 4] and curves.error.notna().all()
+    for figure in ("learning_curves", "final_metric", "effective_lr"):
+        assert (root / "figures" / f"{figure}.png").stat().st_size > 0
