@@ -2,9 +2,10 @@
 
 (a) the seed's way: torchvision's FashionMNIST with ToTensor, a shuffling DataLoader (batch 256) and the
     seed's from-scratch AdaGrad, a Python class looping over the parameters;
-(b) the project's way: ``lenet_sigmoid_fmnist``'s resident uint8 tensors, batches as index slices (the loop
-    of its ``train_epoch``), and ``make_optimizer("adagrad")``.
-Both train the same network (adabench's ``lenet``, layer for layer the seed's) with the same threads. Each
+(b) the project's way: a run trained by adabench's own loop (a population of one, adabench.population):
+    ``lenet_sigmoid_fmnist``'s resident uint8 tensors, batches as index slices, the network in channels_last and
+    (a full-length run on a CPU) its forward pass compiled, and the registry's AdaGrad.
+Both train the same network (layer for layer the seed's) with the same threads. Each
 warms up a few batches; then N batches of each are timed, in alternating rounds so that other load on a
 shared machine falls on both alike. Prints images/s of each (the median round, and the range) and the
 ratio project / seed.
@@ -27,15 +28,15 @@ import torch
 from torch import nn
 
 
-from adabench.data import FASHION_MNIST_FILES  # noqa: E402
-from adabench.optim import make_optimizer  # noqa: E402
-from adabench.problems import make_problem  # noqa: E402
-from adabench.problems.lenet import lenet, to_pixels  # noqa: E402
+from adabench.data import FASHION_MNIST_FILES
+from adabench.population import Population
+from adabench.problems.lenet import lenet
+from adabench.run import RunSpec
 
 BATCH_SIZE = 256
 LR = 0.01
 LABELS = {"seed": "torchvision + DataLoader + from-scratch AdaGrad",
-          "project": "resident uint8 tensors + registry AdaGrad"}
+          "project": "adabench's training loop (resident tensors, channels_last, compiled)"}
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 TrainStep = Callable[[torch.Tensor, torch.Tensor], None]
@@ -96,29 +97,25 @@ def seed_pipeline(raw_source: Path) -> tuple[TrainStep, Batches]:
 
 
 def project_pipeline(data_file: Path) -> tuple[TrainStep, Batches]:
-    problem = make_problem("lenet_sigmoid_fmnist", {"data_file": str(data_file)}, torch.device("cpu"))
-    model = problem.build_model()
-    optimizer = make_optimizer("adagrad", model.parameters(), {"lr": LR, "eps": 1e-8})
-    totals = {"loss": torch.zeros((), dtype=torch.float64), "correct": torch.zeros((), dtype=torch.int64)}
+    spec = RunSpec("lenet_sigmoid_fmnist", "adagrad", {"lr": LR, "eps": 1e-8}, 0, {"data_file": str(data_file)})
+    population = Population([(spec, Path(tempfile.mkdtemp()) / "run", 0)], "cpu", False, None, lambda line: None)
+    problem = population.problem
+    totals = {"loss": torch.zeros(1, dtype=torch.float64)}
 
-    def train_step(images, labels):
-        # FashionMNISTLeNet.train_epoch's loop body: the statistics stay tensors, no per-batch sync
-        logits = model(to_pixels(images))
-        loss = nn.functional.cross_entropy(logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        totals["loss"] += loss.detach().double() * len(labels)
-        totals["correct"] += (logits.detach().argmax(dim=1) == labels).sum()
+    def train_step(indices, labels):
+        # the loop body of Population.train_epoch: statistics stay tensors, no per-batch sync
+        losses, _ = population.batch_losses(indices.unsqueeze(0))
+        population.step(losses)
+        totals["loss"] += losses.detach().double() * len(labels)
 
     def batches():
         generator = torch.Generator().manual_seed(0)
-        n = len(problem.train_labels)
+        n = problem.train_size
         while True:
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, BATCH_SIZE):
                 batch = order[start:start + BATCH_SIZE]
-                yield problem.train_images[batch], problem.train_labels[batch]
+                yield batch, problem.train_labels[batch]
 
     return train_step, batches()
 

@@ -250,3 +250,20 @@ def test_the_quadratics_reproduce_the_reference_trajectory_in_a_population(tmp_p
     torch.testing.assert_close(torch.tensor(metrics[["x1", "x2"]].to_numpy()),
                                torch.tensor(seed_results["quadratic"]["trajectory"], dtype=torch.float64), rtol=0,
                                atol=1e-12)
+
+
+def test_a_compiled_lenet_pass_trains_as_the_eager_one(fake_fashion_mnist, tmp_path, monkeypatch):
+    """On a CPU a long enough LeNet run compiles its forward pass; it trains as the eager pass does."""
+    from adabench.problems import lenet as lenet_module
+
+    specs = [RunSpec("lenet_sigmoid_fmnist", "adam", {"lr": 0.002}, seed, lenet_options(fake_fashion_mnist, epochs=1))
+             for seed in range(2)]
+    eager = train_population([(spec, tmp_path / "eager" / str(i)) for i, spec in enumerate(specs)], device="cpu",
+                             log=QUIET)
+    monkeypatch.setattr(lenet_module, "COMPILE_FROM_IMAGES", 1)
+    assert make_problem("lenet_sigmoid_fmnist", lenet_options(fake_fashion_mnist), torch.device("cpu")).compiled
+    compiled = train_population([(spec, tmp_path / "compiled" / str(i)) for i, spec in enumerate(specs)],
+                                device="cpu", log=QUIET)
+    for a, b in zip(compiled, eager):
+        for metric in ("train_loss", "val_loss", "test_loss"):
+            assert a["final"][metric] == pytest.approx(b["final"][metric], rel=1e-4), metric

@@ -20,6 +20,10 @@ from .base import PROBLEMS, Params, Problem, stacked_classification_metrics
 # images a forward pass of the evaluation handles at once, over all members
 EVAL_IMAGES = 4096
 CPU_MEMBERS_PER_PASS = 4
+# On a CPU, torch.compile makes one member's pass faster (benchmarks/population_vs_serial.py) but costs seconds per
+# batch shape to compile: worth it from this many training images per run (epochs x images) on. The full LeNet
+# (20 x 55,000) compiles; the quick study and the tests do not. A GPU runs eagerly (not measured there yet).
+COMPILE_FROM_IMAGES = 200_000
 
 
 def lenet(activation: type[nn.Module]) -> nn.Sequential:
@@ -32,6 +36,24 @@ def lenet(activation: type[nn.Module]) -> nn.Sequential:
         nn.Linear(120, 84), activation(),
         nn.Linear(84, 10),
     )
+
+
+def compiled_or_eager(function, log=print):
+    """``function`` under torch.compile, falling back to ``function`` itself for good if compiling fails (a
+    machine without a C++ compiler, say): a slower run, never a failed one."""
+    compiled = torch.compile(function, dynamic=False)
+    chosen = [compiled]
+
+    def call(*arguments):
+        if chosen[0] is compiled:
+            try:
+                return compiled(*arguments)
+            except Exception as error:  # noqa: BLE001 - whatever inductor raises, eager still works
+                log(f"WARNING: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); running eagerly")
+                chosen[0] = function
+        return function(*arguments)
+
+    return call
 
 
 def population_logits(params: Params, images: torch.Tensor, activation, memory_format=torch.channels_last) -> torch.Tensor:
@@ -84,17 +106,22 @@ class FashionMNISTLeNet(Problem):
         self.test_images = data["test_images"][test].to(device)
         self.test_labels = data["test_labels"][test].long().to(device)
         self.train_size = len(self.train_labels)
+        self.compiled = device.type == "cpu" and self.epochs * self.train_size >= COMPILE_FROM_IMAGES
+        self.forward = compiled_or_eager(population_logits) if self.compiled else population_logits
 
     def build_model(self) -> nn.Module:
         return lenet(self.activation).to(self.device)
 
     def members_per_pass(self, device: torch.device) -> int | None:
         # measured by benchmarks/population_vs_serial.py: on a CPU a few LeNets per pass keep their activations
-        # in cache; more run slower per image than one at a time. A GPU takes the whole population.
-        return CPU_MEMBERS_PER_PASS if device.type == "cpu" else None
+        # in cache (more run slower per image than one at a time), and a compiled pass is fastest with one. A GPU
+        # takes the whole population.
+        if device.type != "cpu":
+            return None
+        return 1 if self.compiled else CPU_MEMBERS_PER_PASS
 
     def logits(self, params: Params, images: torch.Tensor) -> torch.Tensor:
-        return population_logits(params, images, type(self).functional_activation)
+        return self.forward(params, images, type(self).functional_activation)
 
     def batch_losses(self, params: Params, indices: torch.Tensor) -> tuple[torch.Tensor, dict]:
         logits = self.logits(params, self.train_images[indices]).float()
