@@ -1,4 +1,4 @@
-"""Small linear-algebra helpers for the seed's exercises 1, 3 and 4 (preconditioning, Gerschgorin discs).
+"""Small linear-algebra helpers for the reference report's exercises 1, 3 and 4 (preconditioning, Gerschgorin discs).
 
 Pure numpy functions of their arguments: the tests check the exercises' claims with them, and the figure of
 eigenvalues and discs before and after diagonal preconditioning draws them.

@@ -108,7 +108,7 @@ class CoordinateWiseOptimizer(StepSizeReporting, torch.optim.Optimizer):
 class AdaGrad(CoordinateWiseOptimizer):
     """AdaGrad (Duchi et al. 2011; D2L 12.7): s += g*g; p -= lr * g / (sqrt(s) + eps).
 
-    ``eps_inside_sqrt`` moves eps under the root, p -= lr * g / sqrt(s + eps), as the seed's
+    ``eps_inside_sqrt`` moves eps under the root, p -= lr * g / sqrt(s + eps), as the reference report's
     quadratic exercise does. ``lr_decay`` and ``initial_accumulator_value`` follow
     ``torch.optim.Adagrad`` (and the update uses the same operations, so the two agree bit for bit).
     """
@@ -168,7 +168,7 @@ class AdaGrad(CoordinateWiseOptimizer):
 
 @OPTIMIZERS.register("adagrad_avg")
 class AdaGradAveraged(AdaGrad):
-    """The seed's "less aggressive decay" (exercise 6, method 1): p -= lr * g / sqrt(s/t + eps).
+    """The reference report's "less aggressive decay" (exercise 6, method 1): p -= lr * g / sqrt(s/t + eps).
 
     Dividing the accumulated squares by the step count t keeps the denominator an average, so the
     rate stops shrinking like 1/sqrt(t).
@@ -183,7 +183,7 @@ class AdaGradAveraged(AdaGrad):
 
 @OPTIMIZERS.register("sgd_sqrt_decay")
 class SGDSqrtDecay(CoordinateWiseOptimizer):
-    """SGD with one global rate lr / sqrt(t + c), t = updates already made: the seed's baseline (section 1)."""
+    """SGD with one global rate lr / sqrt(t + c), t = updates already made: the reference report's baseline (section 1)."""
 
     def __init__(self, params: Iterable, lr: float = 0.1, c: float = 1.0, momentum: float = 0.0):
         if not lr > 0:

@@ -1,6 +1,6 @@
 """The reference report (shared/seed/adagrad-study.vi.md): its printed numbers, as runs of this benchmark.
 
-Its numbers live in one file, config/reference_results.yaml (a copy of shared/reference/seed_results.yaml,
+Its numbers live in one file, config/reference_results.yaml (a copy of shared/reference/reference_results.yaml,
 which a test keeps equal). This module says which of this benchmark's runs each printed number belongs to:
 the report's problem and optimizer under their registry names, and the hyperparameters the report used.
 """

@@ -1,4 +1,4 @@
-"""Shared fixtures: adabench importable from this checkout, the seed's reference numbers, runs of the CLI."""
+"""Shared fixtures: adabench importable from this checkout, the reference report's reference numbers, runs of the CLI."""
 from __future__ import annotations
 
 import subprocess
@@ -24,13 +24,13 @@ SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "seed_results.yam
 
 
 @pytest.fixture(scope="session")
-def seed_results() -> dict:
+def reference_results() -> dict:
     return yaml.safe_load(REFERENCE_COPY.read_text())
 
 
 @pytest.fixture(scope="session")
 def reference_files() -> tuple[Path, Path]:
-    """(the tests' copy, the shared original) of the seed's reference numbers."""
+    """(the tests' copy, the shared original) of the reference report's reference numbers."""
     return REFERENCE_COPY, SHARED_REFERENCE
 
 

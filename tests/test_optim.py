@@ -1,4 +1,4 @@
-"""The optimizers against the seed's hand computation, torch.optim.Adagrad and their own formulas."""
+"""The optimizers against the reference report's hand computation, torch.optim.Adagrad and their own formulas."""
 from __future__ import annotations
 
 import io
@@ -11,17 +11,17 @@ from torch import nn
 
 from adabench.optim import OPTIMIZERS, make_optimizer, step_size_summary
 
-SEED_EPS = 1e-8  # the seed's from-scratch AdaGrad adds 1e-8 after the square root
+REPORT_EPS = 1e-8  # the reference report's from-scratch AdaGrad adds 1e-8 after the square root
 
 
 @pytest.mark.parametrize("dtype, rel", [(torch.float64, 1e-12), (torch.float32, 1e-6)], ids=["float64", "float32"])
-def test_seed_hand_computed_linreg_step(seed_results, dtype, rel):
-    reference = seed_results["linreg_one_step"]
+def test_seed_hand_computed_linreg_step(reference_results, dtype, rel):
+    reference = reference_results["linreg_one_step"]
     model = nn.Linear(2, 1).to(dtype)
     nn.init.zeros_(model.weight)
     nn.init.zeros_(model.bias)
     lr = 0.1
-    optimizer = make_optimizer("adagrad", model.parameters(), {"lr": lr, "eps": SEED_EPS})
+    optimizer = make_optimizer("adagrad", model.parameters(), {"lr": lr, "eps": REPORT_EPS})
     features = torch.tensor(reference["X_batch"], dtype=dtype)
     targets = torch.tensor(reference["y_batch"], dtype=dtype).unsqueeze(1)
 
@@ -35,11 +35,11 @@ def test_seed_hand_computed_linreg_step(seed_results, dtype, rel):
     accumulators = optimizer.state[model.weight]["sum"].reshape(-1).tolist()
     assert accumulators == pytest.approx(reference["accumulator_w"], rel=rel)
     assert optimizer.state[model.bias]["sum"].item() == pytest.approx(reference["accumulator_b"], rel=rel)
-    # The seed's hand step leaves eps out (every |g| / sqrt(s) is exactly 1); put back, it moves the step by
+    # The reference report's hand step leaves eps out (every |g| / sqrt(s) is exactly 1); put back, it moves the step by
     # a relative 1e-9 (a float32 rounding hides it).
     grads = [*reference["grad_w"], reference["grad_b"]]
     sums = [*reference["accumulator_w"], reference["accumulator_b"]]
-    expected = [-lr * g / (math.sqrt(s) + SEED_EPS) for g, s in zip(grads, sums)]
+    expected = [-lr * g / (math.sqrt(s) + REPORT_EPS) for g, s in zip(grads, sums)]
     assert expected == pytest.approx([*reference["w_after"], reference["b_after"]], rel=1e-8)
     assert [*model.weight.reshape(-1).tolist(), model.bias.item()] == pytest.approx(expected, rel=rel)
 
@@ -116,7 +116,7 @@ class FormulaSteps:
 
 
 def adagrad_avg_update(lr: float, eps: float):
-    """s += g^2; p -= lr * g / sqrt(s / t + eps) (the seed's exercise 6, method 1)."""
+    """s += g^2; p -= lr * g / sqrt(s / t + eps) (the reference report's exercise 6, method 1)."""
     sums = 0.0
 
     def update(w, g, t):
@@ -128,7 +128,7 @@ def adagrad_avg_update(lr: float, eps: float):
 
 
 def sgd_sqrt_decay_update(lr: float, c: float):
-    """p -= lr / sqrt(t' + c) * g with t' the updates made before this one (the seed's section 1)."""
+    """p -= lr / sqrt(t' + c) * g with t' the updates made before this one (the reference report's section 1)."""
     return lambda w, g, t: w - lr / math.sqrt(t - 1 + c) * g
 
 

@@ -47,7 +47,7 @@ def mixed_population(data: Path, seeds=(0, 1)) -> list[RunSpec]:
 
 
 def standalone_losses(spec: RunSpec, problem, steps: int) -> tuple[dict, torch.Tensor, list[float]]:
-    """The run as plain PyTorch would train it: nn.Module LeNet, the registry's optimizer, the seed's batch order."""
+    """The run as plain PyTorch would train it: nn.Module LeNet, the registry's optimizer, the reference report's batch order."""
     torch.manual_seed(spec.seed)
     model = lenet(nn.Sigmoid)
     initial = {name: value.detach().clone() for name, value in model.named_parameters()}
@@ -241,14 +241,14 @@ def test_runs_with_different_problem_options_are_refused_naming_them(tmp_path):
     assert not list(tmp_path.rglob("metrics.csv"))
 
 
-def test_the_quadratics_reproduce_the_reference_trajectory_in_a_population(tmp_path, seed_results):
+def test_the_quadratics_reproduce_the_reference_trajectory_in_a_population(tmp_path, reference_results):
     """Several optimizers on the exercise's quadratic at once: AdaGrad's member still follows the report's digits."""
     specs = [RunSpec("quadratic", "adagrad", {"lr": 0.4, "eps": 1e-6, "eps_inside_sqrt": True}, 0),
              RunSpec("quadratic", "adam", {"lr": 0.4}, 0), RunSpec("quadratic", "sgd", {"lr": 0.2}, 0)]
     run_linreg_population(specs, tmp_path)
     metrics = pd.read_csv(tmp_path / "0" / "metrics.csv")
     torch.testing.assert_close(torch.tensor(metrics[["x1", "x2"]].to_numpy()),
-                               torch.tensor(seed_results["quadratic"]["trajectory"], dtype=torch.float64), rtol=0,
+                               torch.tensor(reference_results["quadratic"]["trajectory"], dtype=torch.float64), rtol=0,
                                atol=1e-12)
 
 

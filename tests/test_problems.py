@@ -1,4 +1,4 @@
-"""The problems through train_run: the seed's linear regression, the LeNets on a tiny dataset, sparse logreg."""
+"""The problems through train_run: the reference report's linear regression, the LeNets on a tiny dataset, sparse logreg."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,10 +22,10 @@ def run(tmp_path: Path, spec: RunSpec) -> dict:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_linreg_with_the_seeds_settings_recovers_the_line(tmp_path, seed_results, seed):
-    # the problem's defaults are the seed's: 1000 noiseless samples, batch 32, 100 epochs
+def test_linreg_with_the_seeds_settings_recovers_the_line(tmp_path, reference_results, seed):
+    # the problem's defaults are the reference report's: 1000 noiseless samples, batch 32, 100 epochs
     final = run(tmp_path, RunSpec("linreg", "adagrad", {"lr": 0.1, "eps": 1e-8}, seed))["final"]
-    reference = seed_results["linreg_training"]
+    reference = reference_results["linreg_training"]
     assert [final["w1"], final["w2"]] == pytest.approx(reference["w_true"], abs=0.02)
     assert final["b"] == pytest.approx(reference["b_true"], abs=0.02)
 

@@ -1,4 +1,4 @@
-"""Seed protocol against tuned protocol: side-by-side results, paired tests, time to target, profiles."""
+"""Reference protocol against tuned protocol: side-by-side results, paired tests, time to target, profiles."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The seed's LeNets on Fashion-MNIST (exercises 5-6), with the images resident as tensors.
+"""The reference report's LeNets on Fashion-MNIST (exercises 5-6), with the images resident as tensors.
 
 A batch is an index slice of a tensor already on the training device: no per-sample Python
 transform, no DataLoader workers. Pixels are scaled to [0, 1] as ToTensor does, with no normalisation.

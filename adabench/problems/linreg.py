@@ -1,4 +1,4 @@
-"""The seed's linear regression (section 4): y = 2 x1 - 3.4 x2 + 4.2, nn.Linear(2, 1), MSE."""
+"""The reference report's linear regression (section 4): y = 2 x1 - 3.4 x2 + 4.2, nn.Linear(2, 1), MSE."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""The seed's two-dimensional quadratics (exercise 2): axis-aligned and rotated by 45 degrees."""
+"""The reference report's two-dimensional quadratics (exercise 2): axis-aligned and rotated by 45 degrees."""
 from __future__ import annotations
 
 import torch

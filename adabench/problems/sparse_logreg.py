@@ -1,4 +1,4 @@
-"""Sparse logistic regression: the seed's motivation (section 1) made measurable.
+"""Sparse logistic regression: the reference report's motivation (section 1) made measurable.
 
 Bag-of-words samples draw a handful of features from a Zipf law, so a few features appear in most
 samples and most features appear in a handful. Under one global rate the rare features get too few

@@ -1,16 +1,16 @@
-"""Training throughput of the sigmoid LeNet on Fashion-MNIST: the seed's pipeline against the project's.
+"""Training throughput of the sigmoid LeNet on Fashion-MNIST: the reference report's pipeline against adabench's.
 
-(a) the seed's way: torchvision's FashionMNIST with ToTensor, a shuffling DataLoader (batch 256) and the
-    seed's from-scratch AdaGrad, a Python class looping over the parameters;
+(a) the report's way: torchvision's FashionMNIST with ToTensor, a shuffling DataLoader (batch 256) and the
+    report's from-scratch AdaGrad, a Python class looping over the parameters;
 (b) the project's way: a run trained by adabench's own loop (a population of one, adabench.population):
     ``lenet_sigmoid_fmnist``'s resident uint8 tensors, batches as index slices, the network in channels_last and
     (a full-length run on a CPU) its forward pass compiled, and the registry's AdaGrad.
-Both train the same network (layer for layer the seed's) with the same threads. Each
+Both train the same network (layer for layer the reference report's) with the same threads. Each
 warms up a few batches; then N batches of each are timed, in alternating rounds so that other load on a
 shared machine falls on both alike. Prints images/s of each (the median round, and the range) and the
-ratio project / seed.
+ratio project / report.
 
-Run from the repository root: .venv/bin/python benchmarks/seed_vs_project.py [--batches 100] [--threads 2]
+Run from the repository root: .venv/bin/python benchmarks/reference_vs_project.py [--batches 100] [--threads 2]
 """
 from __future__ import annotations
 
@@ -35,15 +35,15 @@ from adabench.run import RunSpec
 
 BATCH_SIZE = 256
 LR = 0.01
-LABELS = {"seed": "torchvision + DataLoader + from-scratch AdaGrad",
+LABELS = {"report": "torchvision + DataLoader + from-scratch AdaGrad",
           "project": "adabench's training loop (resident tensors, channels_last, compiled)"}
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 TrainStep = Callable[[torch.Tensor, torch.Tensor], None]
 
 
-class SeedAdagrad:
-    """The seed's from-scratch AdaGrad (section 4 and exercise 5), as written there."""
+class ReportAdagrad:
+    """The reference report's from-scratch AdaGrad (section 4 and exercise 5), as written there."""
 
     def __init__(self, params, lr=0.1, eps=1e-8):
         self.params = list(params)
@@ -66,7 +66,7 @@ class SeedAdagrad:
                 p.grad.zero_()
 
 
-def seed_pipeline(raw_source: Path) -> tuple[TrainStep, Batches]:
+def report_pipeline(raw_source: Path) -> tuple[TrainStep, Batches]:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -79,7 +79,7 @@ def seed_pipeline(raw_source: Path) -> tuple[TrainStep, Batches]:
         dataset = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
     loader = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
     model = lenet(nn.Sigmoid)
-    optimizer = SeedAdagrad(model.parameters(), lr=LR)
+    optimizer = ReportAdagrad(model.parameters(), lr=LR)
     criterion = nn.CrossEntropyLoss()
     running = {"loss": 0.0, "correct": 0}
 
@@ -89,7 +89,7 @@ def seed_pipeline(raw_source: Path) -> tuple[TrainStep, Batches]:
         loss = criterion(outputs, labels)
         loss.backward()
         optimizer.step()
-        # the seed's per-batch statistics, .item() and all
+        # the reference report's per-batch statistics, .item() and all
         running["loss"] += loss.item() * images.size(0)
         running["correct"] += (outputs.argmax(dim=1) == labels).sum().item()
 
@@ -137,14 +137,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="alternations between the pipelines")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--raw-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"),
-                        help="the four Fashion-MNIST .gz files (for the seed's torchvision pipeline)")
+                        help="the four Fashion-MNIST .gz files (for the reference report's torchvision pipeline)")
     parser.add_argument("--data-file", type=Path, default=Path("results/data/fashion_mnist.pt"),
                         help="the prepared tensors (python -m adabench data)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    pipelines = {"seed": seed_pipeline(args.raw_dir), "project": project_pipeline(args.data_file)}
+    pipelines = {"report": report_pipeline(args.raw_dir), "project": project_pipeline(args.data_file)}
     for train_step, batches in pipelines.values():
         run_batches(train_step, batches, args.warmup)
     rates: dict[str, list[float]] = {name: [] for name in pipelines}
@@ -160,7 +160,7 @@ def main() -> None:
           f"in {args.rounds} alternating rounds, after {args.warmup} warm-up; images/s, median round (range)")
     for name, label in LABELS.items():
         print(f"{f'{name} ({label}):':60s} {median[name]:7.0f}  ({min(rates[name]):.0f}-{max(rates[name]):.0f})")
-    print(f"ratio project / seed: {median['project'] / median['seed']:.2f}")
+    print(f"ratio project / report: {median['project'] / median['report']:.2f}")
 
 
 if __name__ == "__main__":
