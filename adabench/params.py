@@ -45,10 +45,6 @@ UNIT_OPEN = Bound(0, 1, high_open=True)  # a decay or momentum coefficient: 0 <=
 SEED_RANGE = Bound(0, MAX_SEED)
 
 
-def is_optional(annotation) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
-
-
 def type_schema(annotation, default) -> dict:
     """JSON schema of one annotated argument; unannotated ones are typed by their default value."""
     if annotation is inspect.Parameter.empty or annotation is Any:
@@ -118,10 +114,6 @@ def constructor_arguments(cls: type, skip: tuple[str, ...], bounds: dict[str, Bo
         schema = with_bound(type_schema(annotation, param.default), bounds.get(param.name))
         found[param.name] = Argument(param.name, param.default, schema)
     return found
-
-
-def is_integer_schema(schema: dict) -> bool:
-    return schema.get("type") == "integer"
 
 
 def canonical_value(value, schema: dict):

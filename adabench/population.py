@@ -239,7 +239,7 @@ class Population:
             model = self.problem.build_model()
             params = {name: value.detach() for name, value in model.named_parameters()}
             return Member(spec, out_dir, position, generator, params, None, [], 0.0, 0, 0)
-        generator.set_state(checkpoint["batch_order"])
+        generator.set_state(checkpoint["batch_order"].cpu())  # a CPU generator, whatever the device
         self.log(f"{spec.key}: resuming after {self.unit} {checkpoint['epoch']}")
         return Member(spec, out_dir, position, generator, checkpoint["params"], checkpoint["optimizer"],
                       checkpoint["records"], checkpoint["train_time"], checkpoint["epoch"], checkpoint["epoch"])
@@ -347,9 +347,6 @@ class Population:
     def train(self) -> dict[int, dict]:
         summaries = {}
         planned = self.problem.epochs
-        for member in self.members:
-            if member.epoch >= planned:  # a checkpoint of the last epoch, written just before a crash
-                summaries[member.position] = self.finish(member, "finished")
         while any(member.active for member in self.members):
             active = [member for member in self.members if member.active]
             tick = time.perf_counter()

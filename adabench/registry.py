@@ -16,7 +16,6 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = cls
-            cls.registry_name = name
             return cls
 
         return decorate

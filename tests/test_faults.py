@@ -24,6 +24,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from adabench.records import read_summary
 from adabench.study import read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 from workflow_helpers import REPO_ROOT, copy_workflow, free_port, snakemake, write_config
@@ -99,14 +100,14 @@ def assert_recovered(workdir: Path, uninterrupted: Path) -> None:
         assert sorted(logged) == steps, key
 
 
+def known_runs(workdir: Path) -> list[Path]:
+    plan = read_plan(workdir / ROOT / "plan.csv")
+    return [workdir / directory for directory in plan[plan.key != ""].sort_values("key").run_dir]
+
+
 def lenet_run(workdir: Path) -> Path:
     plan = read_plan(workdir / ROOT / "plan.csv")
     return workdir / plan[plan.problem == "lenet_sigmoid_fmnist"].run_dir.iloc[0]
-
-
-def linreg_run(workdir: Path) -> Path:
-    plan = read_plan(workdir / ROOT / "plan.csv")
-    return workdir / plan[plan.problem == "linreg"].run_dir.iloc[0]
 
 
 def edit_json(path: Path, change) -> None:
@@ -125,51 +126,93 @@ class Pickled:
         return os.system, (f"touch {self.marker}",)
 
 
-def garbage_checkpoint(workdir: Path) -> None:
-    run = lenet_run(workdir)
+# Faults of one run's records, each injected into a run of its own: (run directory, the study's directory)
+def garbage_checkpoint(run: Path, workdir: Path) -> None:
     (run / "summary.json").unlink()
     (run / "checkpoint.pt").write_bytes(os.urandom(4096))
 
 
-def pickled_checkpoint(workdir: Path) -> None:
-    run = lenet_run(workdir)
+def pickled_checkpoint(run: Path, workdir: Path) -> None:
     (run / "summary.json").unlink()
     torch.save({"identity": Pickled(workdir / "PWNED")}, run / "checkpoint.pt")
 
 
-def truncated_summary(workdir: Path) -> None:
-    path = lenet_run(workdir) / "summary.json"
+def truncated_summary(run: Path, workdir: Path) -> None:
+    path = run / "summary.json"
     path.write_bytes(path.read_bytes()[:200])
 
 
-def summary_missing_fields(workdir: Path) -> None:
-    edit_json(lenet_run(workdir) / "summary.json", lambda summary: summary.pop("spec"))
+def summary_missing_fields(run: Path, workdir: Path) -> None:
+    edit_json(run / "summary.json", lambda summary: summary.pop("spec"))
 
 
-def non_utf8_summary(workdir: Path) -> None:
-    path = lenet_run(workdir) / "summary.json"
+def non_utf8_summary(run: Path, workdir: Path) -> None:
+    path = run / "summary.json"
     path.write_bytes(path.read_bytes()[:50] + b"\xff\xfe\x80" + path.read_bytes()[53:])
 
 
-def edited_summary(workdir: Path) -> None:
-    edit_json(lenet_run(workdir) / "summary.json", lambda summary: summary["final"].update(test_acc=0.99))
+def edited_summary(run: Path, workdir: Path) -> None:
+    edit_json(run / "summary.json", lambda summary: summary["final"].update(time_s=-1.0, epochs_completed=99))
 
 
-def deleted_summary(workdir: Path) -> None:
-    (lenet_run(workdir) / "summary.json").unlink()
+def deleted_summary(run: Path, workdir: Path) -> None:
+    (run / "summary.json").unlink()
 
 
-def truncated_metrics(workdir: Path) -> None:
-    path = linreg_run(workdir) / "metrics.csv"
+def truncated_metrics(run: Path, workdir: Path) -> None:
+    path = run / "metrics.csv"
     text = path.read_text()
     path.write_text(text[:len(text) // 2 + 3])  # cut in the middle of a row, most likely of a number
 
 
-def deleted_run_directories(workdir: Path) -> None:
-    shutil.rmtree(lenet_run(workdir))
-    shutil.rmtree(linreg_run(workdir))
+def deleted_run_directory(run: Path, workdir: Path) -> None:
+    shutil.rmtree(run)
 
 
+RECORD_FAULTS = [garbage_checkpoint, pickled_checkpoint, truncated_summary, summary_missing_fields, non_utf8_summary,
+                 edited_summary, deleted_summary, truncated_metrics, deleted_run_directory]
+
+
+@pytest.fixture(scope="module")
+def damaged_records(uninterrupted, tmp_path_factory):
+    """A copy of the finished study with every record fault injected, each into a different run (the LeNet's
+    first, then every third run of the plan), then one plain rerun: (the study, the rerun's output, the runs)."""
+    study = tmp_path_factory.mktemp("damaged") / "study"
+    shutil.copytree(uninterrupted, study, symlinks=True)
+    candidates = [lenet_run(study)] + [run for run in known_runs(study)[::3] if run != lenet_run(study)]
+    runs = dict(zip((fault.__name__ for fault in RECORD_FAULTS), candidates))
+    for fault in RECORD_FAULTS:
+        fault(runs[fault.__name__], study)
+    rerun = run_study(study)
+    said = rerun.stdout + rerun.stderr + "".join(path.read_text(errors="replace")
+                                                 for path in (study / ROOT / "logs").rglob("*.log"))
+    return study, said, runs
+
+
+@pytest.mark.parametrize("fault", [fault.__name__ for fault in RECORD_FAULTS])
+def test_a_damaged_run_record_is_trained_again_by_one_plain_rerun(fault, damaged_records, uninterrupted):
+    study, said, runs = damaged_records
+    assert_recovered(study, uninterrupted)
+    run = runs[fault]
+    original = uninterrupted / run.relative_to(study)
+    assert read_summary(run)["status"] == "finished" and read_summary(run)["identity"] == read_summary(original)[
+        "identity"]
+    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv").drop(columns="time_s"),
+                                  pd.read_csv(original / "metrics.csv").drop(columns="time_s"), rtol=1e-6)
+    assert not (study / "PWNED").exists()  # a checkpoint is data, never code
+    if fault.endswith("checkpoint"):  # what was wrong is said, not passed over in silence
+        assert f"{run / 'checkpoint.pt'} is unusable" in said
+        assert list(run.glob("checkpoint.pt.bad-*"))
+    else:
+        assert STALE in said
+
+
+def test_after_the_repair_nothing_is_left_to_do(damaged_records):
+    study, _, _ = damaged_records
+    assert "Nothing to be done" in snakemake(study, "-n", *COMMAND).stdout
+
+
+# Faults of the data and the MLflow store, each on a copy of its own
 def garbage_in_the_prepared_data(workdir: Path) -> None:
     data = workdir / "results/data/fashion_mnist.pt"
     with open(data, "r+b") as handle:
@@ -201,11 +244,8 @@ def deleted_store(workdir: Path) -> None:
 STALE = "no longer holds"  # what the workflow says of an output it rebuilds because what it claims is gone
 # each fault, and what the rerun says of it (None: the missing outputs are simply built again)
 FAULTS = {fault.__name__: (fault, said) for fault, said in (
-    (garbage_checkpoint, "is unusable"), (pickled_checkpoint, "is unusable"), (truncated_summary, STALE),
-    (summary_missing_fields, STALE), (non_utf8_summary, STALE), (edited_summary, STALE), (deleted_summary, STALE),
-    (truncated_metrics, STALE), (deleted_run_directories, STALE), (garbage_in_the_prepared_data, STALE),
-    (damaged_raw_file_and_prepared_data, "not a valid gzip file"), (half_created_store, "is unusable"),
-    (deleted_store, None))}
+    (garbage_in_the_prepared_data, STALE), (damaged_raw_file_and_prepared_data, "not a valid gzip file"),
+    (half_created_store, "is unusable"), (deleted_store, None))}
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -214,18 +254,10 @@ def test_one_plain_rerun_after_the_fault_gives_the_uninterrupted_tables(fault, s
     inject(study)
     rerun = run_study(study)
     assert_recovered(study, uninterrupted)
-    assert not (study / "PWNED").exists()  # a checkpoint is data, never code
     if expected:  # what was wrong is said, not passed over in silence
         said = rerun.stdout + rerun.stderr + "".join(path.read_text(errors="replace")
                                                      for path in (study / ROOT / "logs").rglob("*.log"))
         assert expected in said, said[-3000:]
-    assert "Nothing to be done" in snakemake(study, "-n", *COMMAND).stdout
-
-
-def test_a_damaged_checkpoint_is_moved_aside(study):
-    garbage_checkpoint(study)
-    run_study(study)
-    assert list(lenet_run(study).glob("checkpoint.pt.bad-*"))
 
 
 def test_a_config_change_after_damage_rebuilds_the_tables_for_the_new_config(study):

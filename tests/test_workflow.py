@@ -316,3 +316,22 @@ def test_a_new_problem_is_one_class_and_one_config_entry(tmp_path):
     assert sorted(set(curves.epoch)) == [1, 2, 3, 4] and curves.error.notna().all()
     for figure in ("learning_curves", "final_metric", "effective_lr"):
         assert (root / "figures" / f"{figure}.png").stat().st_size > 0
+
+
+def test_the_quick_studys_populations_agree_with_runs_trained_alone(quick, tmp_path):
+    """The tables of the quick study come from populations; its LeNet and sparse_logreg runs trained one at a time
+    (populations of one) end at the same final metrics, to a relative 1e-4."""
+    from adabench.run import train_run
+
+    study = Study(quick_config())
+    runs = pd.read_csv(quick / "results/quick/tables/runs.csv").set_index("run_key")
+    chosen = [spec for spec in study.runs("study") if spec.problem in ("lenet_relu_fmnist", "sparse_logreg")]
+    assert len(chosen) == 16 and (runs.loc[[spec.key for spec in chosen], "population_size"] > 1).all()
+    for spec in chosen:
+        options = dict(spec.problem_options)
+        if "data_file" in options:  # the quick study's own copy of the data (a path is not part of a run's identity)
+            options["data_file"] = str(quick / options["data_file"])
+        spec = RunSpec(spec.problem, spec.optimizer, spec.hyperparameters, spec.seed, options)
+        alone = train_run(spec, tmp_path / spec.key, device="cpu", log=lambda line: None)["final"]
+        for metric in ("train_loss", "test_loss", "test_acc"):
+            assert alone[metric] == pytest.approx(runs.loc[spec.key, f"final_{metric}"], rel=1e-4), (spec.key, metric)

@@ -51,10 +51,13 @@ GRID_MARKERS = [job_marker(job.id) for job in STUDY.grid_jobs()]
 # makes is missing (it lets intermediate files be deleted), so the outputs of the jobs that read a removed job
 # marker or store marker go too. Only the process that plans the DAG does this.
 if workflow.is_main_process:
-    STALE = remove_stale_outputs(STUDY, print)
-    if set(STALE) & {*ALL_MARKERS, STORE}:
-        readers = [RUNS_TABLE, CURVES_TABLE, SYNCED] + ([SELECTION] if TUNING else [])
-        remove_outputs(readers, "what they were made from was rebuilt", print)
+    STALE = set(remove_stale_outputs(STUDY, print))
+    readers = (
+        ([RUNS_TABLE, CURVES_TABLE] if STALE & set(ALL_MARKERS) else [])
+        + ([SELECTION] if STALE & set(GRID_MARKERS) else [])
+        + ([SYNCED] if STALE & {*ALL_MARKERS, STORE} else [])
+    )
+    remove_outputs(readers, "what they were made from is built again", print)
     if not workflow.dryrun:
         clear_stale_lock(Path(".snakemake"), print)
 
