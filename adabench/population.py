@@ -214,7 +214,7 @@ class Population:
         self.groups = self.group(members)
         self.members = [member for group in self.groups for member in group.members]  # in row order
         self.size = len(self.members)
-        # on a CPU, a pass over too many members at once spills the caches (see Problem.members_per_pass)
+        # how many members one forward pass takes (Problem.members_per_pass: on a CPU, a LeNet's one at a time)
         self.members_per_pass = self.problem.members_per_pass(self.device) or self.size
         self.names = list(self.groups[0].leaves)
         tracking_failures: list = []

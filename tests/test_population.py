@@ -108,7 +108,8 @@ def test_final_metrics_of_a_population_and_of_standalone_runs_are_indistinguisha
         a = [summary["final"][metric] for summary in together]
         b = [summary["final"][metric] for summary in alone]
         assert stats.ttest_ind(a, b).pvalue > 0.5 or a == b, metric
-        assert max(abs(x - y) / abs(y) for x, y in zip(a, b)) < 1e-4, metric  # the same runs, to float rounding
+        # on a CPU a population passes its members through the network one by one: bit for bit the runs alone
+        assert a == b, metric
 
 
 def run_linreg_population(specs, root: Path, **keywords) -> list[dict]:

@@ -320,7 +320,7 @@ def test_a_new_problem_is_one_class_and_one_config_entry(tmp_path):
 
 def test_the_quick_studys_populations_agree_with_runs_trained_alone(quick, tmp_path):
     """The tables of the quick study come from populations; its LeNet and sparse_logreg runs trained one at a time
-    (populations of one) end at the same final metrics, to a relative 1e-4."""
+    (populations of one) end at the same final metrics: on a CPU, bit for bit."""
     from adabench.run import train_run
 
     study = Study(quick_config())
@@ -334,4 +334,4 @@ def test_the_quick_studys_populations_agree_with_runs_trained_alone(quick, tmp_p
         spec = RunSpec(spec.problem, spec.optimizer, spec.hyperparameters, spec.seed, options)
         alone = train_run(spec, tmp_path / spec.key, device="cpu", log=lambda line: None)["final"]
         for metric in ("train_loss", "test_loss", "test_acc"):
-            assert alone[metric] == pytest.approx(runs.loc[spec.key, f"final_{metric}"], rel=1e-4), (spec.key, metric)
+            assert alone[metric] == runs.loc[spec.key, f"final_{metric}"], (spec.key, metric)

@@ -19,7 +19,11 @@ from .base import PROBLEMS, Params, Problem, stacked_classification_metrics
 
 # images a forward pass of the evaluation handles at once, over all members
 EVAL_IMAGES = 4096
-CPU_MEMBERS_PER_PASS = 4
+# On a CPU a population passes its members through the network one at a time: then each member computes exactly
+# what it computes alone (same kernels, same shapes), bit for bit, and the population still saves each run's
+# process start-up and data loading. Grouped passes of 4 ran about 10% faster per image, of 8 or more slower
+# (the activations spill the caches; benchmarks/population_vs_serial.py), not worth the bit-for-bit equality.
+CPU_MEMBERS_PER_PASS = 1
 # On a CPU, torch.compile makes one member's pass faster (benchmarks/population_vs_serial.py) but costs seconds per
 # batch shape to compile: worth it from this many training images per run (epochs x images) on. The full LeNet
 # (20 x 55,000) compiles; the quick study and the tests do not. A GPU runs eagerly (not measured there yet).
@@ -113,12 +117,8 @@ class FashionMNISTLeNet(Problem):
         return lenet(self.activation).to(self.device)
 
     def members_per_pass(self, device: torch.device) -> int | None:
-        # measured by benchmarks/population_vs_serial.py: on a CPU a few LeNets per pass keep their activations
-        # in cache (more run slower per image than one at a time), and a compiled pass is fastest with one. A GPU
-        # takes the whole population.
-        if device.type != "cpu":
-            return None
-        return 1 if self.compiled else CPU_MEMBERS_PER_PASS
+        # a GPU takes the whole population in one pass: the kernel launches, not the arithmetic, bound a LeNet there
+        return CPU_MEMBERS_PER_PASS if device.type == "cpu" else None
 
     def logits(self, params: Params, images: torch.Tensor) -> torch.Tensor:
         return self.forward(params, images, type(self).functional_activation)
