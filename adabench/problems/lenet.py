@@ -20,9 +20,10 @@ from .base import PROBLEMS, Params, Problem, stacked_classification_metrics
 # images a forward pass of the evaluation handles at once, over all members
 EVAL_IMAGES = 4096
 # On a CPU a population passes its members through the network one at a time: then each member computes exactly
-# what it computes alone (same kernels, same shapes), bit for bit, and the population still saves each run's
-# process start-up and data loading. Grouped passes of 4 ran about 10% faster per image, of 8 or more slower
-# (the activations spill the caches; benchmarks/population_vs_serial.py), not worth the bit-for-bit equality.
+# what it computes alone (same kernels, same shapes), bit for bit, and the population still shares one optimizer
+# step per group and saves each run's process start-up and data loading. Grouped passes of 4 members measured
+# 1.0-1.4x faster per image on the 2-core VM (benchmarks/population_vs_serial.py), but their results differ from
+# a run's alone in the last bits, which a ReLU network amplifies: a run's numbers would depend on its companions.
 CPU_MEMBERS_PER_PASS = 1
 # On a CPU, torch.compile makes one member's pass faster (benchmarks/population_vs_serial.py) but costs seconds per
 # batch shape to compile: worth it from this many training images per run (epochs x images) on. The full LeNet
