@@ -67,11 +67,16 @@ def planned_jobs(config: dict) -> pd.DataFrame:
 
 def measured_epoch_seconds(run_roots: list[Path]) -> pd.DataFrame:
     """Per finished run under ``run_roots`` (their summary.json files): wall seconds per member and epoch."""
-    rows = []
+    rows, seen = [], set()
     for root in run_roots:
         for path in sorted(Path(root).rglob("summary.json")):
             try:
                 summary = json.loads(path.read_text())
+                # a run once, though MLflow's artifacts hold a copy of its summary too
+                key = (summary.get("run_key", str(path.parent)), summary.get("device_name"))
+                if key in seen:
+                    continue
+                seen.add(key)
                 spec = summary["spec"]
                 if summary.get("status") != "finished" or not summary.get("epochs_completed"):
                     continue
