@@ -74,3 +74,13 @@ def quick(tmp_path_factory):
     snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
     snakemake(workdir, "--configfile", "config/quick.yaml", "--report", "report.html")
     return workdir
+
+
+@pytest.fixture
+def stop_flag():
+    """STOP_REQUESTED is process-wide: never leave it set for the next test."""
+    from adabench.run import STOP_REQUESTED
+
+    STOP_REQUESTED.clear()
+    yield STOP_REQUESTED
+    STOP_REQUESTED.clear()

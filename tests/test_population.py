@@ -16,7 +16,8 @@ from adabench.population import Population, train_population
 from adabench.problems import make_problem
 from adabench.problems.lenet import lenet
 from adabench.records import read_summary
-from adabench.run import STOP_REQUESTED, Preempted, RunSpec
+from adabench.run import Preempted, RunSpec
+from training_helpers import StopAfter
 
 QUIET = lambda line: None  # noqa: E731
 
@@ -151,30 +152,6 @@ def test_a_diverging_member_is_frozen_and_the_others_end_as_without_it(fake_fash
         assert a["status"] == b["status"] == "finished"
         for metric in ("train_loss", "val_loss", "test_loss", "test_acc", "eff_lr_median"):
             assert a["final"][metric] == b["final"][metric], (a["run_key"], metric)
-
-
-class StopAfter:
-    """A tracker that asks training to stop once ``epoch`` is logged, as the SIGTERM handler would."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def start(self, spec, unit, environment, recorded_up_to):
-        self.unit = unit
-
-    def log(self, rows):
-        if any(row[self.unit] == self.epoch for row in rows):
-            STOP_REQUESTED.set()
-
-    def finish(self, summary, artifacts):
-        pass
-
-
-@pytest.fixture
-def stop_flag():
-    STOP_REQUESTED.clear()
-    yield STOP_REQUESTED
-    STOP_REQUESTED.clear()
 
 
 def records(root: Path, count: int) -> list[pd.DataFrame]:

@@ -12,35 +12,10 @@ import torch
 
 from adabench.records import read_summary
 from adabench.run import STOP_REQUESTED, Preempted, RunSpec, train_run
+from training_helpers import StopAfter
 
 LINREG = RunSpec("linreg", "adagrad", {"lr": 0.1, "eps": 1e-8}, seed=3, problem_options={"epochs": 12})
 STOP_AFTER = 5
-
-
-class StopAfter:
-    """A tracker that asks the run to stop once ``epoch`` is logged, as the SIGTERM handler would."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-        self.unit = "epoch"
-
-    def start(self, spec, unit, environment, recorded_up_to):
-        self.unit = unit
-
-    def log(self, rows):
-        if any(row[self.unit] == self.epoch for row in rows):
-            STOP_REQUESTED.set()
-
-    def finish(self, summary, artifacts):
-        pass
-
-
-@pytest.fixture
-def stop_flag():
-    """STOP_REQUESTED is process-wide: never leave it set for the next test."""
-    STOP_REQUESTED.clear()
-    yield STOP_REQUESTED
-    STOP_REQUESTED.clear()
 
 
 def interrupt(spec: RunSpec, out_dir: Path, after: int) -> Path:

@@ -13,6 +13,7 @@ from adabench.records import read_summary
 from adabench.run import STOP_REQUESTED, Preempted, RunSpec, train_run
 from adabench.tracking import (RECORDS_TAG, RUN_KEY_TAG, MLflowTracker, configure_timeouts, create_sqlite_store,
                                ensure_experiment, mlflow_trackers, sqlite_uri, store_problem, sync_runs)
+from training_helpers import StopAfter
 
 EXPERIMENT = "tracking-test"
 
@@ -46,21 +47,6 @@ def mlflow_history(store: str, key: str, metric: str) -> list[tuple[int, float]]
 def records(out_dir, metric: str) -> list[tuple[int, float]]:
     frame = pd.read_csv(out_dir / "metrics.csv")
     return list(zip(frame["step"], frame[metric]))
-
-
-class StopAfter:
-    def __init__(self, step: int):
-        self.step = step
-
-    def start(self, spec, unit, environment, recorded_up_to):
-        pass
-
-    def log(self, rows):
-        if any(row["step"] == self.step for row in rows):
-            STOP_REQUESTED.set()
-
-    def finish(self, summary, artifacts):
-        pass
 
 
 def test_an_mlflow_run_holding_steps_past_the_checkpoint_is_replaced(store, tmp_path):
