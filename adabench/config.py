@@ -83,7 +83,7 @@ def base_schema() -> dict:
 
 def arguments_schema(arguments: dict) -> dict:
     return {"type": "object", "additionalProperties": False,
-            "properties": {name: argument.schema for name, argument in arguments.items()}}
+            "properties": {name: copy.deepcopy(argument.schema) for name, argument in arguments.items()}}
 
 
 def schema_with_registries() -> dict:

@@ -10,12 +10,13 @@ and still make each run's own update: that is how a population trains its member
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable
 
 import torch
 
-from .params import NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, constructor_arguments
+from .params import NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, constructor_arguments, refuse_unknown
 from .registry import Registry
 
 OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry("optimizer")
@@ -245,29 +246,20 @@ class Adadelta(StepSizeReporting, torch.optim.Adadelta):
 
 @OPTIMIZERS.register("sgd")
 class SGD(StepSizeReporting, torch.optim.SGD):
-    def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
-        return torch.full((1,), group["lr"], dtype=torch.float64)
-
     def effective_step_sizes(self, members: int = 1) -> torch.Tensor | None:
         # plain SGD keeps no state without momentum: its one rate is the step size
         rates = torch.tensor([group["lr"] for group in self.param_groups], dtype=torch.float64)
         return rates.reshape(1, -1).expand(members, -1)
 
 
+@functools.cache  # as problem_arguments: one class per name for the life of the process
 def optimizer_arguments(name: str) -> dict[str, Argument]:
-    """The hyperparameters an optimizer accepts: default, type and range (``params`` excluded)."""
+    """The hyperparameters an optimizer accepts: default, type and range (``params`` excluded; shared: never
+    modify it)."""
     cls = OPTIMIZERS.get(name)
     return constructor_arguments(cls, skip=("params",), bounds={**HYPERPARAMETER_BOUNDS, **cls.bounds})
 
 
-def optimizer_hyperparameters(name: str) -> dict:
-    """The hyperparameters an optimizer accepts, with their defaults."""
-    return {argument.name: argument.default for argument in optimizer_arguments(name).values()}
-
-
 def make_optimizer(name: str, params: Iterable, hyperparameters: dict) -> torch.optim.Optimizer:
-    accepted = optimizer_hyperparameters(name)
-    unknown = sorted(set(hyperparameters) - set(accepted))
-    if unknown:
-        raise ValueError(f"optimizer {name!r} has no hyperparameter(s) {unknown}; accepted: {sorted(accepted)}")
+    refuse_unknown("optimizer", name, "hyperparameter", hyperparameters, optimizer_arguments(name))
     return OPTIMIZERS.get(name)(params, **hyperparameters)

@@ -87,6 +87,14 @@ def with_bound(schema: dict, bound: Bound | None) -> dict:
     return schema
 
 
+def refuse_unknown(kind: str, name: str, what: str, given, accepted) -> None:
+    """Refuse the names in ``given`` that ``accepted`` lacks: a problem's options, an optimizer's
+    hyperparameters."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ValueError(f"{kind} {name!r} has no {what}(s) {unknown}; accepted: {sorted(accepted)}")
+
+
 @dataclass(frozen=True)
 class Argument:
     name: str

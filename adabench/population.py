@@ -31,8 +31,8 @@ import torch
 
 from .optim import OPTIMIZERS, make_optimizer, step_size_summaries
 from .problems import make_problem
-from .records import (CHECKPOINT, METRICS, RunLock, atomic_torch_save, complete_summary, load_checkpoint, set_aside,
-                      write_run)
+from .records import (CHECKPOINT, METRICS, SUMMARY, RunLock, atomic_torch_save, complete_summary, load_checkpoint,
+                      set_aside, write_run)
 from .run import (STOP_REQUESTED, Preempted, RunSpec, Tracker, configure_determinism, configure_precision, environment,
                   resolve_device)
 
@@ -186,9 +186,9 @@ def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", det
                 log(f"{spec.key}: already {summary['status']}, skipped")
                 summaries[position] = summary
                 continue
-            if (out_dir / "summary.json").exists():
+            if (out_dir / SUMMARY).exists():
                 log(f"WARNING: {why_not}; the run is trained again")
-                set_aside(out_dir / "summary.json", log)
+                set_aside(out_dir / SUMMARY, log)
             pending.append(position)
         if pending:
             trained = Population([(runs[i][0], Path(runs[i][1]), i) for i in pending], device, deterministic,
@@ -213,6 +213,9 @@ class Population:
         members = [self.member(spec, out_dir, position) for spec, out_dir, position in runs]
         self.groups = self.group(members)
         self.members = [member for group in self.groups for member in group.members]  # in row order
+        # each member's group and row in it, and each group's first row, in row order
+        self.placement = [(group, row) for group in self.groups for row in range(len(group.members))]
+        self.group_starts = [index for index, (_, row) in enumerate(self.placement) if row == 0]
         self.size = len(self.members)
         # how many members one forward pass takes (Problem.members_per_pass: on a CPU, a LeNet's one at a time)
         self.members_per_pass = self.problem.members_per_pass(self.device) or self.size
@@ -267,22 +270,34 @@ class Population:
             groups.append(OptimizerGroup(group_members, leaves, optimizer))
         return groups
 
-    def stacked(self) -> dict[str, torch.Tensor]:
-        """Every member's parameters, [K, *shape] per name, in row order (one group: its leaves themselves)."""
-        if len(self.groups) == 1:
-            params = self.groups[0].leaves
-        else:
-            params = {name: torch.cat([group.leaves[name] for group in self.groups]) for name in self.names}
-        return self.problem.prepare(params)
+    def passes(self):
+        """Per forward pass of ``members_per_pass`` members: their rows and parameters, [k, *shape] per name.
+        A pass within one group takes views of its leaves; only a pass across groups joins their rows."""
+        for start in range(0, self.size, self.members_per_pass):
+            stop = min(start + self.members_per_pass, self.size)
+            parts = [(group, max(start, first) - first, min(stop, first + len(group.members)) - first)
+                     for group, first in zip(self.groups, self.group_starts)
+                     if first < stop and first + len(group.members) > start]
+            if len(parts) == 1:
+                group, low, high = parts[0]
+                params = {name: leaf[low:high] for name, leaf in group.leaves.items()}
+            else:
+                params = {name: torch.cat([group.leaves[name][low:high] for group, low, high in parts])
+                          for name in self.names}
+            yield slice(start, stop), params
 
     def evaluate(self) -> list[dict]:
-        params, chunk, parts = self.stacked(), self.members_per_pass, {}
-        for start in range(0, self.size, chunk):
-            with torch.no_grad(), self.autocast:
-                metrics = self.problem.evaluate({name: value[start:start + chunk] for name, value in params.items()})
-            for name, values in metrics.items():
-                parts.setdefault(name, []).append(values.double().cpu())
-        columns = {name: torch.cat(values).tolist() for name, values in parts.items()}
+        parts = {}
+        with torch.no_grad():
+            for _, params in self.passes():
+                with self.autocast:
+                    metrics = self.problem.evaluate(params)
+                for name, values in metrics.items():
+                    parts.setdefault(name, []).append(values.double().cpu())
+        return self.per_member({name: torch.cat(values).tolist() for name, values in parts.items()})
+
+    def per_member(self, columns: dict[str, list]) -> list[dict]:
+        """{name: a value per member} -> a row {name: value} per member."""
         return [{name: values[row] for name, values in columns.items()} for row in range(self.size)]
 
     def record_initial_state(self) -> None:
@@ -312,22 +327,15 @@ class Population:
             total += losses.detach().double() * indices.shape[1]
             for name, value in extra.items():
                 sums[name] = sums[name] + value.detach() if name in sums else value.detach()
-        columns = {"train_loss": (total / n).tolist(),
-                   **{name: (value.double() / n).tolist() for name, value in sums.items()}}
-        return [{name: values[row] for name, values in columns.items()} for row in range(self.size)]
+        return self.per_member({"train_loss": (total / n).tolist(),
+                                **{name: (value.double() / n).tolist() for name, value in sums.items()}})
 
     def batch_losses(self, indices: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         """The members' losses on their batches, computed ``members_per_pass`` members at a time."""
-        params, chunk = self.stacked(), self.members_per_pass
-        if chunk >= self.size:
-            with self.autocast:
-                return self.problem.batch_losses(params, indices)
         losses, sums = [], {}
-        for start in range(0, self.size, chunk):
-            rows = slice(start, start + chunk)
+        for rows, params in self.passes():
             with self.autocast:
-                part, extra = self.problem.batch_losses({name: value[rows] for name, value in params.items()},
-                                                        None if indices is None else indices[rows])
+                part, extra = self.problem.batch_losses(params, None if indices is None else indices[rows])
             losses.append(part)
             for name, value in extra.items():
                 sums.setdefault(name, []).append(value)
@@ -372,21 +380,18 @@ class Population:
                 elif member.epoch >= planned:
                     summaries[member.position] = self.finish(member, "finished")
                 else:
-                    self.save_checkpoint(member, row_index)
+                    self.save_checkpoint(member, *self.placement[row_index])
                     write_run(member.out_dir, member.records, self.unit)
                     self.log(progress_line(member, self.unit, planned, row))
             if STOP_REQUESTED.is_set() and any(member.active for member in self.members):
                 raise Preempted(f"stop requested; the checkpoints hold every member's last completed {self.unit}")
         return summaries
 
-    def save_checkpoint(self, member: Member, row_index: int) -> None:
-        group = next(g for g in self.groups if member in g.members)
-        row = group.members.index(member)
-        leaves = list(group.leaves.values())
+    def save_checkpoint(self, member: Member, group: OptimizerGroup, row: int) -> None:
         atomic_torch_save({
             "identity": member.spec.identity(),
             "params": {name: leaf[row].detach().clone() for name, leaf in group.leaves.items()},
-            "optimizer": member_optimizer_state(group.optimizer, row, leaves),
+            "optimizer": member_optimizer_state(group.optimizer, row, list(group.leaves.values())),
             "batch_order": member.generator.get_state(),
             "records": member.records,
             "train_time": member.train_time,

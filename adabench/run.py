@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from .optim import optimizer_arguments
-from .params import canonical_value, same_value
+from .params import canonical_value, refuse_unknown, same_value
 from .problems import problem_arguments
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
@@ -58,9 +58,7 @@ def canonical_hyperparameters(optimizer: str, hyperparameters: dict) -> dict:
     where it differs from the default, numbers as the types the optimizer declares. Two settings that train
     alike are one run."""
     arguments = optimizer_arguments(optimizer)
-    unknown = sorted(set(hyperparameters) - set(arguments))
-    if unknown:
-        raise ValueError(f"optimizer {optimizer!r} has no hyperparameter(s) {unknown}; accepted: {sorted(arguments)}")
+    refuse_unknown("optimizer", optimizer, "hyperparameter", hyperparameters, arguments)
     canonical = {}
     for name, argument in arguments.items():
         if name in hyperparameters:
@@ -86,9 +84,7 @@ def setting_of(optimizer: str, hyperparameters: dict) -> str:
 def canonical_options(problem: str, options: dict) -> dict:
     """A problem's options with its defaults filled in and path options left out: what its runs compute."""
     arguments = problem_arguments(problem)
-    unknown = sorted(set(options) - set(arguments))
-    if unknown:
-        raise ValueError(f"problem {problem!r} has no option(s) {unknown}; accepted: {sorted(arguments)}")
+    refuse_unknown("problem", problem, "option", options, arguments)
     full = {name: options.get(name, argument.default) for name, argument in arguments.items()}
     return {name: canonical_value(list(value) if isinstance(value, tuple) else value, arguments[name].schema)
             for name, value in sorted(full.items()) if name not in PATH_OPTIONS}

@@ -90,11 +90,10 @@ def test_members_start_and_step_as_their_standalone_runs(fake_fashion_mnist, tmp
 def test_members_draw_the_initial_weights_of_their_seed(fake_fashion_mnist, tmp_path):
     specs = mixed_population(fake_fashion_mnist)
     population = Population([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
-    stacked = population.stacked()
-    for row, member in enumerate(population.members):
+    for member, (group, row) in zip(population.members, population.placement):
         initial, _, _ = standalone_losses(member.spec, population.problem, 0)
         for name, value in initial.items():
-            assert torch.equal(stacked[name][row].detach(), value), (member.spec.key, name)
+            assert torch.equal(group.leaves[name][row].detach(), value), (member.spec.key, name)
 
 
 def test_final_metrics_of_a_population_and_of_standalone_runs_are_indistinguishable(fake_fashion_mnist, tmp_path):

@@ -1,5 +1,5 @@
 """Benchmark problems; importing this package registers every one of them."""
 from . import lenet, linreg, quadratic, sparse_logreg  # noqa: F401  (registration)
-from .base import PROBLEMS, Problem, make_problem, problem_arguments, problem_options
+from .base import PROBLEMS, Problem, make_problem, problem_arguments
 
-__all__ = ["PROBLEMS", "Problem", "make_problem", "problem_arguments", "problem_options"]
+__all__ = ["PROBLEMS", "Problem", "make_problem", "problem_arguments"]

@@ -11,11 +11,13 @@ prove equal to the member-by-member one.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..params import NON_NEGATIVE, SEED_RANGE, Argument, Bound, constructor_arguments
+from ..params import NON_NEGATIVE, SEED_RANGE, Argument, Bound, constructor_arguments, refuse_unknown
 from ..registry import Registry
 
 PROBLEMS: Registry["Problem"] = Registry("problem")
@@ -74,10 +76,6 @@ class Problem:
         """How many members one forward pass should take at most on ``device``; None: all of them."""
         return None
 
-    def prepare(self, params: Params) -> Params:
-        """The stacked parameters in the layout the vectorised code wants (e.g. channels_last); default as is."""
-        return params
-
     # --- one member at a time: what a new problem writes -------------------------------------------------
     def loss(self, model, indices: torch.Tensor | None) -> torch.Tensor | tuple[torch.Tensor, dict]:
         """One member's mean training loss on the samples ``indices`` (None: the full batch), optionally
@@ -124,22 +122,17 @@ def members(params: Params) -> int:
     return next(iter(params.values())).shape[0]
 
 
+# a name stays registered to one class for the life of the process (the registry refuses a second one), and
+# inspecting a constructor is most of what building a study's plan costs at every Snakemake start
+@functools.cache
 def problem_arguments(name: str) -> dict[str, Argument]:
-    """The options a problem accepts from the config: default, type and range."""
+    """The options a problem accepts from the config: default, type and range (shared: never modify it)."""
     cls = PROBLEMS.get(name)
     return constructor_arguments(cls, skip=("device",), bounds={**OPTION_BOUNDS, **cls.bounds})
 
 
-def problem_options(name: str) -> dict:
-    """The options a problem accepts from the config, with their defaults."""
-    return {argument.name: argument.default for argument in problem_arguments(name).values()}
-
-
 def make_problem(name: str, options: dict, device: torch.device) -> Problem:
-    accepted = problem_options(name)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"problem {name!r} has no option(s) {unknown}; accepted: {sorted(accepted)}")
+    refuse_unknown("problem", name, "option", options, problem_arguments(name))
     return PROBLEMS.get(name)(device=device, **options)
 
 
