@@ -6,7 +6,6 @@ their ``.gz`` digests differ from upstream, while what they decompress to is ide
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import struct
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .records import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from .records import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file, torch_bytes
 
 FASHION_MNIST_FILES = {
     "train_images": ("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
@@ -70,7 +69,7 @@ def verified_bytes(compressed: bytes, sha256: str, origin: str) -> bytes:
         raw = gzip.decompress(compressed)
     except (OSError, EOFError, zlib.error) as error:
         raise ChecksumError(f"{origin}: not a valid gzip file ({error})") from None
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = sha256_bytes(raw)
     if digest != sha256:
         raise ChecksumError(f"{origin}: sha256 of the decompressed bytes is {digest}, expected {sha256}")
     return raw
@@ -135,17 +134,16 @@ def prepare_fashion_mnist(raw_dir: Path, out_file: Path) -> dict[str, tuple[int,
 
 def save_prepared(tensors: dict[str, torch.Tensor], out_file: Path) -> dict[str, tuple[int, ...]]:
     """Write the tensors training loads, and beside them the sha256 that training checks them against."""
-    buffer = io.BytesIO()
-    torch.save(tensors, buffer)
-    data = buffer.getvalue()
+    data = torch_bytes(tensors)
     shapes = {key: tuple(value.shape) for key, value in tensors.items()}
     atomic_write_bytes(out_file, data)
     atomic_write_text(checksum_file(out_file), json.dumps({"sha256": sha256_bytes(data), "shapes": shapes}) + "\n")
     return shapes
 
 
-def prepared_problem(path: Path) -> str:
-    """Why the prepared file at ``path`` cannot be trusted, or "" if it matches its recorded sha256."""
+def prepared_problem(path: Path, data: bytes | None = None) -> str:
+    """Why the prepared file at ``path`` cannot be trusted, or "" if it matches its recorded sha256. ``data``:
+    the file's bytes, where the caller has read them already."""
     path, sidecar = Path(path), checksum_file(path)
     if not path.exists():
         return f"{path} does not exist"
@@ -153,7 +151,7 @@ def prepared_problem(path: Path) -> str:
         expected = json.loads(sidecar.read_text())["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"{sidecar}, the record of its sha256, is missing or unreadable ({type(error).__name__})"
-    actual = sha256_file(path)
+    actual = sha256_file(path) if data is None else sha256_bytes(data)
     if actual != expected:
         return f"{path} has sha256 {actual}, not the {expected} recorded when it was prepared (damaged or changed)"
     return ""
@@ -162,11 +160,12 @@ def prepared_problem(path: Path) -> str:
 def load_prepared(path: str | Path) -> dict[str, torch.Tensor]:
     """The prepared Fashion-MNIST tensors, after checking the file against its recorded sha256."""
     path = Path(path)
-    problem = prepared_problem(path)
+    data = path.read_bytes() if path.exists() else None  # read once: checked, then loaded
+    problem = prepared_problem(path, data)
     if problem:
         raise DataError(f"{problem}. Fix: delete {path} and rerun snakemake (its data rules prepare it again from "
                         f"the verified raw files), or: python -m adabench data --out {path}")
     try:
-        return torch.load(path, weights_only=True)
+        return torch.load(io.BytesIO(data), weights_only=True)
     except Exception as error:  # noqa: BLE001 - a file that matches its checksum but does not load
         raise DataError(f"{path} does not load ({error}). Fix: delete {path} and rerun snakemake") from None

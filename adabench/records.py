@@ -69,10 +69,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_torch_save(obj, path: Path) -> None:
+def torch_bytes(obj) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    atomic_write_bytes(path, torch_bytes(obj))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -109,14 +113,19 @@ def write_run(out_dir: Path, records: list[dict], unit: str, summary: dict | Non
     atomic_write_bytes(Path(out_dir) / METRICS, data)
     if summary is None:
         return None
-    sealed = seal({**summary, "records_sha256": sha256_bytes(data)})
-    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(sealed, indent=2, default=float) + "\n")
-    # as read back: JSON turns tuples into lists
-    return json.loads(json.dumps(sealed, default=float))
+    text = json.dumps(seal({**summary, "records_sha256": sha256_bytes(data)}), indent=2, default=float)
+    atomic_write_text(Path(out_dir) / SUMMARY, text + "\n")
+    return json.loads(text)  # as read back: JSON turns tuples into lists
 
 
 def read_summary(out_dir: Path) -> dict:
     """The verified summary of a complete run; RecordError saying what is wrong otherwise."""
+    return read_run(out_dir)[0]
+
+
+def read_run(out_dir: Path) -> tuple[dict, pd.DataFrame]:
+    """The verified summary and metrics of a complete run, the metrics parsed from the very bytes that were
+    checked against the summary's digest; RecordError saying what is wrong otherwise."""
     out_dir = Path(out_dir)
     path = out_dir / SUMMARY
     try:
@@ -138,12 +147,12 @@ def read_summary(out_dir: Path) -> dict:
         raise RecordError(f"{path}: status {summary['status']!r} is not a finished one")
     metrics = out_dir / METRICS
     try:
-        digest = sha256_file(metrics)
+        data = metrics.read_bytes()
     except FileNotFoundError:
         raise RecordError(f"{metrics}: missing") from None
-    if digest != summary["records_sha256"]:
+    if sha256_bytes(data) != summary["records_sha256"]:
         raise RecordError(f"{metrics}: does not match the sha256 its summary.json records (truncated or edited)")
-    return summary
+    return summary, pd.read_csv(io.BytesIO(data))
 
 
 def complete_summary(out_dir: Path, identity: dict) -> tuple[dict | None, str]:

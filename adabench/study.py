@@ -65,8 +65,9 @@ class Study:
         self.name = config["study"]
         self.root = RESULTS_ROOT / self.name
         self.tuning = config.get("tuning")
+        reference_problems = set(self.reference_problems())
         self.reference = [run for run in load_reference(config["reference"]["results"])
-                          if run.problem in self.reference_problems()]
+                          if run.problem in reference_problems]
         self._roles = self.expand()
         self.jobs = self.make_jobs()
 
@@ -179,11 +180,11 @@ class Study:
                     jobs[job.id] = job
         return jobs
 
-    def jobs_of(self, problem: str, tuned: bool | None = None) -> list[Job]:
-        return [job for job in self.jobs.values() if job.problem == problem and (tuned is None or job.tuned == tuned)]
+    def jobs_of(self, problem: str, tuned: bool) -> list[Job]:
+        return [job for job in self.jobs.values() if job.problem == problem and job.tuned == tuned]
 
     def grid_jobs(self) -> list[Job]:
-        grid = {spec.key for spec in self.grid_runs()}
+        grid = {spec.key for spec in self.runs("grid")}
         return [job for job in self.jobs.values() if any(spec.key in grid for spec in job.runs)]
 
     def tuned_specs(self, job: Job, selection: pd.DataFrame) -> list[RunSpec]:
@@ -207,11 +208,12 @@ class Study:
         for job in self.jobs.values():
             unit = PROBLEMS.get(job.problem).unit
             for spec in job.runs:
+                roles = self.roles(spec)
                 rows.append({"key": spec.key, "problem": spec.problem, "options_id": spec.options_id,
                              "precision": spec.precision, "optimizer": spec.optimizer, "setting": spec.setting,
                              "hyperparameters": json.dumps(spec.hyperparameters, sort_keys=True),
                              "lr": spec.hyperparameters["lr"], "seed": spec.seed,
-                             "roles": ";".join(role for role in ROLES if role in self.roles(spec)),
+                             "roles": ";".join(role for role in ROLES if role in roles),
                              "job": job.id, "unit": unit, "run_dir": str(self.run_dir(spec))})
             for optimizer, seed in job.tuned_slots:
                 spec = self.spec(job.problem, optimizer, {}, seed)  # for the options id; its lr comes later

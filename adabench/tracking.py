@@ -9,8 +9,6 @@ checkpoint) is replaced, so that MLflow always shows the run's own records.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import os
 import sqlite3
@@ -18,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .records import atomic_write_bytes, fsync_directory
+from .records import METRICS, fsync_directory, read_metrics
 from .run import RunSpec
 
 RUN_KEY_TAG = "adabench.run_key"
@@ -253,8 +251,6 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]],
     duplicates of a key. Runs whose records digest MLflow already holds are left as they are."""
     from mlflow.tracking import MlflowClient
 
-    from .records import read_metrics
-
     client = MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     existing = experiment_runs(client, experiment_id)
@@ -277,7 +273,7 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]],
         tracker.start(RunSpec.from_dict(summary["spec"]), unit, environment,
                       recorded_up_to=int(records[-1][unit]) if records else -1)
         tracker.log(records)
-        tracker.finish(summary, [Path(directory) / "metrics.csv"])
+        tracker.finish(summary, [Path(directory) / METRICS])
         counts["updated"] += 1
         log(f"MLflow: {key} synced from its records")
     return counts

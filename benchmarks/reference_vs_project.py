@@ -18,7 +18,6 @@ import argparse
 import gzip
 import itertools
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

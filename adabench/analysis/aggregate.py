@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..records import RecordError, read_metrics, read_summary
+from ..records import RecordError, read_run
 from ..run import RunSpec
 from ..study import ROLES
 
@@ -62,12 +62,12 @@ def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFram
     for directory, roles in sorted(roles_by_dir.items()):
         directory = Path(directory)
         try:
-            summary = read_summary(directory)
+            summary, metrics = read_run(directory)
         except RecordError as error:
             raise RecordError(f"{error}; run snakemake again: the job that owns this run trains it again") from None
         row = run_row(summary, roles)
         rows.append(row)
-        curve = read_metrics(directory).rename(columns={summary["unit"]: "epoch"})
+        curve = metrics.rename(columns={summary["unit"]: "epoch"})
         for column in reversed(RUN_COLUMNS):
             curve.insert(0, column, row[column])
         curves.append(curve)
