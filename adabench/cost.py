@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .problems import problem_arguments
 from .run import canonical_options
 from .study import Study
 
@@ -26,9 +25,10 @@ LENGTH_OPTIONS = ("epochs", "steps")
 
 def planned_epochs(problem: str, options: dict) -> int:
     """Epochs (steps for the full-batch problems) a run will train: its options, else the problem's default."""
+    full = canonical_options(problem, options)
     for name in LENGTH_OPTIONS:
-        if name in problem_arguments(problem):
-            return int(options.get(name, problem_arguments(problem)[name].default))
+        if name in full:
+            return int(full[name])
     raise ValueError(f"problem {problem!r} has no epochs or steps option")
 
 
@@ -55,11 +55,11 @@ def planned_jobs(config: dict) -> pd.DataFrame:
     study = Study(config)
     plan = study.plan()
     plan["stage"] = plan.roles.map(stage_of)
-    rows = []
+    rows, population = [], plan.job.value_counts()
     for (job, stage), part in plan.groupby(["job", "stage"], sort=False):
         problem = part.problem.iloc[0]
         options = study.options(problem)
-        rows.append({"stage": stage, "problem": problem, "job": job, "population": int((plan.job == job).sum()),
+        rows.append({"stage": stage, "problem": problem, "job": job, "population": int(population[job]),
                      "runs": len(part), "epochs": planned_epochs(problem, options),
                      "options": per_epoch_options(problem, options)})
     return pd.DataFrame(rows, columns=["stage", "problem", "job", "population", "runs", "epochs", "options"])

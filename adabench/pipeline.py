@@ -17,7 +17,7 @@ from .data import (FASHION_MNIST_FILES, ChecksumError, checksum_file, fetch_file
 from .population import train_population
 from .records import RecordError, atomic_write_text, complete_summary, read_summary
 from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm
-from .study import DATA_FILE, RAW_DIR_NAME, Study, read_plan
+from .study import DATA_FILE, RAW_DIR_NAME, Study, read_plan, roles_by_dir
 
 
 class LogFile:
@@ -162,8 +162,7 @@ def stale_outputs(study: Study) -> list[tuple[Path, str]]:
             stale.append((store_marker, "unreadable"))
         else:
             # the study's own SQLite store moves with the study's directory; any other store is named by its URI
-            if (default, uri if not default else "") != (study.default_store(), "" if study.default_store()
-                                                        else study.tracking_uri()):
+            if default != study.default_store() or (not default and uri != study.tracking_uri()):
                 stale.append((store_marker, f"MLflow is now at {study.tracking_uri()}, not {uri}"))
             elif default and not Path(study.tracking_uri().removeprefix("sqlite:///")).exists():
                 stale.append((store_marker, f"its store {study.tracking_uri()} is gone"))
@@ -202,9 +201,7 @@ def remove_stale_outputs(study: Study, log) -> list[str]:
 
 def study_run_dirs(study: Study, plan: pd.DataFrame, markers: list[str]) -> dict[str, set[str]]:
     """Run directory -> roles, for every run of the plan and every tuned run the tuned jobs' markers list."""
-    roles = {}
-    for row in plan[plan.run_dir != ""].itertuples():
-        roles[row.run_dir] = set(row.roles.split(";"))
+    roles = roles_by_dir(plan)
     tuned_jobs = {job.id for job in study.jobs.values() if job.tuned}
     for marker in markers:
         if Path(marker).stem in tuned_jobs:

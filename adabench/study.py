@@ -95,12 +95,14 @@ class Study:
         study's. Not a param of any rule: where MLflow lives changes nothing a job computes."""
         from .tracking import sqlite_uri
 
-        return (os.environ.get("MLFLOW_TRACKING_URI") or self.config["mlflow"]["tracking_uri"]
-                or sqlite_uri(self.root / "mlflow" / "mlflow.db"))
+        return self.configured_uri() or sqlite_uri(self.root / "mlflow" / "mlflow.db")
+
+    def configured_uri(self) -> str | None:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.config["mlflow"]["tracking_uri"]
 
     def default_store(self) -> bool:
         """Whether MLflow is the study's own SQLite store (results/<study>/mlflow/mlflow.db)."""
-        return not (os.environ.get("MLFLOW_TRACKING_URI") or self.config["mlflow"]["tracking_uri"])
+        return not self.configured_uri()
 
     # --- what each problem runs --------------------------------------------------------------------------
     def entry(self, problem: str) -> dict:
@@ -229,3 +231,13 @@ class Study:
 
 def read_plan(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values={"lr": [""]})
+
+
+def with_role(plan: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The plan's rows of the runs that have ``role``."""
+    return plan[plan.roles.str.split(";").map(lambda roles: role in roles)]
+
+
+def roles_by_dir(plan: pd.DataFrame) -> dict[str, set[str]]:
+    """Run directory -> roles, for the plan's rows that have one (a tuned slot's run is known after selection)."""
+    return {row.run_dir: set(row.roles.split(";")) for row in plan[plan.run_dir != ""].itertuples()}

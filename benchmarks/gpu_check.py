@@ -22,7 +22,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -78,16 +77,13 @@ def quiet(line: str) -> None:
 
 
 def train(path: str, specs: list[RunSpec], args, runs_root: Path) -> list[dict]:
-    """Train ``specs`` the ``path`` way; each run's summary, with the wall seconds of the batch it was part of."""
+    """Train ``specs`` the ``path`` way (one at a time, or a population per problem); each run's summary."""
     batches = [[spec] for spec in specs] if path == "serial" else [
         [spec for spec in specs if spec.problem == problem] for problem in dict.fromkeys(s.problem for s in specs)]
     found = []
     for batch in batches:
-        tick = time.perf_counter()
-        summaries = train_population([(spec, runs_root / path / spec.key) for spec in batch], device=args.device,
-                                     deterministic=args.deterministic, log=quiet)
-        seconds = time.perf_counter() - tick
-        found += [{**summary, "batch_seconds": seconds, "batch_size": len(batch)} for summary in summaries]
+        found += train_population([(spec, runs_root / path / spec.key) for spec in batch], device=args.device,
+                                  deterministic=args.deterministic, log=quiet)
     return found
 
 

@@ -6,13 +6,12 @@ import pandas as pd
 
 from adabench.analysis.tuning import select
 from adabench.pipeline import start_job
-from adabench.study import Study, read_plan
+from adabench.study import Study, read_plan, with_role
 from adabench.tracking import grid_runs_from_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-plan = read_plan(sm.input.plan)
-grid_keys = list(plan[plan.roles.str.contains("grid")].key)
+grid_keys = list(with_role(read_plan(sm.input.plan), "grid").key)
 made = pd.read_csv(sm.input.selection)
 study = Study(sm.config)
 recomputed = select(grid_runs_from_mlflow(study.tracking_uri(), study.experiment, grid_keys))

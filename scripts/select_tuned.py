@@ -2,13 +2,11 @@
 from adabench.analysis.aggregate import gather
 from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.pipeline import start_job
-from adabench.study import read_plan
+from adabench.study import read_plan, roles_by_dir, with_role
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-plan = read_plan(sm.input.plan)
-grid = plan[plan.roles.str.contains("grid")]
-runs, _ = gather({row.run_dir: set(row.roles.split(";")) for row in grid.itertuples()})
+runs, _ = gather(roles_by_dir(with_role(read_plan(sm.input.plan), "grid")))
 selection = select(runs)
 selection.to_csv(sm.output.selection, index=False)
 lr_sensitivity(runs).to_csv(sm.output.sensitivity, index=False)

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from adabench.records import read_summary
 from adabench.study import read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
-from workflow_helpers import REPO_ROOT, copy_workflow, free_port, snakemake, write_config
+from workflow_helpers import REPO_ROOT, copy_workflow, free_port, snakemake, snakemake_command, write_config
 
 STUDY = "faults"
 ROOT = Path("results") / STUDY
@@ -55,7 +55,7 @@ CLOCK_COLUMNS = {"train_time_s", "wall_time_s", "final_time_s", "median_seconds"
 
 
 def run_study(workdir: Path, check: bool = True, **popen) -> subprocess.CompletedProcess:
-    return snakemake(workdir, *COMMAND, snakefile=workdir / "Snakefile", check=check, **popen)
+    return snakemake(workdir, *COMMAND, check=check, **popen)
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +80,18 @@ def tables(workdir: Path) -> dict[str, pd.DataFrame]:
     return {name: table.drop(columns=[c for c in table if c in CLOCK_COLUMNS]) for name, table in found.items()}
 
 
-def assert_recovered(workdir: Path, uninterrupted: Path) -> None:
-    """The tables equal the uninterrupted run's; MLflow holds one run per run key, each step once."""
+def assert_same_tables(workdir: Path, uninterrupted: Path) -> dict[str, pd.DataFrame]:
+    """The tables equal the uninterrupted run's (clock columns aside); returns them."""
     mine, reference = tables(workdir), tables(uninterrupted)
     for name in reference:
         pd.testing.assert_frame_equal(mine[name], reference[name], check_exact=False, rtol=1e-6, atol=1e-12,
                                       obj=name)
-    runs = mine["runs"]
+    return mine
+
+
+def assert_recovered(workdir: Path, uninterrupted: Path) -> None:
+    """The tables equal the uninterrupted run's; MLflow holds one run per run key, each step once."""
+    runs = assert_same_tables(workdir, uninterrupted)["runs"]
     client = MlflowClient(sqlite_uri(workdir / ROOT / "mlflow/mlflow.db"))
     experiment = client.get_experiment_by_name(f"adabench-{STUDY}")
     by_key: dict[str, list] = {}
@@ -286,9 +291,8 @@ def training_processes(workdir: Path) -> list[int]:
 
 
 def start_study(workdir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"), "-d", str(workdir),
-                             *COMMAND], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(snakemake_command(workdir, *COMMAND), cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
@@ -391,9 +395,8 @@ def test_a_tracking_server_killed_mid_study_stops_no_training_and_a_rerun_heals_
     fresh(study)
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server.uri}
     tracking_server.start()
-    process = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(study / "Snakefile"), "-d", str(study),
-                                *COMMAND], cwd=study, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = subprocess.Popen(snakemake_command(study, *COMMAND), cwd=study, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: list((study / ROOT / "jobs").glob("*.json")) if (study / ROOT / "jobs").exists() else [],
              240, "finished training job")
     tracking_server.stop()
@@ -404,12 +407,9 @@ def test_a_tracking_server_killed_mid_study_stops_no_training_and_a_rerun_heals_
     # every training job finished nonetheless
     assert len(list((study / ROOT / "jobs").glob("*.json"))) == read_plan(study / ROOT / "plan.csv").job.nunique()
     tracking_server.start()
-    rerun = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(study / "Snakefile"), "-d", str(study),
-                            *COMMAND], cwd=study, env=env, capture_output=True, text=True, timeout=600)
+    rerun = run_study(study, check=False, env=env, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    mine, reference = tables(study), tables(uninterrupted)
-    for name in reference:
-        pd.testing.assert_frame_equal(mine[name], reference[name], check_exact=False, rtol=1e-6, atol=1e-12)
+    mine = assert_same_tables(study, uninterrupted)
     client = MlflowClient(tracking_server.uri)
     experiment = client.get_experiment_by_name(f"adabench-{STUDY}")
     keys = [run.data.tags[RUN_KEY_TAG] for run in client.search_runs([experiment.experiment_id], max_results=5000)]

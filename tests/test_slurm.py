@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import REPO_ROOT, copy_workflow
+from workflow_helpers import REPO_ROOT, copy_workflow, snakemake_command
 
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
 # the daemons live in sbin, which a non-login PATH may lack
@@ -86,8 +85,7 @@ def slurm_quick(quick, slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
     """The quick study run through SLURM in a private copy of the workflow: (its directory, Snakemake's log)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm_quick"))
     log_path = workdir / "snakemake-slurm.log"
-    command = [sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"), "-d", str(workdir),
-               *SNAKEMAKE_OPTIONS]
+    command = snakemake_command(workdir, *SNAKEMAKE_OPTIONS)
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=workdir, env=slurm_cluster, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)

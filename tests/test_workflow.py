@@ -5,7 +5,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -17,7 +16,7 @@ from adabench.records import read_summary
 from adabench.run import RunSpec
 from adabench.study import Study, read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
-from workflow_helpers import REPO_ROOT, quick_config, snakemake, write_config
+from workflow_helpers import REPO_ROOT, quick_config, snakemake, snakemake_command, write_config
 
 TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "protocols", "paired_tests", "time_to_target")
           for ext in ("md", "tex", "csv")]
@@ -209,10 +208,8 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     spec = RunSpec("linreg", "adagrad", {"lr": 0.1, "eps": 1.0e-8}, 0, config["problems"]["linreg"]["options"])
     run_dir = tmp_path / "results/small/runs" / spec.key
     arguments = ["results/small/tables/comparison.csv", "--cores", "1", "--configfile", "test-config.yaml"]
-    job = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "-d", str(tmp_path),
-         *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        cwd=tmp_path, start_new_session=True)
+    job = subprocess.Popen(snakemake_command(tmp_path, *arguments, snakefile=REPO_ROOT / "Snakefile"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while not ((run_dir / "checkpoint.pt").exists() and epochs_recorded(run_dir) >= 5):

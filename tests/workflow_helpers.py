@@ -39,12 +39,17 @@ def quick_config() -> dict:
     return load_study_config(REPO_ROOT / "config" / "quick.yaml", defaults=REPO_ROOT / "config.yaml")
 
 
+def snakemake_command(workdir: Path, *arguments: str, snakefile: Path | None = None) -> list[str]:
+    """Snakemake on the workflow in ``workdir`` (or ``snakefile``); run it with cwd=workdir, as relative paths
+    (--configfile, targets) are taken from the working directory."""
+    return [sys.executable, "-m", "snakemake", "-s", str(snakefile or workdir / "Snakefile"), "-d", str(workdir),
+            *arguments]
+
+
 def snakemake(workdir: Path, *arguments: str, snakefile: Path | None = None, check: bool = True,
               timeout: float = 900, **popen) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile or workdir / "Snakefile"), "-d", str(workdir),
-               *arguments]
-    # relative paths (--configfile, targets) are taken from the working directory
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, **popen)
+    result = subprocess.run(snakemake_command(workdir, *arguments, snakefile=snakefile), capture_output=True,
+                            text=True, timeout=timeout, cwd=workdir, **popen)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(arguments)} failed ({result.returncode}):\n{result.stderr[-6000:]}")
     return result
