@@ -103,6 +103,7 @@ def schema_with_registries() -> dict:
     for name in problem_names:
         problem_entry = copy.deepcopy(entry)
         problem_entry["properties"]["options"].update(arguments_schema(problem_arguments(name)))
+        problem_entry["properties"]["grid_options"].update(arguments_schema(problem_arguments(name)))
         props["problems"]["properties"][name] = problem_entry
     props["problems"]["additionalProperties"] = False
     props["reference"]["properties"]["problems"]["items"] = {"enum": problem_names}

@@ -58,7 +58,7 @@ def planned_jobs(config: dict) -> pd.DataFrame:
     rows, population = [], plan.job.value_counts()
     for (job, stage), part in plan.groupby(["job", "stage"], sort=False):
         problem = part.problem.iloc[0]
-        options = study.options(problem)
+        options = study.grid_options(problem) if stage == "grid" else study.options(problem)
         rows.append({"stage": stage, "problem": problem, "job": job, "population": int(population[job]),
                      "runs": len(part), "epochs": planned_epochs(problem, options),
                      "options": per_epoch_options(problem, options)})
@@ -73,7 +73,7 @@ def measured_epoch_seconds(run_roots: list[Path]) -> pd.DataFrame:
             try:
                 summary = json.loads(path.read_text())
                 # a run once, though MLflow's artifacts hold a copy of its summary too
-                key = (summary.get("run_key", str(path.parent)), summary.get("device_name"))
+                key = (summary.get("run_key", str(path.parent)), summary.get("environment", {}).get("device_name"))
                 if key in seen:
                     continue
                 seen.add(key)
@@ -82,11 +82,11 @@ def measured_epoch_seconds(run_roots: list[Path]) -> pd.DataFrame:
                     continue
                 if summary.get("resumed_from"):  # the wall time of a resumed run covers only its last part
                     continue
-                size = int(summary.get("population_size", 1))
+                size, environment = int(summary.get("population_size", 1)), summary["environment"]
                 rows.append({"problem": spec["problem"], "optimizer": spec["optimizer"],
                              "options": per_epoch_options(spec["problem"], spec["problem_options"]),
-                             "population": size, "device": summary.get("device"),
-                             "device_name": summary.get("device_name"), "threads": summary.get("threads"),
+                             "population": size, "device": environment.get("device"),
+                             "device_name": environment.get("device_name"), "threads": environment.get("threads"),
                              "s_per_member_epoch": summary["wall_time_s"] / summary["epochs_completed"] / size})
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not a run's summary this planner can read: measured runs are a sample anyway

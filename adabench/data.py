@@ -6,6 +6,7 @@ their ``.gz`` digests differ from upstream, while what they decompress to is ide
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import struct
@@ -24,6 +25,10 @@ FASHION_MNIST_FILES = {
     "test_images": ("t10k-images-idx3-ubyte.gz", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
     "test_labels": ("t10k-labels-idx1-ubyte.gz", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
+
+# tensors_digest of the prepared tensors of the real Fashion-MNIST (the four files above): what every LeNet run of
+# a study records as its data, and what the workflow's prepared file must hold
+FASHION_MNIST_CONTENT_SHA256 = "8de48e796a9bca3babc0d17e07cdea538cdcee6f8859b2cba900c4aa437a63df"
 
 DEFAULT_SOURCES = [
     "/usr/share/datasets/fashion-mnist",
@@ -112,6 +117,16 @@ def fetch_fashion_mnist(sources: list[str], out_dir: Path, timeout: float = 60.0
     return used
 
 
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of named tensors by content (name, dtype, shape, bytes), whatever file format they came from."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def checksum_file(prepared: Path) -> Path:
     """The prepared file's sidecar: its sha256 and the shapes it holds, written with it."""
     prepared = Path(prepared)
@@ -129,31 +144,41 @@ def prepare_fashion_mnist(raw_dir: Path, out_file: Path) -> dict[str, tuple[int,
         except (OSError, ChecksumError) as error:
             raise DataError(f"{error}. Fix: delete {path} and rerun; the data rule will fetch it again") from None
         tensors[key] = torch.from_numpy(read_idx(raw).copy())
+    if (content := tensors_digest(tensors)) != FASHION_MNIST_CONTENT_SHA256:
+        raise DataError(f"the verified files of {raw_dir} parse to tensors of sha256 {content}, not the real "
+                        f"Fashion-MNIST's {FASHION_MNIST_CONTENT_SHA256}: the IDX parser disagrees with this file")
     return save_prepared(tensors, Path(out_file))
 
 
 def save_prepared(tensors: dict[str, torch.Tensor], out_file: Path) -> dict[str, tuple[int, ...]]:
-    """Write the tensors training loads, and beside them the sha256 that training checks them against."""
+    """Write the tensors training loads, and beside them the sha256 that training checks the file against and the
+    digest of its content (``tensors_digest``), which says which data set it is."""
     data = torch_bytes(tensors)
     shapes = {key: tuple(value.shape) for key, value in tensors.items()}
     atomic_write_bytes(out_file, data)
-    atomic_write_text(checksum_file(out_file), json.dumps({"sha256": sha256_bytes(data), "shapes": shapes}) + "\n")
+    atomic_write_text(checksum_file(out_file), json.dumps({"sha256": sha256_bytes(data), "shapes": shapes,
+                                                           "content_sha256": tensors_digest(tensors)}) + "\n")
     return shapes
 
 
-def prepared_problem(path: Path, data: bytes | None = None) -> str:
-    """Why the prepared file at ``path`` cannot be trusted, or "" if it matches its recorded sha256. ``data``:
-    the file's bytes, where the caller has read them already."""
+def prepared_problem(path: Path, data: bytes | None = None, content: str | None = None) -> str:
+    """Why the prepared file at ``path`` cannot be trusted, or "" if it matches its recorded sha256 (and, where
+    ``content`` is given, holds the data set of that content digest). ``data``: the file's bytes, where the caller
+    has read them already."""
     path, sidecar = Path(path), checksum_file(path)
     if not path.exists():
         return f"{path} does not exist"
     try:
-        expected = json.loads(sidecar.read_text())["sha256"]
+        recorded = json.loads(sidecar.read_text())
+        expected = recorded["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"{sidecar}, the record of its sha256, is missing or unreadable ({type(error).__name__})"
     actual = sha256_file(path) if data is None else sha256_bytes(data)
     if actual != expected:
         return f"{path} has sha256 {actual}, not the {expected} recorded when it was prepared (damaged or changed)"
+    if content is not None and recorded.get("content_sha256") != content:
+        return (f"{path} holds data of content sha256 {recorded.get('content_sha256')}, not the real Fashion-MNIST's "
+                f"{content} (another data set, or prepared by an older version)")
     return ""
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .data import (FASHION_MNIST_FILES, ChecksumError, checksum_file, fetch_file, prepare_fashion_mnist,
+from .data import (FASHION_MNIST_CONTENT_SHA256, FASHION_MNIST_FILES, ChecksumError, checksum_file, fetch_file, prepare_fashion_mnist,
                    prepared_problem, verified_bytes)
 from .population import train_population
 from .records import RecordError, atomic_write_text, complete_summary, read_summary
@@ -111,9 +111,18 @@ def train_job(config: dict, job_id: str, marker: Path, threads: int, log: LogFil
     job = study.jobs[job_id]
     specs = study.tuned_specs(job, pd.read_csv(selection)) if job.tuned else list(job.runs)
     trackers = mlflow_trackers(study.tracking_uri(), study.experiment, config["mlflow"]["timeout_s"], log)
+    progress_file = Path(study.progress_file(job_id))
+    started = time.time()
+
+    def on_epoch(progress: dict) -> None:
+        # for `adabench status`: where this job stands, and which process it is (a stalled one stops updating)
+        atomic_write_text(progress_file, json.dumps({"job": job_id, "problem": job.problem, "pid": os.getpid(),
+                                                     "host": platform.node(), "started": started,
+                                                     "updated": time.time(), **progress}, indent=1) + "\n")
+
     try:
         train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job.problem),
-                         deterministic=config["deterministic"], trackers=trackers, log=log)
+                         deterministic=config["deterministic"], trackers=trackers, log=log, on_epoch=on_epoch)
     except Preempted as stop:
         log(str(stop))
         sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes
@@ -148,7 +157,7 @@ def stale_outputs(study: Study) -> list[tuple[Path, str]]:
         except RecordError as error:
             stale.append((marker, str(error)))
     data = Path(DATA_FILE)
-    data_problem = prepared_problem(data) if data.exists() else ""
+    data_problem = prepared_problem(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
     stale += [(path, data_problem) for path in (data, checksum_file(data)) if data_problem and path.exists()]
     if not data.exists() or data_problem:
         # the data will be prepared again: from raw files that verify, else fetched again

@@ -10,8 +10,13 @@ Members differ in seed, optimizer or hyperparameters, and each stays exactly its
 
 Each member's parameters are a row of its group's stacked leaf tensors; the problem computes all members'
 losses in one forward pass and their sum is differentiated once. A member whose metrics become non-finite is
-recorded as ``diverged`` and frozen: its records end there, and its rows, on their own in every operation,
-leave the other members untouched.
+recorded as ``diverged`` and retired: its records end there. Its rows still go through every pass and step of
+the population (on their own in every operation, they leave the other members untouched), and their compute is
+charged to no member.
+
+Seconds are honest per member: each batch's passes (forward and backward) are timed and shared equally by the
+rows they computed, and each optimizer group's step is timed and shared by its members, so a member's
+``time_s`` is its share of the passes plus its own optimizer's work (``step_time_s``).
 
 Every member keeps its own run directory, records, checkpoint and MLflow run, exactly as a run trained alone:
 training alone *is* a population of one. After every epoch each member's checkpoint is written atomically;
@@ -24,6 +29,7 @@ import contextlib
 import json
 import math
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +37,8 @@ import torch
 
 from .optim import OPTIMIZERS, make_optimizer, step_size_summaries
 from .problems import make_problem
-from .records import (CHECKPOINT, METRICS, SUMMARY, RunLock, atomic_torch_save, complete_summary, load_checkpoint,
-                      set_aside, write_run)
+from .records import (CHECKPOINT, METRICS, SUMMARY, RunLock, atomic_torch_save, build_summary, complete_summary,
+                      load_checkpoint, set_aside, write_run)
 from .run import (STOP_REQUESTED, Preempted, RunSpec, Tracker, configure_determinism, configure_precision, environment,
                   resolve_device)
 
@@ -46,7 +52,9 @@ class Member:
     params: dict[str, torch.Tensor]
     optimizer_state: dict | None
     records: list[dict]
+    steps: int
     train_time: float
+    step_time: float
     epoch: int
     resumed_from: int
     tracker: "GuardedTracker | None" = None
@@ -64,6 +72,37 @@ class OptimizerGroup:
     members: list[Member]
     leaves: dict[str, torch.Tensor]
     optimizer: torch.optim.Optimizer = field(repr=False)
+
+
+class SectionTimer:
+    """Seconds spent in named sections of an epoch: perf_counter on a CPU; on a GPU, CUDA events read once at the
+    end of the epoch (no synchronisation per batch)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.totals: dict = defaultdict(float)
+        self.events: list = []
+
+    @contextlib.contextmanager
+    def section(self, name):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.events.append((name, start, end))
+        else:
+            tick = time.perf_counter()
+            yield
+            self.totals[name] += time.perf_counter() - tick
+
+    def seconds(self) -> dict:
+        if self.events:
+            torch.cuda.synchronize()
+            for name, start, end in self.events:
+                self.totals[name] += start.elapsed_time(end) / 1000
+            self.events = []
+        return self.totals
 
 
 class GuardedTracker:
@@ -152,26 +191,17 @@ def is_diverged(row: dict) -> bool:
     )
 
 
-def best_of(records: list[dict], metric: str, mode: str, unit: str) -> dict | None:
-    values = [(row[metric], row[unit]) for row in records if metric in row and math.isfinite(row[metric])]
-    if not values:
-        return None
-    value, at = (max if mode == "max" else min)(values, key=lambda pair: pair[0])
-    return {"metric": metric, "mode": mode, "value": value, unit: at}
-
-
-def progress_line(member: Member, unit: str, total: int, row: dict) -> str:
-    shown = ", ".join(
-        f"{name} {value:.4g}" for name, value in row.items()
-        if name in ("loss", "train_loss", "train_acc", "val_acc", "test_acc", "train_mse", "test_loss")
-    )
-    return f"{member.spec.key}: {unit} {row[unit]}/{total} {shown} ({row['time_s']:.1f}s)"
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", deterministic: bool = False,
-                     trackers=None, log=print) -> list[dict]:
+                     trackers=None, log=print, on_epoch=None) -> list[dict]:
     """Train every run of ``runs`` (spec, run directory) that is not complete yet, all at once; return each
-    run's summary, in order. ``trackers(spec)`` gives a run's tracker, or None."""
+    run's summary, in order. ``trackers(spec)`` gives a run's tracker, or None; ``on_epoch(progress)`` is called
+    after every epoch with where the population stands (see Population.progress)."""
     if not runs:
         return []
     check_same_problem([spec for spec, _ in runs])
@@ -192,15 +222,17 @@ def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", det
             pending.append(position)
         if pending:
             trained = Population([(runs[i][0], Path(runs[i][1]), i) for i in pending], device, deterministic,
-                                 trackers, log).train()
+                                 trackers, log, on_epoch).train()
             for position, summary in trained.items():
                 summaries[position] = summary
     return summaries
 
 
 class Population:
-    def __init__(self, runs: list[tuple[RunSpec, Path, int]], device: str, deterministic: bool, trackers, log):
+    def __init__(self, runs: list[tuple[RunSpec, Path, int]], device: str, deterministic: bool, trackers, log,
+                 on_epoch=None):
         self.log = log
+        self.on_epoch = on_epoch
         self.wall_start = time.perf_counter()
         configure_determinism(deterministic)
         first = runs[0][0]
@@ -209,6 +241,8 @@ class Population:
         self.environment = environment(self.device, deterministic)
         self.problem = make_problem(first.problem, first.problem_options, self.device)
         self.unit = self.problem.unit
+        train_size, batch_size = self.problem.train_size, self.problem.batch_size
+        self.steps_per_epoch = 1 if train_size is None else math.ceil(train_size / batch_size)
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=first.precision == "bf16")
         members = [self.member(spec, out_dir, position) for spec, out_dir, position in runs]
         self.groups = self.group(members)
@@ -241,11 +275,12 @@ class Population:
             torch.manual_seed(spec.seed)
             model = self.problem.build_model()
             params = {name: value.detach() for name, value in model.named_parameters()}
-            return Member(spec, out_dir, position, generator, params, None, [], 0.0, 0, 0)
+            return Member(spec, out_dir, position, generator, params, None, [], 0, 0.0, 0.0, 0, 0)
         generator.set_state(checkpoint["batch_order"].cpu())  # a CPU generator, whatever the device
         self.log(f"{spec.key}: resuming after {self.unit} {checkpoint['epoch']}")
         return Member(spec, out_dir, position, generator, checkpoint["params"], checkpoint["optimizer"],
-                      checkpoint["records"], checkpoint["train_time"], checkpoint["epoch"], checkpoint["epoch"])
+                      checkpoint["records"], checkpoint["steps"], checkpoint["train_time"], checkpoint["step_time"],
+                      checkpoint["epoch"], checkpoint["epoch"])
 
     def group(self, members: list[Member]) -> list[OptimizerGroup]:
         """Members with the same optimizer, hyperparameters and progress share one (elementwise) optimizer."""
@@ -306,15 +341,15 @@ class Population:
         initial = self.evaluate()
         for member, metrics in zip(self.members, initial):
             if not member.records:
-                member.records.append({self.unit: 0, **metrics, "time_s": 0.0})
+                member.records.append({self.unit: 0, **metrics, "time_s": 0.0, "step_time_s": 0.0})
 
-    def train_epoch(self) -> list[dict]:
-        """One epoch (one step for a full-batch problem) of every member; per member its train metrics."""
-        problem = self.problem
+    def train_epoch(self) -> tuple[list[dict], dict]:
+        """One epoch (one step for a full-batch problem) of every member: per member its train metrics, and the
+        seconds of the epoch's sections ("passes", and each optimizer group's step, under the group's id)."""
+        problem, timer = self.problem, SectionTimer(self.device)
         if problem.train_size is None:
-            losses, _ = self.batch_losses(None)
-            self.step(losses)
-            return [{} for _ in range(self.size)]
+            self.train_batch(None, timer)
+            return [{} for _ in range(self.size)], timer.seconds()
         n, batch_size = problem.train_size, problem.batch_size
         # each member's own order, drawn on the CPU from its own generator: the same on every device
         orders = torch.stack([torch.randperm(n, generator=member.generator) for member in self.members]).to(self.device)
@@ -322,13 +357,25 @@ class Population:
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, n, batch_size):
             indices = orders[:, start:start + batch_size]
-            losses, extra = self.batch_losses(indices)
-            self.step(losses)
+            losses, extra = self.train_batch(indices, timer)
             total += losses.detach().double() * indices.shape[1]
             for name, value in extra.items():
                 sums[name] = sums[name] + value.detach() if name in sums else value.detach()
         return self.per_member({"train_loss": (total / n).tolist(),
-                                **{name: (value.double() / n).tolist() for name, value in sums.items()}})
+                                **{name: (value.double() / n).tolist() for name, value in sums.items()}}), timer.seconds()
+
+    def train_batch(self, indices: torch.Tensor | None, timer: SectionTimer) -> tuple[torch.Tensor, dict]:
+        """Every member's step on its batch: the passes (forward, and backward through the sum of the members'
+        independent losses, so each gets its own gradient), then each group's optimizer, each timed."""
+        with timer.section("passes"):
+            for group in self.groups:
+                group.optimizer.zero_grad(set_to_none=True)
+            losses, extra = self.batch_losses(indices)
+            losses.sum().backward()
+        for group in self.groups:
+            with timer.section(id(group)):
+                group.optimizer.step()
+        return losses, extra
 
     def batch_losses(self, indices: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         """The members' losses on their batches, computed ``members_per_pass`` members at a time."""
@@ -341,14 +388,6 @@ class Population:
                 sums.setdefault(name, []).append(value)
         return torch.cat(losses), {name: torch.cat(values) for name, values in sums.items()}
 
-    def step(self, losses: torch.Tensor) -> None:
-        for group in self.groups:
-            group.optimizer.zero_grad(set_to_none=True)
-        # the members' losses are independent: the gradient of their sum is each member's own gradient
-        losses.sum().backward()
-        for group in self.groups:
-            group.optimizer.step()
-
     def step_sizes(self) -> list[dict]:
         return [summary for group in self.groups for summary in step_size_summaries(group.optimizer, len(group.members))]
 
@@ -356,21 +395,20 @@ class Population:
         summaries = {}
         planned = self.problem.epochs
         while any(member.active for member in self.members):
-            active = [member for member in self.members if member.active]
             tick = time.perf_counter()
-            trained = self.train_epoch()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            # the epoch's seconds are shared among the members it trained
-            share = (time.perf_counter() - tick) / len(active)
+            trained, seconds = self.train_epoch()
             evaluated, step_sizes = self.evaluate(), self.step_sizes()
             for row_index, member in enumerate(self.members):
                 if not member.active:
                     continue
+                group, _ = self.placement[row_index]
+                step_share = seconds[id(group)] / len(group.members)
                 member.epoch += 1
-                member.train_time += share
+                member.steps += self.steps_per_epoch
+                member.step_time += step_share
+                member.train_time += seconds["passes"] / self.size + step_share
                 row = {self.unit: member.epoch, **trained[row_index], **evaluated[row_index], **step_sizes[row_index],
-                       "time_s": member.train_time}
+                       "time_s": member.train_time, "step_time_s": member.step_time}
                 member.records.append(row)
                 if member.tracker:
                     member.tracker("log", [row])
@@ -382,10 +420,29 @@ class Population:
                 else:
                     self.save_checkpoint(member, *self.placement[row_index])
                     write_run(member.out_dir, member.records, self.unit)
-                    self.log(progress_line(member, self.unit, planned, row))
+            self.report(time.perf_counter() - tick)
             if STOP_REQUESTED.is_set() and any(member.active for member in self.members):
                 raise Preempted(f"stop requested; the checkpoints hold every member's last completed {self.unit}")
         return summaries
+
+    def report(self, epoch_seconds: float) -> None:
+        """One line per epoch on the log, and the same to ``on_epoch``: where the population stands."""
+        progress = self.progress(epoch_seconds)
+        epochs = (f"{progress['epoch']}" if progress["epoch"] == progress["epoch_max"]
+                  else f"{progress['epoch']}-{progress['epoch_max']}")
+        self.log(f"{self.unit} {epochs}/{progress['epochs']}: {progress['active']} of {self.size} runs active, "
+                 f"{epoch_seconds:.1f} s/{self.unit}, ETA {duration(progress['eta_s'])}")
+        if self.on_epoch is not None:
+            self.on_epoch(progress)
+
+    def progress(self, epoch_seconds: float) -> dict:
+        """The slowest active member's epoch, the number of active members, and the time left at this pace."""
+        active = [member for member in self.members if member.active]
+        done = [member.epoch for member in (active or self.members)]
+        left = self.problem.epochs - min(done) if active else 0
+        return {"unit": self.unit, "epoch": min(done), "epoch_max": max(done), "epochs": self.problem.epochs,
+                "active": len(active), "size": self.size, "seconds_per_epoch": epoch_seconds,
+                "eta_s": left * epoch_seconds, "runs": [member.spec.key for member in active]}
 
     def save_checkpoint(self, member: Member, group: OptimizerGroup, row: int) -> None:
         atomic_torch_save({
@@ -394,34 +451,21 @@ class Population:
             "optimizer": member_optimizer_state(group.optimizer, row, list(group.leaves.values())),
             "batch_order": member.generator.get_state(),
             "records": member.records,
+            "steps": member.steps,
             "train_time": member.train_time,
+            "step_time": member.step_time,
             "epoch": member.epoch,
         }, member.out_dir / CHECKPOINT)
 
     def finish(self, member: Member, status: str) -> dict:
         member.status = status
         spec, unit, records = member.spec, self.unit, member.records
-        metric, mode = self.problem.headline
-        selection_metric, selection_mode = self.problem.selection
-        summary = {
-            "run_key": spec.key,
-            "identity": spec.identity(),
-            "spec": spec.to_dict(),
-            "status": status,
-            "unit": unit,
-            "epochs_completed": records[-1][unit] if records else 0,
-            "epochs_planned": self.problem.epochs,
-            "final": records[-1] if records else {},
-            "headline": {"metric": metric, "mode": mode},
-            "selection": {"metric": selection_metric, "mode": selection_mode},
-            "best": best_of(records, metric, mode, unit),
-            "best_selection": best_of(records, selection_metric, selection_mode, unit),
-            "train_time_s": member.train_time,
-            "wall_time_s": time.perf_counter() - self.wall_start,
-            "resumed_from": member.resumed_from,
-            "population_size": self.size,
-            **self.environment,
-        }
+        summary = build_summary(spec, status, unit, records, self.problem.epochs, self.problem.headline,
+                                self.problem.selection, steps=member.steps, train_time_s=member.train_time,
+                                step_time_s=member.step_time,
+                                wall_time_s=time.perf_counter() - self.wall_start, resumed_from=member.resumed_from,
+                                population_size=self.size, data_digest=self.problem.data_digest,
+                                environment=self.environment)
         # the records first: MLflow, a view of them, may fail without losing the run
         summary = write_run(member.out_dir, records, unit, summary)
         (member.out_dir / CHECKPOINT).unlink(missing_ok=True)

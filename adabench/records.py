@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -27,8 +28,54 @@ METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 FINISHED_STATUSES = ("finished", "diverged")
+# the measured seconds of a run's records: the only columns two trainings of one run may differ in
+TIME_COLUMNS = ["time_s", "step_time_s"]
 SUMMARY_FIELDS = ("run_key", "identity", "spec", "status", "unit", "epochs_completed", "epochs_planned", "final",
-                  "headline", "selection", "train_time_s", "wall_time_s", "records_sha256", "summary_sha256")
+                  "headline", "selection", "best", "best_selection", "steps", "train_time_s", "step_time_s", "wall_time_s",
+                  "resumed_from", "population_size", "data_digest", "environment", "records_sha256", "summary_sha256")
+
+
+def best_of(records: list[dict], metric: str, mode: str, unit: str) -> dict | None:
+    """The best finite value of ``metric`` over the records ("max" or "min") and the unit it came at."""
+    values = [(row[metric], row[unit]) for row in records if metric in row and math.isfinite(row[metric])]
+    if not values:
+        return None
+    value, at = (max if mode == "max" else min)(values, key=lambda pair: pair[0])
+    return {"metric": metric, "mode": mode, "value": value, unit: at}
+
+
+def build_summary(spec, status: str, unit: str, records: list[dict], epochs_planned: int,
+                  headline: tuple[str, str], selection: tuple[str, str], steps: int, train_time_s: float,
+                  step_time_s: float,
+                  wall_time_s: float, resumed_from: int, population_size: int, data_digest: str,
+                  environment: dict) -> dict:
+    """What summary.json says of a finished run (sealed by write_run with the digests of both files).
+
+    ``steps`` counts its optimizer steps; ``train_time_s`` is the run's own training seconds: its share of the
+    passes it was computed in plus its optimizer's steps (``step_time_s``); ``environment`` where and with what
+    code it was trained."""
+    return {
+        "run_key": spec.key,
+        "identity": spec.identity(),
+        "spec": spec.to_dict(),
+        "status": status,
+        "unit": unit,
+        "epochs_completed": records[-1][unit] if records else 0,
+        "epochs_planned": epochs_planned,
+        "final": records[-1] if records else {},
+        "headline": {"metric": headline[0], "mode": headline[1]},
+        "selection": {"metric": selection[0], "mode": selection[1]},
+        "best": best_of(records, *headline, unit),
+        "best_selection": best_of(records, *selection, unit),
+        "steps": steps,
+        "train_time_s": train_time_s,
+        "step_time_s": step_time_s,
+        "wall_time_s": wall_time_s,
+        "resumed_from": resumed_from,
+        "population_size": population_size,
+        "data_digest": data_digest,
+        "environment": dict(environment),
+    }
 
 
 class RecordError(ValueError):
@@ -191,7 +238,7 @@ def load_checkpoint(out_dir: Path, identity: dict, device: torch.device, log) ->
         checkpoint = torch.load(path, weights_only=True, map_location=device)
         if not isinstance(checkpoint, dict) or checkpoint.get("identity") != identity:
             raise RecordError("a checkpoint of another configuration")
-        for name in ("params", "optimizer", "batch_order", "records", "train_time", "epoch"):
+        for name in ("params", "optimizer", "batch_order", "records", "steps", "train_time", "step_time", "epoch"):
             if name not in checkpoint:
                 raise RecordError(f"no {name!r}")
     except Exception as error:  # noqa: BLE001 - whatever a damaged file raises, the answer is the same

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,16 +173,39 @@ def configure_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = allow_tf32
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), e.g. "AMD EPYC 7B13": speeds depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(start: Path = Path(__file__).parent) -> str:
+    """The commit of the code that runs (the checkout this package is in), or "unknown" outside git."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=start, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def environment(device: torch.device, deterministic: bool) -> dict:
+    """Where and with what a run was trained: recorded whole in its summary, and as tags in MLflow."""
     info = {
         "device": str(device),
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": cpu_model(),
+        "cpu": cpu_model(),
         "deterministic": deterministic,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "adabench": __version__,
+        "git_commit": git_commit(),
         "hostname": platform.node(),
     }
     if device.type == "cuda":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .config import settings_list
 from .problems import PROBLEMS, problem_arguments
@@ -86,6 +87,10 @@ class Study:
     def job_marker(self, job_id: str) -> str:
         return self.path("jobs", f"{job_id}.json")
 
+    def progress_file(self, job_id: str) -> str:
+        """Where a training job says, after every epoch, how far it is (read by `adabench status`)."""
+        return self.path("progress", f"{job_id}.json")
+
     @property
     def experiment(self) -> str:
         return self.config["mlflow"]["experiment"] or f"adabench-{self.name}"
@@ -115,6 +120,19 @@ class Study:
             options.setdefault("data_file", DATA_FILE)
         return options
 
+    def grid_options(self, problem: str) -> dict:
+        """The options of the tuning grid's runs: the problem's options with its validation split held out."""
+        holdout = self.entry(problem).get("grid_options", PROBLEMS.get(problem).holdout_options)
+        return {**self.options(problem), **holdout}
+
+    def population_size(self, problem: str) -> int:
+        """The most runs one job of ``problem`` trains, for the device it trains on (device auto: this machine's)."""
+        size = self.entry(problem)["population_size"]
+        if isinstance(size, int):
+            return size
+        device = self.device(problem)
+        return size["cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"]
+
     def seeds(self, problem: str) -> list[int]:
         return self.entry(problem).get("seeds", self.config["seeds"])
 
@@ -128,8 +146,9 @@ class Study:
         chosen = self.config["reference"]["problems"]
         return [p for p in self.config["problems"] if chosen is None or p in chosen]
 
-    def spec(self, problem: str, optimizer: str, hyperparameters: dict, seed: int) -> RunSpec:
-        return RunSpec(problem, optimizer, dict(hyperparameters), seed, self.options(problem), self.config["precision"])
+    def spec(self, problem: str, optimizer: str, hyperparameters: dict, seed: int, grid: bool = False) -> RunSpec:
+        options = self.grid_options(problem) if grid else self.options(problem)
+        return RunSpec(problem, optimizer, dict(hyperparameters), seed, options, self.config["precision"])
 
     def expand(self) -> dict[str, tuple[RunSpec, set[str]]]:
         """Every run known before training, by key, with its roles (the tuned reruns come from the selection)."""
@@ -156,7 +175,7 @@ class Study:
     def grid_runs(self) -> list[RunSpec]:
         if not self.tuning:
             return []
-        return [self.spec(problem, optimizer, {"lr": lr}, seed)
+        return [self.spec(problem, optimizer, {"lr": lr}, seed, grid=True)
                 for problem in self.tuning["problems"] for optimizer in self.tuning["optimizers"]
                 for lr in lr_grid(self.tuning) for seed in self.tuning["grid_seeds"]]
 
@@ -170,10 +189,14 @@ class Study:
     def make_jobs(self) -> dict[str, Job]:
         jobs = {}
         for problem in self.config["problems"]:
-            size = self.entry(problem)["population_size"]
-            known = sorted((spec for spec in self.runs() if spec.problem == problem), key=lambda spec: spec.key)
-            for index, start in enumerate(range(0, len(known), size)):
-                job = Job(f"{problem}-{index}", problem, runs=tuple(known[start:start + size]))
+            size = self.population_size(problem)
+            # a population's runs share their options: the grid's (a held-out split) train apart from the rest
+            by_options: dict[str, list[RunSpec]] = {}
+            for spec in sorted((spec for spec in self.runs() if spec.problem == problem), key=lambda spec: spec.key):
+                by_options.setdefault(spec.options_id, []).append(spec)
+            chunks = [specs[start:start + size] for specs in by_options.values() for start in range(0, len(specs), size)]
+            for index, chunk in enumerate(chunks):
+                job = Job(f"{problem}-{index}", problem, runs=tuple(chunk))
                 jobs[job.id] = job
             if self.tuning and problem in self.tuning["problems"]:
                 slots = [(optimizer, seed) for optimizer in self.tuning["optimizers"] for seed in self.seeds(problem)]

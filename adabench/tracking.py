@@ -12,12 +12,11 @@ import contextlib
 import math
 import os
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 from .records import METRICS, fsync_directory, read_metrics
-from .run import RunSpec
+from .run import RunSpec, git_commit
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
@@ -55,14 +54,6 @@ def mlflow_trackers(tracking_uri: str, experiment: str, timeout_s: float, log):
 
 def sqlite_uri(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
-
-
-def git_commit(start: Path | None = None) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=start, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def store_problem(database: Path) -> str:
@@ -266,11 +257,9 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]],
             counts["in_sync"] += 1
             continue
         records = read_metrics(directory).to_dict("records")
-        environment = {name: summary.get(name) for name in ("device", "device_name", "deterministic", "threads",
-                                                            "python", "torch", "numpy", "adabench", "hostname")}
         tracker = MLflowTracker(tracking_uri, experiment, tags={"synced_from_records": "true"}, flush_seconds=1e9)
         unit = summary["unit"]
-        tracker.start(RunSpec.from_dict(summary["spec"]), unit, environment,
+        tracker.start(RunSpec.from_dict(summary["spec"]), unit, summary["environment"],
                       recorded_up_to=int(records[-1][unit]) if records else -1)
         tracker.log(records)
         tracker.finish(summary, [Path(directory) / METRICS])

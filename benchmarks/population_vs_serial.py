@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from adabench.data import save_prepared
-from adabench.population import Population
+from adabench.population import Population, SectionTimer
 from adabench.problems import lenet as lenet_module
 from adabench.run import RunSpec
 
@@ -89,10 +89,11 @@ class Bench:
         orders = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(m.spec.seed))
                               for m in population.members]).to(population.device)
 
+        timer = SectionTimer(population.device)
+
         def step(index):
             start = (index * batch) % (n - batch)
-            losses, _ = population.batch_losses(orders[:, start:start + batch])
-            population.step(losses)
+            population.train_batch(orders[:, start:start + batch], timer)
 
         step(0)
         self.sync()

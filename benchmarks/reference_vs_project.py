@@ -28,7 +28,7 @@ from torch import nn
 
 
 from adabench.data import FASHION_MNIST_FILES
-from adabench.population import Population
+from adabench.population import Population, SectionTimer
 from adabench.problems.lenet import lenet
 from adabench.run import RunSpec
 
@@ -100,11 +100,11 @@ def project_pipeline(data_file: Path) -> tuple[TrainStep, Batches]:
     population = Population([(spec, Path(tempfile.mkdtemp()) / "run", 0)], "cpu", False, None, lambda line: None)
     problem = population.problem
     totals = {"loss": torch.zeros(1, dtype=torch.float64)}
+    timer = SectionTimer(population.device)
 
     def train_step(indices, labels):
         # the loop body of Population.train_epoch: statistics stay tensors, no per-batch sync
-        losses, _ = population.batch_losses(indices.unsqueeze(0))
-        population.step(losses)
+        losses, _ = population.train_batch(indices.unsqueeze(0), timer)
         totals["loss"] += losses.detach().double() * len(labels)
 
     def batches():

@@ -11,6 +11,8 @@ import torch
 import yaml
 from hypothesis import settings
 
+from adabench.records import TIME_COLUMNS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # the test models are tiny: a second thread only adds synchronisation (and stalls on a busy machine)
 torch.set_num_threads(1)
@@ -36,10 +38,10 @@ def reference_files() -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def read_metrics():
-    """metrics.csv without its wall-clock column, the one thing two identical runs may differ in."""
+    """metrics.csv without its measured seconds, the one thing two identical runs may differ in."""
 
     def read(run_dir: Path) -> pd.DataFrame:
-        return pd.read_csv(Path(run_dir) / "metrics.csv").drop(columns="time_s")
+        return pd.read_csv(Path(run_dir) / "metrics.csv").drop(columns=TIME_COLUMNS)
 
     return read
 

@@ -44,13 +44,13 @@ def test_the_plan_counts_each_run_once_and_its_populations():
         # linreg: adagrad and sgd at two lrs, 2 seeds each; the LeNet: 4 seeds, in 2 populations of 2
         ("study", "linreg"): (1, 6, 60), ("study", "lenet_sigmoid_fmnist"): (2, 4, 16),
         # grid: linreg adam at 2 lrs x 2 seeds (sgd's are study runs); the LeNet sgd and adam at 2 lrs x 2 seeds,
-        # less adam lr=0.01 seeds 0 and 1 (study runs), in 3 more populations
-        ("grid", "linreg"): (1, 4, 40), ("grid", "lenet_sigmoid_fmnist"): (3, 6, 24),
+        # on a held-out validation split (so none is a study run), in 4 more populations
+        ("grid", "linreg"): (1, 4, 40), ("grid", "lenet_sigmoid_fmnist"): (4, 8, 32),
         # reruns with the study's seeds, in populations: linreg one, the LeNet 8 slots in 4 populations of 2
         ("tuned", "linreg"): (1, 4, 40), ("tuned", "lenet_sigmoid_fmnist"): (4, 8, 32),
     }
-    # linreg's 10 known runs are one job; the LeNet's 10 known runs are 5 populations of 2
-    assert jobs.groupby("problem").job.nunique().to_dict() == {"linreg": 2, "lenet_sigmoid_fmnist": 9}
+    # linreg's 10 known runs are one job; the LeNet's 4 study and 8 grid runs are 6 populations of 2
+    assert jobs.groupby("problem").job.nunique().to_dict() == {"linreg": 2, "lenet_sigmoid_fmnist": 10}
     assert set(jobs[jobs.problem == "lenet_sigmoid_fmnist"].population) == {2}
     assert table.s_per_member_epoch.isna().all() and table.serial_s.isna().all()  # nothing measured, nothing assumed
 
@@ -62,13 +62,13 @@ def write_summary(root: Path, key: str, problem: str, options: dict, wall_time_s
     summary = {"spec": {"problem": problem, "optimizer": "adam", "hyperparameters": {"lr": 0.01}, "seed": 0,
                         "problem_options": {**options, "data_file": f"{root}/data.pt"}},
                "status": status, "epochs_completed": epochs, "wall_time_s": wall_time_s,
-               "resumed_from": resumed_from, "population_size": population_size, "device": "cuda",
-               "device_name": "Test GPU", "threads": 2}
+               "resumed_from": resumed_from, "population_size": population_size,
+               "environment": {"device": "cuda", "device_name": "Test GPU", "threads": 2}}
     (directory / "summary.json").write_text(json.dumps(summary))
 
 
 def test_measured_seconds_are_per_member_and_epoch_from_runs_with_the_same_options(tmp_path):
-    options = dict(LENET_OPTIONS)
+    options = {**LENET_OPTIONS, "validation_size": 5000}  # the grid's runs: the LeNet's held-out split
     # populations of 2: wall time / epochs / 2 members
     write_summary(tmp_path, "a", "lenet_sigmoid_fmnist", {**options, "epochs": 20}, 40.0, 20)  # 1 s
     write_summary(tmp_path, "b", "lenet_sigmoid_fmnist", options, 24.0, 4)  # 3 s
@@ -116,7 +116,7 @@ def test_the_script_prints_the_default_study_and_rejects_a_missing_directory(tmp
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "c.csv")
     assert set(table.stage) == {"study", "grid", "tuned"}
-    assert f"study default: 33 training jobs, {table.runs.sum()} runs, {table.epochs.sum()} run-epochs" in done.stdout
+    assert f"study default: 67 training jobs, {table.runs.sum()} runs, {table.epochs.sum()} run-epochs" in done.stdout
     assert "unmeasured: lenet_relu_fmnist, lenet_sigmoid_fmnist, linreg" in done.stdout
 
     missing = subprocess.run([sys.executable, str(SCRIPT), "--measured", str(tmp_path / "nowhere")], cwd=REPO_ROOT,

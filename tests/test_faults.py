@@ -24,7 +24,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from adabench.records import read_summary
+from adabench.records import TIME_COLUMNS, read_summary
 from adabench.study import read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 from workflow_helpers import REPO_ROOT, copy_workflow, free_port, snakemake, snakemake_command, write_config
@@ -202,8 +202,8 @@ def test_a_damaged_run_record_is_trained_again_by_one_plain_rerun(fault, damaged
     original = uninterrupted / run.relative_to(study)
     assert read_summary(run)["status"] == "finished" and read_summary(run)["identity"] == read_summary(original)[
         "identity"]
-    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv").drop(columns="time_s"),
-                                  pd.read_csv(original / "metrics.csv").drop(columns="time_s"), rtol=1e-6)
+    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv").drop(columns=TIME_COLUMNS),
+                                  pd.read_csv(original / "metrics.csv").drop(columns=TIME_COLUMNS), rtol=1e-6)
     assert not (study / "PWNED").exists()  # a checkpoint is data, never code
     if fault.endswith("checkpoint"):  # what was wrong is said, not passed over in silence
         assert f"{(run / 'checkpoint.pt').relative_to(study)} is unusable" in said

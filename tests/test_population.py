@@ -12,10 +12,10 @@ from torch import nn
 
 from adabench.data import save_prepared
 from adabench.optim import OPTIMIZERS, make_optimizer
-from adabench.population import Population, train_population
+from adabench.population import Population, SectionTimer, train_population
 from adabench.problems import make_problem
 from adabench.problems.lenet import lenet
-from adabench.records import read_summary
+from adabench.records import TIME_COLUMNS, read_summary
 from adabench.run import Preempted, RunSpec
 from training_helpers import StopAfter
 
@@ -75,8 +75,7 @@ def test_members_start_and_step_as_their_standalone_runs(fake_fashion_mnist, tmp
                           for member in population.members])
     population_losses = []
     for step in range(steps):
-        losses, _ = population.batch_losses(orders[:, step * 32:(step + 1) * 32])
-        population.step(losses)
+        losses, _ = population.train_batch(orders[:, step * 32:(step + 1) * 32], SectionTimer(population.device))
         population_losses.append(losses.detach())
     population_losses = torch.stack(population_losses, dim=1)
 
@@ -154,7 +153,7 @@ def test_a_diverging_member_is_frozen_and_the_others_end_as_without_it(fake_fash
 
 
 def records(root: Path, count: int) -> list[pd.DataFrame]:
-    return [pd.read_csv(root / str(i) / "metrics.csv").drop(columns="time_s") for i in range(count)]
+    return [pd.read_csv(root / str(i) / "metrics.csv").drop(columns=TIME_COLUMNS) for i in range(count)]
 
 
 def test_a_killed_population_resumes_every_member_bit_identically(fake_fashion_mnist, tmp_path, stop_flag):
@@ -173,7 +172,7 @@ def test_a_killed_population_resumes_every_member_bit_identically(fake_fashion_m
     assert all(summary["resumed_from"] == 1 for summary in resumed)
     for a, b in zip(records(tmp_path / "killed", len(specs)), records(tmp_path / "whole", len(specs))):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
-    assert [s["final"] for s in resumed] == [{**s["final"], "time_s": r["final"]["time_s"]}
+    assert [s["final"] for s in resumed] == [{**s["final"], **{c: r["final"][c] for c in TIME_COLUMNS}}
                                              for s, r in zip(uninterrupted, resumed)]
 
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from adabench.config import load_study_config
-from adabench.records import read_summary
+from adabench.records import TIME_COLUMNS, read_summary
 from adabench.run import RunSpec
 from adabench.study import Study, read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
@@ -230,8 +230,8 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
 
     uninterrupted = tmp_path / "uninterrupted"
     train_run(spec, uninterrupted, device="cpu", log=lambda line: None)
-    resumed = pd.read_csv(run_dir / "metrics.csv").drop(columns="time_s")
-    pd.testing.assert_frame_equal(resumed, pd.read_csv(uninterrupted / "metrics.csv").drop(columns="time_s"))
+    resumed = pd.read_csv(run_dir / "metrics.csv").drop(columns=TIME_COLUMNS)
+    pd.testing.assert_frame_equal(resumed, pd.read_csv(uninterrupted / "metrics.csv").drop(columns=TIME_COLUMNS))
 
     # the diverging run of the same study is a result in the table, and did not stop the others
     comparison = pd.read_csv(tmp_path / "results/small/tables/comparison.csv")

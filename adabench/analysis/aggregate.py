@@ -12,6 +12,8 @@ from ..records import RecordError, read_run
 from ..run import RunSpec
 from ..study import ROLES
 
+# what the runs table keeps of each run's environment
+ENVIRONMENT_COLUMNS = ["device", "device_name", "threads", "torch", "git_commit", "hostname"]
 RUN_COLUMNS = ["run_key", "problem", "options_id", "optimizer", "setting", "seed"] + [f"in_{role}" for role in ROLES]
 
 
@@ -43,11 +45,12 @@ def run_row(summary: dict, roles: set[str]) -> dict:
         "selection_mode": summary["selection"]["mode"],
         "selection_best_value": selection.get("value"),
         "train_time_s": summary["train_time_s"],
+        "step_time_s": summary["step_time_s"],
+        "steps": summary["steps"],
         "wall_time_s": summary["wall_time_s"],
-        "population_size": summary.get("population_size", 1),
-        "device": summary["device"],
-        "device_name": summary["device_name"],
-        "threads": summary["threads"],
+        "population_size": summary["population_size"],
+        "data_digest": summary["data_digest"],
+        **{name: summary["environment"].get(name) for name in ENVIRONMENT_COLUMNS},
     }
     row.update({f"final_{name}": value for name, value in summary["final"].items() if name != unit})
     row["final_headline"] = summary["final"].get(row["headline_metric"])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..data import tensors_digest  # noqa: F401  (the problems' data digests)
 from ..params import NON_NEGATIVE, SEED_RANGE, Argument, Bound, constructor_arguments, refuse_unknown
 from ..registry import Registry
 
@@ -46,6 +47,11 @@ class Problem:
     ones every problem gets (learning curves, final metric, effective step sizes).
     ``train_size`` is the number of training samples a shuffled epoch visits in batches of ``batch_size``;
     ``None`` for a full-batch problem, whose every unit is one step on all of its data.
+    ``holdout_options`` are the options that make the problem hold out the split its ``selection`` metric is
+    measured on: the tuning grid's runs get them (a study may override them with ``grid_options``); every other
+    run trains on all of the training data, as the reference report did.
+    ``data_digest`` (set by ``__init__``) is the sha256 of the data the problem trains and evaluates on, by
+    content (``tensors_digest``): runs record it, so that runs trained on different data are never mixed.
     """
 
     unit = "epoch"
@@ -58,6 +64,8 @@ class Problem:
     bounds: dict[str, Bound] = {}
     train_size: int | None = None
     batch_size: int | None = None
+    holdout_options: dict = {}
+    data_digest: str = ""
 
     def __init__(self, device: torch.device, epochs: int):
         self.device = device

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..params import Bound
-from .base import PROBLEMS, Params, Problem
+from .base import PROBLEMS, Params, Problem, tensors_digest
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -31,6 +31,7 @@ class LinearRegression(Problem):
         self.true_b = float(true_b)
         features = torch.randn(int(n_samples), 2, generator=data_rng, dtype=self.dtype)
         targets = features @ self.true_w + self.true_b + noise * torch.randn(int(n_samples), generator=data_rng, dtype=self.dtype)
+        self.data_digest = tensors_digest({"features": features, "targets": targets})
         self.features = features.to(device)
         self.targets = targets.to(device)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..params import POSITIVE, Bound
-from .base import PROBLEMS, Params, Problem
+from .base import PROBLEMS, Params, Problem, tensors_digest
 
 
 class SparseLinear(nn.Module):
@@ -63,6 +63,8 @@ class SparseLogisticRegression(Problem):
             return active, labels
 
         splits = {name: sample(int(n)) for name, n in (("train", n_train), ("val", n_validation), ("test", n_test))}
+        self.data_digest = tensors_digest({"true_weight": self.true_weight, **{
+            f"{name}_{part}": tensor for name, pair in splits.items() for part, tensor in zip(("active", "labels"), pair)}})
         counts = torch.bincount(splits["train"][0].reshape(-1), minlength=n_features)
         by_count = torch.argsort(counts, descending=True, stable=True)
         n_frequent = max(1, int(frequent_fraction * n_features))
