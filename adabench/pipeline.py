@@ -12,12 +12,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .data import (FASHION_MNIST_CONTENT_SHA256, FASHION_MNIST_FILES, ChecksumError, checksum_file, fetch_file, prepare_fashion_mnist,
-                   prepared_problem, verified_bytes)
+from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .population import train_population
-from .records import RecordError, atomic_write_text, complete_summary, read_summary
+from .records import RecordError, atomic_write_text, read_summary
 from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm
-from .study import DATA_FILE, RAW_DIR_NAME, Study, read_plan, roles_by_dir
+from .study import Study, read_plan, roles_by_dir
 
 
 class LogFile:
@@ -95,128 +94,47 @@ def die_with_parent(log, interval: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
-def job_marker_entries(study: Study, specs: list[RunSpec]) -> list[dict]:
-    return [{"key": spec.key, "run_dir": str(study.run_dir(spec)), "identity": spec.identity()} for spec in specs]
-
-
-def train_job(config: dict, job_id: str, marker: Path, threads: int, log: LogFile, selection: str | None = None) -> None:
-    """Train one job's population. Runs already complete are skipped, so a failed job loses nothing that
-    finished before it; SIGTERM stops after the current epoch with every checkpoint written."""
+def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, log: LogFile,
+              selection: str | None = None) -> None:
+    """Train one job's population: ``job`` as the rule's params give it (Job.params: its runs, and tuned slots
+    whose learning rate ``selection`` gives). Runs already complete are skipped, so a failed job loses nothing
+    that finished before it; SIGTERM stops after the current epoch with every checkpoint written."""
+    from .analysis.tuning import chosen_lr
     from .tracking import mlflow_trackers
 
     stop_on_sigterm()
     die_with_parent(log)
     torch.set_num_threads(threads)
     study = Study(config)
-    job = study.jobs[job_id]
-    specs = study.tuned_specs(job, pd.read_csv(selection)) if job.tuned else list(job.runs)
+    specs = [RunSpec.from_dict(run) for run in job["runs"]]
+    if job["tuned_slots"]:
+        chosen = pd.read_csv(selection)
+        specs += [study.spec(job["problem"], optimizer, {"lr": chosen_lr(chosen, job["problem"], optimizer)}, seed)
+                  for optimizer, seed in job["tuned_slots"]]
+    specs = list({spec.key: spec for spec in specs}.values())
     trackers = mlflow_trackers(study.tracking_uri(), study.experiment, config["mlflow"]["timeout_s"], log)
     progress_file = Path(study.progress_file(job_id))
     started = time.time()
 
     def on_epoch(progress: dict) -> None:
         # for `adabench status`: where this job stands, and which process it is (a stalled one stops updating)
-        atomic_write_text(progress_file, json.dumps({"job": job_id, "problem": job.problem, "pid": os.getpid(),
+        atomic_write_text(progress_file, json.dumps({"job": job_id, "problem": job["problem"], "pid": os.getpid(),
                                                      "host": platform.node(), "started": started,
                                                      "updated": time.time(), **progress}, indent=1) + "\n")
 
     try:
-        train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job.problem),
+        train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job["problem"]),
                          deterministic=config["deterministic"], trackers=trackers, log=log, on_epoch=on_epoch)
     except Preempted as stop:
         log(str(stop))
         sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes
-    atomic_write_text(Path(marker), json.dumps(job_marker_entries(study, specs), indent=2) + "\n")
+    atomic_write_text(Path(marker), json.dumps([{"key": spec.key, "run_dir": str(study.run_dir(spec))}
+                                                for spec in specs], indent=2) + "\n")
 
 
-def marker_runs(marker: Path) -> list[dict]:
-    """The runs a job marker lists; RecordError if it is unreadable."""
-    try:
-        entries = json.loads(Path(marker).read_text())
-        if not isinstance(entries, list) or not all({"key", "run_dir", "identity"} <= set(e) for e in entries):
-            raise ValueError("not a list of runs")
-    except (OSError, ValueError) as error:
-        raise RecordError(f"{marker}: unreadable ({error})") from None
-    return entries
-
-
-def stale_outputs(study: Study) -> list[tuple[Path, str]]:
-    """Outputs that claim more than is true now, with the reason: a job marker whose runs are no longer all
-    complete and intact, a prepared dataset that fails its checksum, an MLflow store marker whose SQLite file
-    is gone. Deleting them makes Snakemake rebuild them and what depends on them."""
-    stale = []
-    for job_id in study.jobs:
-        marker = Path(study.job_marker(job_id))
-        if not marker.exists():
-            continue
-        try:
-            for entry in marker_runs(marker):
-                summary, why_not = complete_summary(Path(entry["run_dir"]), entry["identity"])
-                if summary is None:
-                    raise RecordError(why_not)
-        except RecordError as error:
-            stale.append((marker, str(error)))
-    data = Path(DATA_FILE)
-    data_problem = prepared_problem(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
-    stale += [(path, data_problem) for path in (data, checksum_file(data)) if data_problem and path.exists()]
-    if not data.exists() or data_problem:
-        # the data will be prepared again: from raw files that verify, else fetched again
-        stale += damaged_raw_files(data.parent / RAW_DIR_NAME)
-    store_marker = Path(study.path("mlflow", "experiment.json"))
-    if store_marker.exists():
-        try:
-            recorded = json.loads(store_marker.read_text())
-            uri, default = recorded["tracking_uri"], recorded["study_store"]
-        except (OSError, ValueError, KeyError, TypeError):
-            stale.append((store_marker, "unreadable"))
-        else:
-            # the study's own SQLite store moves with the study's directory; any other store is named by its URI
-            if default != study.default_store() or (not default and uri != study.tracking_uri()):
-                stale.append((store_marker, f"MLflow is now at {study.tracking_uri()}, not {uri}"))
-            elif default and not Path(study.tracking_uri().removeprefix("sqlite:///")).exists():
-                stale.append((store_marker, f"its store {study.tracking_uri()} is gone"))
-    return stale
-
-
-def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
-    """The fetched Fashion-MNIST files in ``raw_dir`` that do not verify (damaged since they were fetched)."""
-    damaged = []
-    for filename, sha256 in FASHION_MNIST_FILES.values():
-        path = raw_dir / filename
-        if path.exists():
-            try:
-                verified_bytes(path.read_bytes(), sha256, str(path))
-            except ChecksumError as error:
-                damaged.append((path, str(error)))
-    return damaged
-
-
-def remove_outputs(paths: list[str], reason: str, log) -> None:
-    for path in map(Path, paths):
-        if path.exists():
-            log(f"adabench: {path} removed, so that it is built again ({reason})")
-            path.unlink()
-
-
-def remove_stale_outputs(study: Study, log) -> list[str]:
-    """Remove the stale outputs (see stale_outputs), saying why; return their paths."""
-    removed = []
-    for path, reason in stale_outputs(study):
-        log(f"adabench: {path} no longer holds ({reason}); removed, so that it is built again")
-        path.unlink(missing_ok=True)
-        removed.append(str(path))
-    return removed
-
-
-def study_run_dirs(study: Study, plan: pd.DataFrame, markers: list[str]) -> dict[str, set[str]]:
-    """Run directory -> roles, for every run of the plan and every tuned run the tuned jobs' markers list."""
-    roles = roles_by_dir(plan)
-    tuned_jobs = {job.id for job in study.jobs.values() if job.tuned}
-    for marker in markers:
-        if Path(marker).stem in tuned_jobs:
-            for entry in marker_runs(Path(marker)):
-                roles.setdefault(entry["run_dir"], set()).add("tuned")
-    return roles
+def study_run_dirs(plan_path: str, tuned_plan_path: str | None) -> dict[str, set[str]]:
+    """Run directory -> roles, for every run of the plan and of the tuned plan (select_tuned writes it)."""
+    return roles_by_dir(read_plan(plan_path), *([read_plan(tuned_plan_path)] if tuned_plan_path else []))
 
 
 def create_store(study: Study, artifact_root: str, output: Path, log: LogFile) -> None:
@@ -241,22 +159,24 @@ def create_store(study: Study, artifact_root: str, output: Path, log: LogFile) -
                                                 "experiment": experiment, "experiment_id": experiment_id}, indent=2))
 
 
-def sync_mlflow(config: dict, plan_path: str, markers: list[str], output: Path, log: LogFile) -> None:
+def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
+    from .state import records_digest
     from .tracking import configure_timeouts, sync_runs
 
     configure_timeouts(config["mlflow"]["timeout_s"])
     study = Study(config)
-    directories = sorted(study_run_dirs(study, read_plan(plan_path), markers))
     summaries = []
-    for directory in directories:
+    for directory in sorted(run_dirs):
         try:
             summaries.append((Path(directory), read_summary(Path(directory))))
         except RecordError as error:
             log(f"WARNING: {error}; not synced")
     counts = sync_runs(study.tracking_uri(), study.experiment, summaries, log)
     log(f"MLflow synced from {len(summaries)} run records: {counts}")
-    atomic_write_text(Path(output), json.dumps({"runs": len(summaries), **counts}, indent=2) + "\n")
+    digest = records_digest({str(directory): summary for directory, summary in summaries})
+    atomic_write_text(Path(output), json.dumps({"runs": len(summaries), **counts, "records_sha256": digest},
+                                               indent=2) + "\n")
 
 
 def fetch_one(filename: str, sources: list[str], output: Path, timeout: float, log: LogFile) -> None:

@@ -57,7 +57,8 @@ class Job:
 
     def params(self) -> dict:
         """What the job computes, as Snakemake params: a change reruns the job."""
-        return {"runs": [spec.to_dict() for spec in self.runs], "tuned_slots": [list(slot) for slot in self.tuned_slots]}
+        return {"problem": self.problem, "runs": [spec.to_dict() for spec in self.runs],
+                "tuned_slots": [list(slot) for slot in self.tuned_slots]}
 
 
 class Study:
@@ -198,26 +199,19 @@ class Study:
             for index, chunk in enumerate(chunks):
                 job = Job(f"{problem}-{index}", problem, runs=tuple(chunk))
                 jobs[job.id] = job
-            if self.tuning and problem in self.tuning["problems"]:
-                slots = [(optimizer, seed) for optimizer in self.tuning["optimizers"] for seed in self.seeds(problem)]
+            slots = [(optimizer, seed) for slot_problem, optimizer, seed in self.tuned_slots() if slot_problem == problem]
+            if slots:
                 for index, start in enumerate(range(0, len(slots), size)):
                     job = Job(f"{problem}-tuned-{index}", problem, tuned_slots=tuple(slots[start:start + size]))
                     jobs[job.id] = job
         return jobs
 
-    def jobs_of(self, problem: str, tuned: bool) -> list[Job]:
-        return [job for job in self.jobs.values() if job.problem == problem and job.tuned == tuned]
-
-    def grid_jobs(self) -> list[Job]:
-        grid = {spec.key for spec in self.runs("grid")}
-        return [job for job in self.jobs.values() if any(spec.key in grid for spec in job.runs)]
-
-    def tuned_specs(self, job: Job, selection: pd.DataFrame) -> list[RunSpec]:
-        """A tuned job's runs: each slot's optimizer at the learning rate chosen for it."""
-        from .analysis.tuning import chosen_lr
-
-        return [self.spec(job.problem, optimizer, {"lr": chosen_lr(selection, job.problem, optimizer)}, seed)
-                for optimizer, seed in job.tuned_slots]
+    def tuned_slots(self) -> list[tuple[str, str, int]]:
+        """(problem, optimizer, seed) of every tuned rerun: its learning rate is the one the grid chooses."""
+        if not self.tuning:
+            return []
+        return [(problem, optimizer, seed) for problem in self.tuning["problems"]
+                for optimizer in self.tuning["optimizers"] for seed in self.seeds(problem)]
 
     def target(self, problem: str) -> float | None:
         """The headline value that counts as solving ``problem``: configured, else the reference report's best."""
@@ -231,22 +225,32 @@ class Study:
     def plan(self) -> pd.DataFrame:
         rows = []
         for job in self.jobs.values():
-            unit = PROBLEMS.get(job.problem).unit
-            for spec in job.runs:
-                roles = self.roles(spec)
-                rows.append({"key": spec.key, "problem": spec.problem, "options_id": spec.options_id,
-                             "precision": spec.precision, "optimizer": spec.optimizer, "setting": spec.setting,
-                             "hyperparameters": json.dumps(spec.hyperparameters, sort_keys=True),
-                             "lr": spec.hyperparameters["lr"], "seed": spec.seed,
-                             "roles": ";".join(role for role in ROLES if role in roles),
-                             "job": job.id, "unit": unit, "run_dir": str(self.run_dir(spec))})
+            rows += [self.plan_row(spec, self.roles(spec), job.id) for spec in job.runs]
             for optimizer, seed in job.tuned_slots:
                 spec = self.spec(job.problem, optimizer, {}, seed)  # for the options id; its lr comes later
-                rows.append({"key": "", "problem": job.problem, "options_id": spec.options_id,
-                             "precision": spec.precision, "optimizer": optimizer, "setting": FROM_SELECTION,
-                             "hyperparameters": json.dumps({"lr": FROM_SELECTION}), "lr": float("nan"), "seed": seed,
-                             "roles": "tuned", "job": job.id, "unit": unit, "run_dir": ""})
+                rows.append({**self.plan_row(spec, {"tuned"}, job.id), "key": "", "setting": FROM_SELECTION,
+                             "hyperparameters": json.dumps({"lr": FROM_SELECTION}), "lr": float("nan"), "run_dir": ""})
         return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+    def tuned_plan(self, selection: pd.DataFrame) -> pd.DataFrame:
+        """The plan's rows of the tuned reruns, their learning rates chosen (``selection``, as select_tuned writes
+        it): what the analysis and the MLflow sync read beside the plan."""
+        from .analysis.tuning import chosen_lr
+
+        rows = []
+        for job in self.jobs.values():
+            for optimizer, seed in job.tuned_slots:
+                spec = self.spec(job.problem, optimizer, {"lr": chosen_lr(selection, job.problem, optimizer)}, seed)
+                rows.append(self.plan_row(spec, {"tuned"}, job.id))
+        return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+    def plan_row(self, spec: RunSpec, roles: set[str], job: str) -> dict:
+        return {"key": spec.key, "problem": spec.problem, "options_id": spec.options_id,
+                "precision": spec.precision, "optimizer": spec.optimizer, "setting": spec.setting,
+                "hyperparameters": json.dumps(spec.hyperparameters, sort_keys=True),
+                "lr": spec.hyperparameters["lr"], "seed": spec.seed,
+                "roles": ";".join(role for role in ROLES if role in roles),
+                "job": job, "unit": PROBLEMS.get(spec.problem).unit, "run_dir": str(self.run_dir(spec))}
 
     def plan_digest(self) -> str:
         return hashlib.sha256(self.plan().to_csv(index=False).encode()).hexdigest()[:16]
@@ -261,6 +265,11 @@ def with_role(plan: pd.DataFrame, role: str) -> pd.DataFrame:
     return plan[plan.roles.str.split(";").map(lambda roles: role in roles)]
 
 
-def roles_by_dir(plan: pd.DataFrame) -> dict[str, set[str]]:
-    """Run directory -> roles, for the plan's rows that have one (a tuned slot's run is known after selection)."""
-    return {row.run_dir: set(row.roles.split(";")) for row in plan[plan.run_dir != ""].itertuples()}
+def roles_by_dir(*plans: pd.DataFrame) -> dict[str, set[str]]:
+    """Run directory -> roles, for the rows of the plans that have one (a tuned slot's run is known after the
+    selection: the tuned plan has it), a run in several plans with all its roles."""
+    roles: dict[str, set[str]] = {}
+    for plan in plans:
+        for row in plan[plan.run_dir != ""].itertuples():
+            roles.setdefault(row.run_dir, set()).update(row.roles.split(";"))
+    return roles

@@ -69,6 +69,9 @@ def store_problem(database: Path) -> str:
                 return f"half created: no table {', '.join(missing)}"
             if db.execute("SELECT version_num FROM alembic_version").fetchone() is None:
                 return "half created: no schema version"
+            check = db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                return f"fails SQLite's quick_check ({check[0] if check else 'no answer'})"
     except sqlite3.Error as error:
         return f"{type(error).__name__}: {error}"
     return ""

@@ -1,11 +1,13 @@
-"""Snakemake rule `aggregate`: every run's verified records into runs.csv and curves.csv.gz (long tables)."""
+"""Snakemake rule `aggregate`: every run's verified records into runs.csv and curves.csv.gz (long tables), and
+which records they were made from (runs.sources.json)."""
 from adabench.analysis.aggregate import gather
 from adabench.pipeline import start_job, study_run_dirs
-from adabench.study import Study, read_plan
+from adabench.state import records_digest, write_sources
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-runs, curves = gather(study_run_dirs(Study(sm.config), read_plan(sm.input.plan), list(sm.input.markers)))
+runs, curves, summaries = gather(study_run_dirs(sm.input.plan, sm.input.get("tuned_runs")))
 runs.to_csv(sm.output.runs, index=False)
 curves.to_csv(sm.output.curves, index=False)
+write_sources(sm.output.sources, records_digest(summaries), len(runs))
 log(f"{len(runs)} runs ({(runs.status == 'diverged').sum()} diverged), {len(curves)} curve rows")

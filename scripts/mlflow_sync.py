@@ -1,6 +1,6 @@
 """Snakemake rule `mlflow_sync`: bring MLflow up to date with the run records (see adabench.pipeline.sync_mlflow)."""
-from adabench.pipeline import start_job, sync_mlflow
+from adabench.pipeline import start_job, study_run_dirs, sync_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-sync_mlflow(sm.config, sm.input.plan, list(sm.input.markers), sm.output[0], log)
+sync_mlflow(sm.config, study_run_dirs(sm.input.plan, sm.input.get("tuned_runs")), sm.output[0], log)

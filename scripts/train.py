@@ -3,5 +3,5 @@ from adabench.pipeline import start_job, train_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-train_job(sm.config, sm.wildcards.job, sm.output[0], sm.threads, log,
+train_job(sm.config, sm.wildcards.job, sm.params.job, sm.output[0], sm.threads, log,
           selection=sm.input.get("selection"))

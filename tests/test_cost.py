@@ -85,7 +85,7 @@ def test_measured_seconds_are_per_member_and_epoch_from_runs_with_the_same_optio
 
     lenet = table.loc[("grid", "lenet_sigmoid_fmnist")]
     assert (lenet.s_per_member_epoch, lenet.measured_runs, lenet.measured_on) == (2.0, 3, "Test GPU")  # 1, 2, 3
-    assert lenet.serial_s == 24 * 2.0
+    assert lenet.serial_s == 32 * 2.0  # 8 runs of 4 epochs
     # a population of 8, as measured: a rate of 0.125 s
     eight = cost_table(jobs.assign(population=8), measured_epoch_seconds([tmp_path])).set_index(["stage", "problem"])
     assert eight.loc[("grid", "lenet_sigmoid_fmnist")].s_per_member_epoch == 0.125

@@ -76,5 +76,6 @@ def test_grid_and_tuned_jobs_of_a_study():
     assert [len(tuned[f"lenet_relu_fmnist-tuned-{i}"]) for i in (0, 1)] == [4, 2]
     selection = pd.DataFrame([{"problem": "linreg", "optimizer": "adam", "lr": 0.1},
                               {"problem": "linreg", "optimizer": "sgd", "lr": 0.01}])
-    specs = study.tuned_specs(study.jobs["linreg-tuned-0"], selection)
-    assert [(s.optimizer, s.hyperparameters["lr"], s.seed) for s in specs][::3] == [("adam", 0.1, 0), ("sgd", 0.01, 0)]
+    selection = pd.concat([selection, selection.assign(problem="lenet_relu_fmnist")])
+    plan = study.tuned_plan(selection).query("job == 'linreg-tuned-0'")
+    assert [(row.optimizer, row.lr, row.seed) for row in plan.itertuples()][::3] == [("adam", 0.1, 0), ("sgd", 0.01, 0)]

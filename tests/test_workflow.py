@@ -80,14 +80,14 @@ def test_the_plan_has_a_row_per_run_and_tuned_rows_wait_for_the_selection(quick)
     assert set(known[known.problem == "quadratic"].unit) == {"step"}
 
 
-def tuned_runs(workdir, study: Study) -> list[RunSpec]:
+def tuned_run_keys(workdir, study: Study) -> set[str]:
     selection = pd.read_csv(workdir / "results/quick/tuning/selection.csv")
-    return [spec for job in study.jobs.values() if job.tuned for spec in study.tuned_specs(job, selection)]
+    return set(study.tuned_plan(selection).key)
 
 
 def all_run_keys(workdir, study: Study) -> set[str]:
     """Every run the quick study makes: its own, the tuning grid's and the tuned reruns (shared runs once)."""
-    return {spec.key for spec in study.runs()} | {spec.key for spec in tuned_runs(workdir, study)}
+    return {spec.key for spec in study.runs()} | tuned_run_keys(workdir, study)
 
 
 def test_quick_study_logs_one_mlflow_run_per_training_run(quick):
@@ -131,7 +131,7 @@ def test_tuned_choice_uses_validation_only_and_matches_an_independent_recomputat
         assert row.lr == max(sorted(means), key=lambda lr: means[lr])
     # the tuned reruns use the chosen learning rate with the study's seeds, paired with the other optimizers
     runs = pd.read_csv(quick / "results/quick/tables/runs.csv")
-    assert sorted(runs[runs.in_tuned].run_key) == sorted(spec.key for spec in tuned_runs(quick, study))
+    assert sorted(runs[runs.in_tuned].run_key) == sorted(tuned_run_keys(quick, study))
     protocols = pd.read_csv(quick / "results/quick/tables/protocols.csv")
     assert set(protocols.protocol) == {"reference protocol", "tuned protocol"}
     paired = pd.read_csv(quick / "results/quick/tables/paired_tests.csv")

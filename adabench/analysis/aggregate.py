@@ -57,17 +57,18 @@ def run_row(summary: dict, roles: set[str]) -> dict:
     return row
 
 
-def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
     """One row per run, and every run's curve (its metrics.csv, the unit column named ``epoch``) with the run's
-    identity columns. Each run's records are verified first; a damaged one stops the table with its reason
-    (a rerun of the workflow retrains it: see adabench.pipeline.stale_outputs)."""
-    rows, curves = [], []
+    identity columns, and each run's verified summary by directory. Each run's records are verified first; a
+    damaged one stops the table with its reason (a rerun of the workflow trains it again: see adabench.state)."""
+    rows, curves, summaries = [], [], {}
     for directory, roles in sorted(roles_by_dir.items()):
         directory = Path(directory)
         try:
             summary, metrics = read_run(directory)
         except RecordError as error:
             raise RecordError(f"{error}; run snakemake again: the job that owns this run trains it again") from None
+        summaries[str(directory)] = summary
         row = run_row(summary, roles)
         rows.append(row)
         curve = metrics.rename(columns={summary["unit"]: "epoch"})
@@ -75,5 +76,5 @@ def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFram
             curve.insert(0, column, row[column])
         curves.append(curve)
     if not rows:
-        return pd.DataFrame(columns=RUN_COLUMNS), pd.DataFrame(columns=RUN_COLUMNS + ["epoch"])
-    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+        return pd.DataFrame(columns=RUN_COLUMNS), pd.DataFrame(columns=RUN_COLUMNS + ["epoch"]), summaries
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True), summaries

@@ -4,11 +4,12 @@
 
 rule aggregate:
     input:
-        plan=PLAN,
-        markers=ALL_MARKERS,
+        unpack(run_tables),
+        markers=PENDING_MARKERS,
     output:
         runs=RUNS_TABLE,
         curves=CURVES_TABLE,
+        sources=study_path("tables", "runs.sources.json"),
     conda:
         "../../environment.yml"
     log:

@@ -1,12 +1,14 @@
-# The study: its config checked (defaults filled in), its plan made, the paths of what it computes.
+# The study: its config checked (defaults filled in), its plan made, its state read from the run records, the paths
+# of what it computes. Only jobs with runs left to train enter the DAG (adabench.state).
 import os
 from pathlib import Path
 
 import torch
 
 from adabench.config import ConfigError, validate_config
-from adabench.pipeline import clear_stale_lock, remove_outputs, remove_stale_outputs
+from adabench.pipeline import clear_stale_lock
 from adabench.problems import PROBLEMS
+from adabench.state import read_state, remove_stale_outputs, stale_outputs
 from adabench.study import DATA_FILE, Study
 
 try:
@@ -15,7 +17,8 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 STUDY = Study(config)
-JOBS = STUDY.jobs
+STATE = read_state(STUDY)
+JOBS = STATE.pending_jobs()
 PLAN = STUDY.path("plan.csv")
 
 
@@ -34,6 +37,7 @@ STORE = study_path("mlflow", "experiment.json")
 SYNCED = study_path("mlflow", "synced.json")
 TUNING = config["tuning"]
 SELECTION = study_path("tuning", "selection.csv")
+TUNED_RUNS = study_path("tuning", "tuned_runs.csv")
 RUNS_TABLE = study_path("tables", "runs.csv")
 CURVES_TABLE = study_path("tables", "curves.csv.gz")
 
@@ -42,39 +46,38 @@ def job_marker(job_id):
     return STUDY.job_marker(job_id)
 
 
-ALL_MARKERS = [job_marker(job_id) for job_id in JOBS]
-GRID_MARKERS = [job_marker(job.id) for job in STUDY.grid_jobs()]
+# the markers of the jobs this run trains: what the analysis waits for (removed once it has read them)
+PENDING_MARKERS = [job_marker(job_id) for job_id in JOBS]
+GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
+GRID_MARKERS = [job_marker(job.id) for job in JOBS.values() if any(spec.key in GRID_KEYS for spec in job.runs)]
 
-# Outputs that no longer hold (a run deleted or damaged after its job finished, a prepared dataset that fails
-# its checksum, a vanished MLflow store) are removed, so that Snakemake rebuilds them instead of reporting
-# "Nothing to be done" over stale tables. Snakemake does not rerun a job only because an input that another job
-# makes is missing (it lets intermediate files be deleted), so the outputs of the jobs that read a removed job
-# marker or store marker go too. Only the process that plans the DAG does this.
+# Outputs that no longer hold (see adabench.state.stale_outputs) are removed, so that Snakemake builds them and what
+# reads them again; a dry run only says so. Only the process that plans the DAG does this.
 if workflow.is_main_process:
-    STALE = set(remove_stale_outputs(STUDY, print))
-    readers = (
-        ([RUNS_TABLE, CURVES_TABLE] if STALE & set(ALL_MARKERS) else [])
-        + ([SELECTION] if STALE & set(GRID_MARKERS) else [])
-        + ([SYNCED] if STALE & {*ALL_MARKERS, STORE} else [])
-    )
-    remove_outputs(readers, "what they were made from is built again", print)
+    remove_stale_outputs(stale_outputs(STATE, JOBS), workflow.dryrun, print)
     if not workflow.dryrun:
         clear_stale_lock(Path(".snakemake"), print)
 
 
+def run_tables(wildcards):
+    """Where the analysis finds the study's runs: the plan, and the tuned plan where the study tunes."""
+    return {"plan": PLAN, **({"tuned_runs": TUNED_RUNS} if TUNING else {})}
+
+
 def job_inputs(wildcards):
     """A job needs the MLflow store created (a fresh SQLite store must not be created by jobs at once) and its
-    data; a tuned job also the selection, and waits for the other jobs of its problem (a tuned run may be one of
-    theirs: never train one directory in two jobs at once). What the job trains is its params: only a change of
-    those, or of the selection, reruns it. The rest is ancient: a store or dataset made again (the same content,
-    checksummed) or another job rerun makes no job run again only to find its runs complete."""
+    data; a job with tuned runs whose learning rate the grid has not decided yet also the selection, and it waits
+    for the other jobs of its problem (a tuned run may be one of theirs: never train one directory in two jobs at
+    once). What the job trains is its params. The rest is ancient: a store or dataset made again (the same content,
+    checksummed) makes no job run again."""
     job = JOBS[wildcards.job]
     inputs = {"store": ancient(STORE)}
     if "data_file" in STUDY.options(job.problem):
         inputs["data"] = ancient(STUDY.options(job.problem)["data_file"])
     if job.tuned:
         inputs["selection"] = SELECTION
-        inputs["others"] = [ancient(job_marker(other.id)) for other in STUDY.jobs_of(job.problem, tuned=False)]
+        inputs["others"] = [job_marker(other.id) for other in JOBS.values()
+                            if other.problem == job.problem and not other.tuned]
     return inputs
 
 

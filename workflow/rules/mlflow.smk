@@ -18,9 +18,9 @@ rule mlflow_store:
 
 rule mlflow_sync:
     input:
-        plan=PLAN,
+        unpack(run_tables),
         store=STORE,
-        markers=ALL_MARKERS,
+        markers=PENDING_MARKERS,
     output:
         SYNCED,
     conda:

@@ -1,6 +1,7 @@
 # The plan, then training: one rule for every job (study, reference, tuning grid and tuned reruns). A job trains
 # a population of runs of one problem as one vectorised model; each run keeps its own directory under
-# results/<study>/runs/<run key>/ and its own MLflow run.
+# results/<study>/runs/<run key>/ and its own MLflow run. The plan fixes each job's runs; only jobs with runs left
+# to train are in the DAG, each with just those runs, and its marker lives until the analysis has read it.
 
 
 rule plan:
@@ -21,7 +22,7 @@ rule train:
     input:
         unpack(job_inputs),
     output:
-        study_path("jobs", "{job}.json"),
+        temp(study_path("jobs", "{job}.json")),
     params:
         job=lambda wildcards: JOBS[wildcards.job].params(),
     wildcard_constraints:

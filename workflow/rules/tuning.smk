@@ -12,6 +12,8 @@ rule select_tuned:
         sensitivity=report(
             study_path("tuning", "lr_sensitivity.csv"), caption="../report/lr_sensitivity_table.rst", category="Tuning"
         ),
+        tuned_runs=TUNED_RUNS,
+        sources=study_path("tuning", "selection.sources.json"),
     conda:
         "../../environment.yml"
     log:

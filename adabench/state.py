@@ -1,0 +1,232 @@
+"""A study's state on disk: which of its runs are complete, what the tuning grid has already decided, which jobs
+still have runs to train, and which outputs no longer describe the records they were made from.
+
+The run records are the source of truth. A run is complete when its verified ``summary.json`` is of its own
+identity (adabench.records); the plan fixes which job trains each run, and a job is pending while any of its runs
+is not complete. Only pending jobs enter Snakemake's DAG, so a clone with a study's complete records trains
+nothing again, wherever it runs, and a job holds exactly the runs it held when the study was planned (a cluster
+node that reads the state again finds the same job).
+
+Once every grid run of a (problem, optimizer) is complete, its tuned learning rate is decided (the same choice
+``select_tuned`` writes, from the same records), so its tuned reruns are known runs: complete ones are skipped,
+and pending ones train without waiting for the rest of the grid.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .records import RecordError, read_summary
+from .run import RunSpec
+from .study import Job, Study
+
+
+def records_digest(summaries: dict[str, dict]) -> str:
+    """One digest of a set of run records: run keys and their summaries' own digests (which cover the metrics)."""
+    pairs = sorted((summary["run_key"], summary["summary_sha256"]) for summary in summaries.values())
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+
+
+@dataclass
+class StudyState:
+    study: Study
+    complete: dict[str, dict] = field(default_factory=dict)  # run key -> verified summary
+    damaged: dict[str, str] = field(default_factory=dict)  # run key -> why its records are not usable
+    chosen: dict[tuple[str, str], float] = field(default_factory=dict)  # (problem, optimizer) -> tuned lr
+
+    def is_complete(self, spec: RunSpec) -> bool:
+        return spec.key in self.complete
+
+    def tuned_spec(self, problem: str, optimizer: str, seed: int) -> RunSpec | None:
+        """A tuned rerun, where its learning rate is already decided."""
+        lr = self.chosen.get((problem, optimizer))
+        return None if lr is None else self.study.spec(problem, optimizer, {"lr": lr}, seed)
+
+    def pending_jobs(self) -> dict[str, Job]:
+        """Every job that still has runs to train, cut to them: complete runs left out, and a tuned job's decided
+        slots turned into runs (left to the job that plans the same run, if it is pending there). A job made only
+        of complete runs is not pending."""
+        pending = {}
+        for job in self.study.jobs.values():
+            runs = tuple(spec for spec in job.runs if not self.is_complete(spec))
+            if runs:
+                pending[job.id] = Job(job.id, job.problem, runs=runs)
+        planned = {spec.key for job in pending.values() for spec in job.runs}
+        for job in self.study.jobs.values():
+            runs, slots = [], []
+            for optimizer, seed in job.tuned_slots:
+                spec = self.tuned_spec(job.problem, optimizer, seed)
+                if spec is None:
+                    slots.append((optimizer, seed))
+                elif not self.is_complete(spec) and spec.key not in planned:
+                    planned.add(spec.key)
+                    runs.append(spec)
+            if runs or slots:
+                pending[job.id] = Job(job.id, job.problem, runs=tuple(runs), tuned_slots=tuple(slots))
+        return pending
+
+    def run_keys(self, role: str | None = None) -> list[str]:
+        """The keys of the study's runs known now (planned, and tuned reruns whose learning rate is decided)."""
+        keys = [spec.key for spec in self.study.runs(role)] if role != "tuned" else []
+        if role in (None, "tuned"):
+            keys += [spec.key for spec in self.tuned_runs()]
+        return list(dict.fromkeys(keys))
+
+    def tuned_runs(self) -> list[RunSpec]:
+        return [spec for optimizer_seed in self.study.tuned_slots()
+                if (spec := self.tuned_spec(*optimizer_seed)) is not None]
+
+    def digest(self, role: str | None = None) -> str | None:
+        """The digest of the records of the study's runs (of one role), or None while any of them is not complete
+        (or, for the tuned role, not yet known)."""
+        keys = self.run_keys(role)
+        if role in (None, "tuned") and len(self.tuned_runs()) < len(self.study.tuned_slots()):
+            return None
+        if any(key not in self.complete for key in keys):
+            return None
+        return records_digest({key: self.complete[key] for key in keys})
+
+
+def read_state(study: Study) -> StudyState:
+    """Read and verify the records of every run the study plans (and of the tuned reruns the grid decides)."""
+    state = StudyState(study)
+
+    def read(spec: RunSpec) -> None:
+        try:
+            summary = read_summary(study.run_dir(spec))
+        except RecordError as error:
+            if (study.run_dir(spec) / "summary.json").exists():
+                state.damaged[spec.key] = str(error)
+            return
+        if summary["identity"] != spec.identity():
+            state.damaged[spec.key] = f"{study.run_dir(spec)}: a run of another configuration"
+            return
+        state.complete[spec.key] = summary
+
+    for spec in study.runs():
+        read(spec)
+    state.chosen = decided_learning_rates(study, state.complete)
+    for spec in state.tuned_runs():
+        if spec.key not in state.complete:
+            read(spec)
+    return state
+
+
+def decided_learning_rates(study: Study, complete: dict[str, dict]) -> dict[tuple[str, str], float]:
+    """The tuned learning rate of every (problem, optimizer) whose grid runs are all complete, chosen as
+    ``select_tuned`` chooses it (adabench.analysis.tuning.select) from the same records."""
+    from .analysis.aggregate import run_row
+    from .analysis.tuning import select
+
+    grid: dict[tuple[str, str], list[RunSpec]] = {}
+    for spec in study.runs("grid"):
+        grid.setdefault((spec.problem, spec.optimizer), []).append(spec)
+    rows = [run_row(complete[spec.key], {"grid"}) for specs in grid.values()
+            if all(spec.key in complete for spec in specs) for spec in specs]
+    if not rows:
+        return {}
+    return {(row.problem, row.optimizer): float(row.lr) for row in select(pd.DataFrame(rows)).itertuples()}
+
+
+def recorded_digest(path: Path) -> str | None:
+    """The records digest an output's sidecar says it was made from (see write_sources), or None."""
+    try:
+        return json.loads(Path(path).read_text())["records_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_sources(path: Path, digest: str, runs: int) -> None:
+    """Record which run records an output was made from, so that a later run can tell it is out of date."""
+    from .records import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps({"runs": runs, "records_sha256": digest}, indent=2) + "\n")
+
+
+def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path, str]]:
+    """Outputs that claim more than is true now, with the reason. Deleting them makes Snakemake build them, and
+    what reads them, again:
+    - the plan, if the config now plans other runs;
+    - the marker of a job that has runs to train again (damaged or deleted since the job ran);
+    - tables, the tuning selection and the MLflow sync made from other records than the study's now (records
+      brought in by git, or retrained by hand);
+    - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
+      verify, and an MLflow store marker whose store is gone or moved."""
+    from .data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_problem
+    from .study import DATA_FILE, RAW_DIR_NAME
+
+    study, stale = state.study, []
+    plan = Path(study.path("plan.csv"))
+    if plan.exists() and plan.read_text() != study.plan().to_csv(index=False):
+        stale.append((plan, "the config plans other runs now"))
+    stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
+              for job_id in pending if Path(study.job_marker(job_id)).exists()]
+    for output, sources, role, what in (
+            (study.path("tables", "runs.csv"), study.path("tables", "runs.sources.json"), None, "the study's"),
+            (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), "grid",
+             "the tuning grid's"),
+            (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), None, "the study's")):
+        digest = state.digest(role)
+        if digest is not None and Path(output).exists() and recorded_digest(Path(sources)) != digest:
+            stale.append((Path(output), f"made from other records than {what} runs now"))
+    data = Path(DATA_FILE)
+    data_problem = prepared_problem(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
+    stale += [(path, data_problem) for path in (data, checksum_file(data)) if data_problem and path.exists()]
+    if not data.exists() or data_problem:
+        # the data will be prepared again: from raw files that verify, else fetched again
+        stale += damaged_raw_files(data.parent / RAW_DIR_NAME)
+    stale += stale_store_marker(study)
+    return stale
+
+
+def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
+    """The fetched Fashion-MNIST files in ``raw_dir`` that do not verify (damaged since they were fetched)."""
+    from .data import FASHION_MNIST_FILES, ChecksumError, verified_bytes
+
+    damaged = []
+    for filename, sha256 in FASHION_MNIST_FILES.values():
+        path = raw_dir / filename
+        if path.exists():
+            try:
+                verified_bytes(path.read_bytes(), sha256, str(path))
+            except ChecksumError as error:
+                damaged.append((path, str(error)))
+    return damaged
+
+
+def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
+    """The MLflow store marker, if MLflow is no longer where it says or its SQLite store is gone or damaged."""
+    from .tracking import store_problem
+
+    marker = Path(study.path("mlflow", "experiment.json"))
+    if not marker.exists():
+        return []
+    try:
+        recorded = json.loads(marker.read_text())
+        uri, default = recorded["tracking_uri"], recorded["study_store"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [(marker, "unreadable")]
+    # the study's own SQLite store moves with the study's directory; any other store is named by its URI
+    if default != study.default_store() or (not default and uri != study.tracking_uri()):
+        return [(marker, f"MLflow is now at {study.tracking_uri()}, not {uri}")]
+    if default:
+        database = Path(study.tracking_uri().removeprefix("sqlite:///"))
+        if not database.exists():
+            return [(marker, f"its store {study.tracking_uri()} is gone")]
+        if problem := store_problem(database):
+            return [(marker, f"its store {database} is damaged ({problem})")]
+    return []
+
+
+def remove_stale_outputs(stale: list[tuple[Path, str]], dry_run: bool, log) -> None:
+    """Remove the stale outputs, saying why; a dry run only says what a run would remove, and changes nothing."""
+    for path, reason in stale:
+        if dry_run:
+            log(f"adabench: {path} no longer holds ({reason}); a run would remove it and build it again")
+        else:
+            log(f"adabench: {path} no longer holds ({reason}); removed, so that it is built again")
+            path.unlink(missing_ok=True)
