@@ -1,4 +1,4 @@
-"""Command line: ``adabench train|data|list`` (also ``python -m adabench``)."""
+"""Command line: ``adabench train|data|list|status|stop`` (also ``python -m adabench``)."""
 from __future__ import annotations
 
 import argparse
@@ -61,7 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
                       + ", ".join(DEFAULT_SOURCES) + ")")
 
     commands.add_parser("list", help="list problems and optimizers with their options")
+
+    for name, text in (("status", "where a study stands: runs and epochs done, jobs training now (or stalled), ETA"),
+                       ("stop", "stop a running study within one epoch; a plain rerun resumes it")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("configfiles", nargs="*", type=Path, metavar="CONFIGFILE",
+                             help="the study's files, as given to snakemake --configfile (none: the default study)")
+        command.add_argument("--defaults", type=Path, default=Path("config.yaml"), help="the defaults (config.yaml)")
+    commands.choices["stop"].add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                                          help="wait up to this long for the training jobs to exit")
     return parser
+
+
+def study_of(args):
+    from .config import ConfigError, load_plugins, load_study_config
+    from .study import Study
+
+    try:
+        config = load_study_config(*args.configfiles, defaults=args.defaults)
+        load_plugins(config["plugins"])
+    except (OSError, ConfigError) as error:
+        raise SystemExit(f"adabench {args.command}: {error}") from None
+    return Study(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
             for name in registry.names():
                 shown = ", ".join(f"{a.name}={a.default!r}" for a in arguments(name).values())
                 print(f"{kind} {name}: {shown}")
+        return 0
+    if args.command == "status":
+        from .state import read_state
+        from .status import report
+
+        print(report(read_state(study_of(args))))
+        return 0
+    if args.command == "stop":
+        from .status import stop
+
+        if not stop(study_of(args), wait_s=args.wait):
+            print("nothing of this study is running")
         return 0
     if args.command == "data":
         fetch_fashion_mnist(args.source or DEFAULT_SOURCES, args.raw_dir)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .population import train_population
 from .records import RecordError, atomic_write_text, read_summary
 from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm
+from .status import write_progress
 from .study import Study, read_plan, roles_by_dir
 
 
@@ -44,35 +44,6 @@ def start_job(snakemake) -> LogFile:
     log = LogFile(snakemake.log[0])
     load_plugins(snakemake.config.get("plugins", []))
     return log
-
-
-def process_start(pid: int) -> str | None:
-    """A process's start time (its /proc stat field 22), or None if it is gone: a pid alone may be reused."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def clear_stale_lock(snakemake_dir: Path, log) -> None:
-    """Remove Snakemake's directory lock if the Snakemake that took it is gone (killed: SIGKILL, a power cut), so a
-    plain rerun goes on; then record this process as the lock's owner. A lock whose owner cannot be told to be gone
-    (another host, no record) is left to Snakemake, which refuses and says to use --unlock."""
-    owner_file, locks = snakemake_dir / "adabench-lock-owner.json", sorted((snakemake_dir / "locks").glob("*.lock"))
-    if locks:
-        try:
-            owner = json.loads(owner_file.read_text())
-            gone = owner["host"] == platform.node() and process_start(owner["pid"]) != owner["start"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-        if not gone:
-            return
-        for lock in locks:
-            lock.unlink(missing_ok=True)
-        log(f"adabench: removed the lock of a Snakemake that is gone (pid {owner['pid']} on this host, killed?)")
-    snakemake_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(owner_file, json.dumps({"host": platform.node(), "pid": os.getpid(),
-                                              "start": process_start(os.getpid())}))
 
 
 def die_with_parent(log, interval: float = 1.0) -> None:
@@ -114,13 +85,10 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
     specs = list({spec.key: spec for spec in specs}.values())
     trackers = mlflow_trackers(study.tracking_uri(), study.experiment, config["mlflow"]["timeout_s"], log)
     progress_file = Path(study.progress_file(job_id))
-    started = time.time()
+    write_progress(progress_file, job_id, job["problem"], {"size": len(specs)})  # `adabench status`: starting
 
     def on_epoch(progress: dict) -> None:
-        # for `adabench status`: where this job stands, and which process it is (a stalled one stops updating)
-        atomic_write_text(progress_file, json.dumps({"job": job_id, "problem": job["problem"], "pid": os.getpid(),
-                                                     "host": platform.node(), "started": started,
-                                                     "updated": time.time(), **progress}, indent=1) + "\n")
+        write_progress(progress_file, job_id, job["problem"], progress)
 
     try:
         train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job["problem"]),
@@ -128,6 +96,8 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
     except Preempted as stop:
         log(str(stop))
         sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes
+    finally:
+        progress_file.unlink(missing_ok=True)
     atomic_write_text(Path(marker), json.dumps([{"key": spec.key, "run_dir": str(study.run_dir(spec))}
                                                 for spec in specs], indent=2) + "\n")
 

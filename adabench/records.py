@@ -10,8 +10,6 @@ and read back only after they are verified (complete, intact, of the run they cl
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -22,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
+from .locks import ProcessLock, describe
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
@@ -248,26 +248,15 @@ def load_checkpoint(out_dir: Path, identity: dict, device: torch.device, log) ->
     return checkpoint
 
 
-class RunLock:
-    """An exclusive lock on a run directory, held while a process trains it (released when the process dies)."""
+class RunLock(ProcessLock):
+    """An exclusive lock on a run directory, held while a process trains it (released when the process dies), so
+    that a rerun beside a leftover job never trains one run twice at once: the second waits, then finds it complete."""
 
     def __init__(self, out_dir: Path, log):
-        self.path = Path(out_dir) / LOCK
+        super().__init__(Path(out_dir) / LOCK)
         self.log = log
-        self.handle = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "a+")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            self.log(f"{self.path.parent}: another process is training this run; waiting for it to end")
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        self.acquire(wait=True, on_wait=lambda holder: self.log(
+            f"{self.path.parent}: another process is training this run ({describe(holder)}); waiting for it to end"))
         return self
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()

@@ -1,10 +1,11 @@
-"""Snakemake rule `tables`: the comparison table and the reproduction of the reference report (CSV, Markdown, LaTeX)."""
+"""Snakemake rule `tables`: the comparison table, the reproduction of the reference report and the optimizers'
+step costs (CSV, Markdown, LaTeX)."""
 from pathlib import Path
 
 import pandas as pd
 
-from adabench.analysis.tables import (comparison_table, display_comparison, display_reproduction, reproduction_table,
-                                      write_table)
+from adabench.analysis.tables import (comparison_table, display_comparison, display_reproduction, overhead_table,
+                                      reproduction_table, rounded, write_table)
 from adabench.pipeline import start_job
 from adabench.study import Study
 
@@ -15,4 +16,7 @@ comparison = comparison_table(runs)
 write_table(comparison, display_comparison(comparison), Path(sm.output.comparison[0]).with_suffix(""))
 reproduction = reproduction_table(runs, Study(sm.config).reference)
 write_table(reproduction, display_reproduction(reproduction), Path(sm.output.reproduction[0]).with_suffix(""))
-log(f"comparison: {len(comparison)} rows; reproduction of the reference report: {len(reproduction)} rows")
+overhead = overhead_table(runs)
+write_table(overhead, rounded(overhead), Path(sm.output.overhead[0]).with_suffix(""))
+log(f"comparison: {len(comparison)} rows; reproduction of the reference report: {len(reproduction)} rows; "
+    f"optimizer overhead: {len(overhead)} rows")

@@ -51,7 +51,8 @@ TARGETS = [str(ROOT / "tables" / f"{name}.csv") for name in ("comparison", "repr
 TARGETS += [str(ROOT / "tuning/selection_check.json"), str(ROOT / "mlflow/synced.json")]
 COMMAND = [*TARGETS, "--cores", "2", "--configfile", "faults.yaml"]
 # how long training took, and how runs were grouped to train: not what they computed
-CLOCK_COLUMNS = {"train_time_s", "wall_time_s", "final_time_s", "median_seconds", "population_size"}
+CLOCK_COLUMNS = {"train_time_s", "wall_time_s", "final_time_s", "median_seconds", "population_size", "step_time_s",
+                 "final_step_time_s"}
 
 
 def run_study(workdir: Path, check: bool = True, **popen) -> subprocess.CompletedProcess:

@@ -18,8 +18,8 @@ from adabench.study import Study, read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 from workflow_helpers import REPO_ROOT, quick_config, snakemake, snakemake_command, write_config
 
-TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "protocols", "paired_tests", "time_to_target")
-          for ext in ("md", "tex", "csv")]
+TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "optimizer_overhead", "protocols", "paired_tests",
+                                       "time_to_target") for ext in ("md", "tex", "csv")]
 FIGURES = ["learning_curves", "trajectories", "final_metric", "effective_lr", "feature_errors", "gerschgorin",
            "lr_sensitivity", "performance_profile", "time_to_target"]
 

@@ -213,11 +213,15 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: 
 
 
 def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=profile, x="tau", y="fraction", hue="optimizer", drawstyle="steps-post", ax=axis)
-    axis.set(xscale="log", ylim=(-0.02, 1.02), xlabel="τ (multiple of the fastest optimizer's seconds to target)",
-             ylabel="fraction of problems solved within τ",
-             title="Performance profile over problems, tuned protocol")
+    costs = list(dict.fromkeys(profile.cost))
+    figure, axes = facet_grid(max(1, len(costs)), width=5.5)
+    for axis, cost in zip(axes, costs):
+        sns.lineplot(data=profile[profile.cost == cost], x="tau", y="fraction", hue="optimizer",
+                     drawstyle="steps-post", ax=axis)
+        axis.set(xscale="log", ylim=(-0.02, 1.02), xlabel=f"τ (multiple of the best optimizer's {cost} to target)",
+                 ylabel="fraction of problems solved within τ", title=f"cost: {cost} to target")
+        axis.legend(fontsize=7)
+    figure.suptitle("Performance profiles over problems, tuned protocol")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
@@ -227,12 +231,12 @@ def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int, **tables) 
     figure, axes = facet_grid(max(1, len(problems)), width=5.5)
     for axis, problem in zip(axes, problems):
         part = times[times.problem == problem].replace([np.inf], np.nan)
-        sns.barplot(data=part, y="label", x="median_seconds", hue="protocol", ax=axis)
+        sns.barplot(data=part, y="label", x="median_epochs", hue="protocol", ax=axis)
         for container in axis.containers:
-            axis.bar_label(container, fmt="%.1f", fontsize=6)
+            axis.bar_label(container, fmt="%.0f", fontsize=6)
         reached = "≥" if part["mode"].iloc[0] == "max" else "≤"
         axis.set(title=f"{problem}: {part.metric.iloc[0]} {reached} {part.target.iloc[0]:g}",
-                 xlabel="median seconds to target (missing: not reached)", ylabel="")
+                 xlabel="median epochs (steps) to target (missing: not reached)", ylabel="")
         axis.legend(fontsize=7)
     figure.suptitle("Time to target, reference protocol and tuned protocol")
     figure.tight_layout()

@@ -123,7 +123,10 @@ def paired_comparisons(frame: pd.DataFrame, value: str = "test_acc", by: str = "
       mean difference (``scipy.stats.permutation_test``, ``permutation_type="samples"``), exact when
       ``n_resamples >= 2**n_pairs``;
     * ``p_holm``: Holm-adjusted across all comparisons in the result, and
-      ``significant = p_holm <= alpha``.
+      ``significant = p_holm <= alpha``;
+    * beside them, always, the paired t-test of the same differences (:func:`paired_t_p_value`): ``t_p_value``,
+      ``t_p_holm`` (Holm over the result) and ``t_significant``. It assumes normal differences, which a handful of
+      seeds cannot check, but it has no resolution floor.
 
     Resolution floor: both tests are discrete, and with ``n`` pairs their smallest two-sided p-value is
     ``2 / 2**n``: 0.0625 at n = 5, so five seeds can NEVER reject at alpha = 0.05; n = 6 gives 0.03125.
@@ -135,7 +138,8 @@ def paired_comparisons(frame: pd.DataFrame, value: str = "test_acc", by: str = "
     CI ``(0, 0)``.
 
     Returns one row per comparison: ``optimizer_a, optimizer_b, n_pairs, mean_diff, ci_low, ci_high,
-    p_value, p_holm, significant`` (with ``reference``, ``optimizer_b`` is always the reference).
+    p_value, p_holm, significant, t_p_value, t_p_holm, t_significant`` (with ``reference``, ``optimizer_b`` is
+    always the reference).
     Groups are taken in order of first appearance.
     """
     if method not in PAIRED_METHODS:
@@ -164,12 +168,27 @@ def paired_comparisons(frame: pd.DataFrame, value: str = "test_acc", by: str = "
             "mean_diff": float(np.mean(differences)) if len(differences) else np.nan,
             "ci_low": low, "ci_high": high,
             "p_value": paired_p_value(differences, method, n_resamples, seed),
+            "t_p_value": paired_t_p_value(differences),
         })
     result = pd.DataFrame(rows, columns=["optimizer_a", "optimizer_b", "n_pairs", "mean_diff", "ci_low",
-                                         "ci_high", "p_value"])
-    result["p_holm"] = holm(result["p_value"])
-    result["significant"] = result["p_holm"] <= alpha  # NaN (untested) compares False
+                                         "ci_high", "p_value", "t_p_value"])
+    result.insert(result.columns.get_loc("t_p_value"), "p_holm", holm(result["p_value"]))
+    result.insert(result.columns.get_loc("t_p_value"), "significant", result["p_holm"] <= alpha)  # NaN compares False
+    result["t_p_holm"] = holm(result["t_p_value"])
+    result["t_significant"] = result["t_p_holm"] <= alpha
     return result
+
+
+def paired_t_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value of the paired t-test (``scipy.stats.ttest_1samp`` of the differences against 0): exact
+    if the differences are normal, and not bounded below as the rank tests are (it can reject with 5 seeds)."""
+    if len(differences) < 2:
+        return np.nan
+    if np.all(differences == 0):
+        return 1.0
+    if np.all(differences == differences[0]):
+        return 0.0  # the same nonzero difference on every seed: no spread, the t statistic is infinite
+    return float(stats.ttest_1samp(differences, 0.0).pvalue)
 
 
 def time_to_target(curves: pd.DataFrame, metric: str, target: float, mode: str = "max", unit: str = "epoch",

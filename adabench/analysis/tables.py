@@ -124,3 +124,24 @@ def write_table(table: pd.DataFrame, shown: pd.DataFrame, stem: Path) -> None:
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(markdown(shown))
     stem.with_suffix(".tex").write_text(shown.to_latex(index=False, escape=True))
+
+
+def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and optimizer, what one training step costs, measured in every run: the optimizer's own step
+    (``step_time_s``) and the whole step (its share of the forward and backward passes too, ``train_time_s``), in
+    milliseconds per step (median over runs), and each relative to SGD's on the same problem (to the cheapest
+    optimizer where the study has no SGD), as DeepOBS reports it. Seconds are of the machines the runs trained on."""
+    rows = []
+    for problem, part in runs.assign(step_ms=1000 * runs.step_time_s / runs.steps,
+                                     total_ms=1000 * runs.train_time_s / runs.steps).groupby("problem", sort=True):
+        per = part.groupby("optimizer").agg(runs=("run_key", "count"), step_ms=("step_ms", "median"),
+                                            total_ms=("total_ms", "median"),
+                                            machines=("device_name", lambda s: ", ".join(sorted(set(map(str, s))))))
+        reference = "sgd" if "sgd" in per.index else per.step_ms.idxmin()
+        per["relative_to"] = reference
+        per["step_ratio"] = per.step_ms / per.loc[reference, "step_ms"]
+        per["total_ratio"] = per.total_ms / per.loc[reference, "total_ms"]
+        rows.append(per.reset_index().assign(problem=problem).sort_values("step_ratio"))
+    columns = ["problem", "optimizer", "runs", "step_ms", "step_ratio", "total_ms", "total_ratio", "relative_to",
+               "machines"]
+    return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)

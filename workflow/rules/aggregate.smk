@@ -32,6 +32,12 @@ rule tables:
             study_path("tables", "reproduction.md"),
             study_path("tables", "reproduction.tex"),
         ],
+        overhead=[
+            report(study_path("tables", "optimizer_overhead.csv"), caption="../report/optimizer_overhead.rst",
+                   category="Tables"),
+            study_path("tables", "optimizer_overhead.md"),
+            study_path("tables", "optimizer_overhead.tex"),
+        ],
     conda:
         "../../environment.yml"
     log:

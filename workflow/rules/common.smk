@@ -6,9 +6,10 @@ from pathlib import Path
 import torch
 
 from adabench.config import ConfigError, validate_config
-from adabench.pipeline import clear_stale_lock
+from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, invocation_executes, remove_stale_outputs,
+                                   stale_outputs, take_study_lock)
 from adabench.problems import PROBLEMS
-from adabench.state import read_state, remove_stale_outputs, stale_outputs
+from adabench.state import read_state
 from adabench.study import DATA_FILE, Study
 
 try:
@@ -51,12 +52,18 @@ PENDING_MARKERS = [job_marker(job_id) for job_id in JOBS]
 GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
 GRID_MARKERS = [job_marker(job.id) for job in JOBS.values() if any(spec.key in GRID_KEYS for spec in job.runs)]
 
-# Outputs that no longer hold (see adabench.state.stale_outputs) are removed, so that Snakemake builds them and what
-# reads them again; a dry run only says so. Only the process that plans the DAG does this.
+# The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
+# locks of a Snakemake of this study that is gone. Outputs that no longer hold (adabench.housekeeping.stale_outputs)
+# are removed, so that Snakemake builds them and what reads them again; a dry run or a report only says so.
 if workflow.is_main_process:
-    remove_stale_outputs(stale_outputs(STATE, JOBS), workflow.dryrun, print)
-    if not workflow.dryrun:
-        clear_stale_lock(Path(".snakemake"), print)
+    EXECUTES = invocation_executes()
+    if EXECUTES:
+        try:
+            STUDY_LOCK = take_study_lock(STUDY)
+        except StudyLocked as error:
+            raise WorkflowError(str(error)) from None
+        clear_stale_snakemake_locks(Path(".snakemake"), STUDY, print)
+    remove_stale_outputs(stale_outputs(STATE, JOBS), EXECUTES, print)
 
 
 def run_tables(wildcards):
@@ -92,7 +99,8 @@ def job_gpus(wildcards):
 
 
 # --- tables and figures ----------------------------------------------------------------------------------------
-TABLE_NAMES = ["comparison", "reproduction"] + (["protocols", "paired_tests", "time_to_target"] if TUNING else [])
+TABLE_NAMES = ["comparison", "reproduction", "optimizer_overhead"] + (
+    ["protocols", "paired_tests", "time_to_target"] if TUNING else [])
 TABLES = expand(study_path("tables", "{table}.{ext}"), table=TABLE_NAMES, ext=["md", "tex", "csv"])
 if TUNING:
     TABLES.append(study_path("tuning", "selection_check.json"))

@@ -1,0 +1,153 @@
+"""The workflow's housekeeping, done by the Snakemake process that plans a study before any job starts: one
+Snakemake per study (its own lock, whatever Snakemake does with its lock folder), locks of a Snakemake that is gone
+cleared, and outputs that no longer describe the records they were made from removed so that Snakemake builds them
+again. Only an invocation that runs jobs changes anything: a dry run, a report or a DAG listing only says what a
+run would do.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .locks import Locked, ProcessLock, describe
+from .state import StudyState, recorded_digest
+from .study import Job, Study
+
+# Snakemake's modes that run no job (and a dry run): whatever they plan, they must change nothing
+NON_EXECUTING_MODES = ("dryrun", "report", "unlock", "dag", "rulegraph", "filegraph", "d3dag", "summary",
+                       "detailed_summary", "list_changes", "list_input_changes", "list_params_changes",
+                       "list_code_changes", "list_untracked", "cleanup_metadata", "touch", "lint", "containerize",
+                       "generate_unit_tests", "archive", "delete_all_output", "delete_temp_output",
+                       "list_conda_envs", "conda_create_envs_only", "conda_cleanup_envs", "cleanup_shadow",
+                       "container_cleanup_images", "print_compilation", "export_cwl", "list_rules", "list_target_rules")
+
+
+def invocation_executes(argv: list[str] | None = None) -> bool:
+    """Whether the Snakemake process reading the workflow will run jobs. Snakemake decides its mode only after
+    the Snakefile is read (workflow.dryrun is False there even under -n), so the command line is read with
+    Snakemake's own parser."""
+    from snakemake.cli import get_argument_parser
+
+    args, _ = get_argument_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    return not any(getattr(args, mode, None) for mode in NON_EXECUTING_MODES)
+
+
+class StudyLocked(RuntimeError):
+    pass
+
+
+def take_study_lock(study: Study) -> ProcessLock:
+    """The study's own lock, held by this Snakemake until it exits: a second Snakemake of the same study is
+    refused, whatever happens to Snakemake's lock folder (which a Snakemake of another study removes when it
+    ends). Studies of one checkout run side by side."""
+    lock = ProcessLock(study.root / "snakemake.lock")
+    try:
+        return lock.acquire(wait=False)
+    except Locked as locked:
+        raise StudyLocked(f"study {study.name!r} is being run by another Snakemake: {describe(locked.holder)}. "
+                          f"Wait for it to end, or stop it: adabench stop (with this run's --configfile)") from None
+
+
+def clear_stale_snakemake_locks(snakemake_dir: Path, study: Study, log) -> None:
+    """Remove Snakemake's directory locks of this study's outputs. Called while this process holds the study's
+    lock, so the Snakemake that took them is gone (killed: SIGKILL, a power cut); without this a plain rerun
+    would be refused until --unlock. Locks of other studies' outputs are left alone."""
+    root = str(study.root)
+    for output_lock in sorted((Path(snakemake_dir) / "locks").glob("*.output.lock")):
+        try:
+            files = output_lock.read_text().split()
+        except OSError:
+            continue
+        if any(Path(name).as_posix().startswith(root + "/") or f"/{root}/" in name for name in files):
+            number = output_lock.name.split(".")[0]
+            for lock in (output_lock, output_lock.with_name(f"{number}.input.lock")):
+                lock.unlink(missing_ok=True)
+            log(f"adabench: removed Snakemake's lock of study {study.name!r} ({output_lock.name}): the Snakemake "
+                "that took it is gone")
+
+
+def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path, str]]:
+    """Outputs that claim more than is true now, with the reason. Deleting them makes Snakemake build them, and
+    what reads them, again:
+    - the plan, if the config now plans other runs;
+    - the marker of a job that has runs to train again (damaged or deleted since the job ran);
+    - tables, the tuning selection and the MLflow sync made from other records than the study's now (records
+      brought in by git, or retrained by hand);
+    - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
+      verify, and an MLflow store marker whose store is gone or moved."""
+    from .data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_problem
+    from .study import DATA_FILE, RAW_DIR_NAME
+
+    study, stale = state.study, []
+    plan = Path(study.path("plan.csv"))
+    if plan.exists() and plan.read_text() != study.plan().to_csv(index=False):
+        stale.append((plan, "the config plans other runs now"))
+    stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
+              for job_id in pending if Path(study.job_marker(job_id)).exists()]
+    for output, sources, role, what in (
+            (study.path("tables", "runs.csv"), study.path("tables", "runs.sources.json"), None, "the study's"),
+            (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), "grid",
+             "the tuning grid's"),
+            (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), None, "the study's")):
+        digest = state.digest(role)
+        if digest is not None and Path(output).exists() and recorded_digest(Path(sources)) != digest:
+            stale.append((Path(output), f"made from other records than {what} runs now"))
+    data = Path(DATA_FILE)
+    data_problem = prepared_problem(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
+    stale += [(path, data_problem) for path in (data, checksum_file(data)) if data_problem and path.exists()]
+    if not data.exists() or data_problem:
+        # the data will be prepared again: from raw files that verify, else fetched again
+        stale += damaged_raw_files(data.parent / RAW_DIR_NAME)
+    stale += stale_store_marker(study)
+    return stale
+
+
+def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
+    """The fetched Fashion-MNIST files in ``raw_dir`` that do not verify (damaged since they were fetched)."""
+    from .data import FASHION_MNIST_FILES, ChecksumError, verified_bytes
+
+    damaged = []
+    for filename, sha256 in FASHION_MNIST_FILES.values():
+        path = raw_dir / filename
+        if path.exists():
+            try:
+                verified_bytes(path.read_bytes(), sha256, str(path))
+            except ChecksumError as error:
+                damaged.append((path, str(error)))
+    return damaged
+
+
+def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
+    """The MLflow store marker, if MLflow is no longer where it says or its SQLite store is gone or damaged."""
+    from .tracking import store_problem
+
+    marker = Path(study.path("mlflow", "experiment.json"))
+    if not marker.exists():
+        return []
+    try:
+        recorded = json.loads(marker.read_text())
+        uri, default = recorded["tracking_uri"], recorded["study_store"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [(marker, "unreadable")]
+    # the study's own SQLite store moves with the study's directory; any other store is named by its URI
+    if default != study.default_store() or (not default and uri != study.tracking_uri()):
+        return [(marker, f"MLflow is now at {study.tracking_uri()}, not {uri}")]
+    if default:
+        database = Path(study.tracking_uri().removeprefix("sqlite:///"))
+        if not database.exists():
+            return [(marker, f"its store {study.tracking_uri()} is gone")]
+        if problem := store_problem(database):
+            return [(marker, f"its store {database} is damaged ({problem})")]
+    return []
+
+
+def remove_stale_outputs(stale: list[tuple[Path, str]], executes: bool, log) -> None:
+    """Remove the stale outputs, saying why; an invocation that runs no job (a dry run, a report) only says what a
+    run would remove, and changes nothing."""
+    for path, reason in stale:
+        if not executes:
+            log(f"adabench: {path} no longer holds ({reason}); a run would remove it and build it again")
+        else:
+            log(f"adabench: {path} no longer holds ({reason}); removed, so that it is built again")
+            path.unlink(missing_ok=True)

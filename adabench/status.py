@@ -1,0 +1,212 @@
+"""Where a study stands (``adabench status``), and stopping it within one epoch (``adabench stop``).
+
+The state comes from the records (adabench.state) and from the progress file each training job rewrites after
+every epoch (``results/<study>/progress/<job>.json``: its process, epoch, active runs and seconds per epoch).
+A job whose process is alive but whose progress file has not changed for three of its epochs is *stalled* (a
+stopped process, a hung file system): Snakemake itself waits on it without a word.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
+from .locks import holder_gone, holder_if_held
+from .records import METRICS
+from .run import cpu_model
+from .state import StudyState
+from .study import Study
+
+STALLED_EPOCHS = 3  # a job is stalled after this many of its epochs without progress
+STAGE_OF_ROLE = {"reference": "study", "study": "study", "grid": "grid", "tuned": "tuned"}
+
+
+@dataclass
+class RunningJob:
+    job: str
+    problem: str
+    pid: int
+    host: str
+    epoch: int
+    epochs: int
+    unit: str
+    active: int
+    size: int
+    seconds_per_epoch: float | None
+    eta_s: float | None
+    quiet_s: float  # seconds since the job last reported progress
+
+    @property
+    def stalled(self) -> bool:
+        return self.seconds_per_epoch is not None and self.quiet_s > STALLED_EPOCHS * self.seconds_per_epoch
+
+
+def write_progress(path: Path, job: str, problem: str, progress: dict) -> None:
+    """A training job's progress file: its process, and where its population stands (Population.progress)."""
+    from .locks import this_process
+    from .records import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps({"job": job, "problem": problem, **this_process(),
+                                              "updated": time.time(), **progress}, indent=1) + "\n")
+
+
+def running_jobs(study: Study, now: float | None = None) -> list[RunningJob]:
+    """The study's training jobs whose process is alive (or, on another host, not known to be gone: a job removes
+    its progress file when it ends)."""
+    now = time.time() if now is None else now
+    jobs = []
+    for path in sorted(Path(study.path("progress")).glob("*.json")):
+        try:
+            progress = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if holder_gone(progress):
+            continue
+        jobs.append(RunningJob(job=progress["job"], problem=progress["problem"], pid=int(progress["pid"]),
+                               host=progress["host"], epoch=progress.get("epoch", 0), epochs=progress.get("epochs", 0),
+                               unit=progress.get("unit", "epoch"), active=progress.get("active", 0),
+                               size=progress.get("size", 0), seconds_per_epoch=progress.get("seconds_per_epoch"),
+                               eta_s=progress.get("eta_s"), quiet_s=now - progress["updated"]))
+    return jobs
+
+
+def progress_table(state: StudyState) -> pd.DataFrame:
+    """Per stage and problem: runs complete and planned, epochs done and planned (a run in several roles counts
+    in its first stage; a tuned rerun whose learning rate is not decided yet counts as its planned epochs)."""
+    study, rows, seen = state.study, [], set()
+    for spec in study.runs():
+        if spec.key in seen:
+            continue
+        seen.add(spec.key)
+        stage = STAGE_OF_ROLE[next(role for role in ("study", "reference", "grid") if role in study.roles(spec))]
+        rows.append(run_progress(state, spec, stage))
+    for problem, optimizer, seed in study.tuned_slots():
+        spec = state.tuned_spec(problem, optimizer, seed)
+        if spec is None:
+            epochs = planned_epochs(problem, study.options(problem))
+            rows.append({"stage": "tuned", "problem": problem, "complete": 0, "runs": 1, "done": 0, "epochs": epochs,
+                         "options": per_epoch_options(problem, study.options(problem))})
+        elif spec.key not in seen:
+            seen.add(spec.key)
+            rows.append(run_progress(state, spec, "tuned"))
+    table = pd.DataFrame(rows, columns=["stage", "problem", "complete", "runs", "done", "epochs", "options"])
+    return table
+
+
+def run_progress(state: StudyState, spec, stage: str) -> dict:
+    epochs = planned_epochs(spec.problem, spec.problem_options)
+    if spec.key in state.complete:
+        done = int(state.complete[spec.key]["epochs_completed"])
+        epochs = done if state.complete[spec.key]["status"] == "diverged" else epochs
+        complete = 1
+    else:
+        done, complete = trained_epochs(state.study.run_dir(spec)), 0
+    return {"stage": stage, "problem": spec.problem, "complete": complete, "runs": 1, "done": done, "epochs": epochs,
+            "options": per_epoch_options(spec.problem, spec.problem_options)}
+
+
+def trained_epochs(run_dir: Path) -> int:
+    """Epochs an incomplete run has behind it: the rows of the metrics.csv it rewrites after every epoch (a
+    full-batch problem's first row is its starting point)."""
+    try:
+        frame = pd.read_csv(Path(run_dir) / METRICS, usecols=[0])
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return 0
+    return int(frame.iloc[:, 0].max()) if len(frame) else 0
+
+
+def remaining_seconds(table: pd.DataFrame, study: Study) -> tuple[float, list[str]]:
+    """One-job seconds of the epochs left, at the rate this study's own finished runs measured on this machine
+    (the cost planner's seconds per run and epoch), and the problems with work left but no measurement."""
+    measured = measured_epoch_seconds([study.root / "runs"])
+    here = measured[measured.device_name == cpu_model()]
+    measured = here if len(here) else measured  # this machine's rates where it has measured any
+    left = table.assign(left=table.epochs - table.done).groupby(["problem", "options"]).left.sum()
+    total, unmeasured = 0.0, []
+    for (problem, options), epochs in left.items():
+        if epochs <= 0:
+            continue
+        rates = measured[(measured.problem == problem) & (measured.options == options)].s_per_member_epoch
+        if rates.empty:
+            unmeasured.append(problem)
+        else:
+            total += epochs * float(rates.median())
+    return total, sorted(set(unmeasured))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def report(state: StudyState, now: float | None = None) -> str:
+    """The text ``adabench status`` prints."""
+    study = state.study
+    table = progress_table(state)
+    by_stage = (table.groupby(["stage", "problem"], sort=False)[["complete", "runs", "done", "epochs"]].sum()
+                .reset_index())
+    lines = [f"study {study.name}: {int(table.complete.sum())} of {len(table)} runs complete, "
+             f"{int(table.done.sum())} of {int(table.epochs.sum())} epochs trained"]
+    lines.append(f"{'stage':<6} {'problem':<22} {'runs':>11} {'epochs':>13}")
+    for row in by_stage.itertuples():
+        lines.append(f"{row.stage:<6} {row.problem:<22} {f'{row.complete}/{row.runs}':>11} "
+                     f"{f'{row.done}/{row.epochs}':>13}")
+    if state.damaged:
+        lines.append(f"{len(state.damaged)} runs have damaged records and will be trained again, e.g. "
+                     f"{next(iter(state.damaged.values()))}")
+    jobs = running_jobs(study, now)
+    lines.append(f"training now: {len(jobs)} job(s)" + (":" if jobs else ""))
+    for job in jobs:
+        where = f"pid {job.pid}" + ("" if job.host == platform.node() else f" on {job.host}")
+        if job.stalled:
+            lines.append(f"  {job.job}: STALLED, no progress for {duration(job.quiet_s)} ({STALLED_EPOCHS} x its "
+                         f"{job.seconds_per_epoch:.0f} s {job.unit}) [{where}]: a stopped or hung process")
+        elif job.seconds_per_epoch is None:
+            lines.append(f"  {job.job}: starting, {job.size} runs [{where}]")
+        else:
+            lines.append(f"  {job.job}: {job.unit} {job.epoch}/{job.epochs}, {job.active} of {job.size} runs active, "
+                         f"{job.seconds_per_epoch:.1f} s/{job.unit}, job ETA {duration(job.eta_s)} [{where}]")
+    seconds, unmeasured = remaining_seconds(table, study)
+    if table.done.sum() < table.epochs.sum():
+        parallel = max(1, len([job for job in jobs if not job.stalled]))
+        lines.append(f"left: {duration(seconds)} of one-job training at the seconds per run-epoch this study's runs "
+                     f"measured; ETA {duration(seconds / parallel)} at {parallel} job(s) at a time"
+                     + (f" (not counting {', '.join(unmeasured)}: nothing measured yet)" if unmeasured else ""))
+    else:
+        lines.append("every run is complete")
+    return "\n".join(lines)
+
+
+def stop(study: Study, log=print, wait_s: float = 0.0) -> int:
+    """Stop a running study within one epoch: SIGTERM to its Snakemake (it starts no more jobs), then to each of
+    its training jobs (each finishes the epoch in progress, writes its checkpoints and exits; a plain rerun resumes
+    them). Returns the number of processes signalled; with ``wait_s``, waits that long for the jobs to exit."""
+    signalled = []
+    holder = holder_if_held(study.root / "snakemake.lock")
+    targets = ([("Snakemake", holder)] if holder else []) + [
+        (f"training job {job.job}", {"pid": job.pid, "host": job.host}) for job in running_jobs(study)]
+    for what, process in targets:
+        if process.get("host") != platform.node():
+            log(f"{what} runs on {process.get('host')}: stop it there (adabench stop on that host)")
+            continue
+        try:
+            os.kill(int(process["pid"]), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            continue
+        signalled.append(int(process["pid"]))
+        log(f"{what} (pid {process['pid']}): asked to stop")
+    deadline = time.monotonic() + wait_s
+    while wait_s and signalled and time.monotonic() < deadline:
+        signalled = [pid for pid in signalled if Path(f"/proc/{pid}").exists()]
+        time.sleep(1.0)
+    return len(targets)

@@ -1,0 +1,249 @@
+"""Long studies resume on any machine from their records alone, show where they stand, stop within an epoch, and
+take a new optimizer without training a complete run again."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from adabench.config import load_study_config
+from adabench.state import read_state
+from adabench.status import report, running_jobs, write_progress
+from adabench.study import Study
+from workflow_helpers import copy_workflow, quick_config, snakemake, snakemake_command, write_config
+
+# what a published study keeps in git: its plan, tables, tuning tables, figures and the records of complete runs
+PUBLISHED = ["plan.csv", "tables", "tuning", "figures"]
+RECORD_FILES = ("summary.json", "metrics.csv")
+# the columns of the tables that hold measured seconds: the only ones two trainings of a study may differ in
+TIME_COLUMNS = re.compile(r"(^|_)(seconds|time_s|train_s|wall_time_s|step_time_s)$|train_time_s")
+
+
+def clone_with_records(source: Path, destination: Path, study: str, keep=lambda run_dir: True) -> Path:
+    """A fresh copy of the workflow holding what git holds of ``study``: its published files and the records of the
+    complete runs ``keep`` accepts (never checkpoints, MLflow stores, logs or Snakemake's metadata)."""
+    copy_workflow(destination)
+    root = source / "results" / study
+    for name in PUBLISHED:
+        if (root / name).is_dir():
+            shutil.copytree(root / name, destination / "results" / study / name)
+        elif (root / name).exists():
+            shutil.copy2(root / name, destination / "results" / study / name)
+    for summary in (root / "runs").rglob("summary.json"):
+        run_dir = summary.parent
+        if keep(run_dir):
+            target = destination / "results" / study / run_dir.relative_to(root)
+            target.mkdir(parents=True, exist_ok=True)
+            for name in RECORD_FILES:
+                shutil.copy2(run_dir / name, target / name)
+    return destination
+
+
+def planned_jobs(dry_run: str) -> dict[str, int]:
+    """Rule -> job count, from the job stats table of a dry run."""
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", dry_run, flags=re.M)
+            if rule != "total"}
+
+
+def training_jobs(dry_run: str) -> set[str]:
+    return set(re.findall(r"wildcards: job=([\w.-]+)", dry_run))
+
+
+def comparable(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=[column for column in table.columns if TIME_COLUMNS.search(column)])
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    for name in ("comparison", "reproduction", "protocols", "paired_tests", "runs"):
+        pd.testing.assert_frame_equal(comparable(pd.read_csv(a / f"{name}.csv")),
+                                      comparable(pd.read_csv(b / f"{name}.csv")), check_exact=False, rtol=1e-12)
+
+
+def test_a_clone_with_part_of_the_records_trains_only_the_rest_and_ends_as_an_uninterrupted_study(quick, tmp_path):
+    """The quick study stopped after some of its runs: a fresh clone with their records (and nothing else of the
+    machine that trained them) plans only the runs without a complete record, and finishes with the tables of the
+    study that ran through."""
+    config = quick_config()
+    study = Study(config)
+    missing = {spec.key for spec in study.runs() if spec.problem == "lenet_relu_fmnist"
+               or (spec.problem == "sparse_logreg" and spec.optimizer == "adam")}
+    clone = clone_with_records(quick, tmp_path / "clone", "quick",
+                               keep=lambda run_dir: str(run_dir.relative_to(quick / "results/quick/runs")) not in missing)
+    dry = snakemake(clone, "-n", "--cores", "2", "--configfile", "config/quick.yaml").stdout
+    expected = {job.id for job in study.jobs.values() if any(spec.key in missing for spec in job.runs)}
+    assert training_jobs(dry) == expected
+    assert "would remove" in dry  # tables made from records the clone no longer has all of: reported, kept
+    assert (clone / "results/quick/tables/runs.csv").exists()
+
+    snakemake(clone, "--cores", "2", "--configfile", "config/quick.yaml")
+    assert_same_tables(clone / "results/quick/tables", quick / "results/quick/tables")
+    assert "Nothing to be done" in snakemake(clone, "-n", "--configfile", "config/quick.yaml").stdout
+
+
+def test_a_clone_of_a_complete_study_trains_nothing_and_keeps_its_published_files(quick, tmp_path):
+    clone = clone_with_records(quick, tmp_path / "clone", "quick")
+    before = {path: path.read_bytes() for path in (clone / "results/quick").rglob("*") if path.is_file()}
+    # file times say nothing in a clone: make every table older than what it was made from
+    for path in sorted((clone / "results/quick").rglob("*"), reverse=True):
+        os.utime(path, (time.time() - 3600 + len(str(path)), time.time() - 3600 + len(str(path))))
+    dry = snakemake(clone, "-n", "--cores", "2", "--configfile", "config/quick.yaml").stdout
+    assert not training_jobs(dry) and "train" not in planned_jobs(dry)
+    # only MLflow, which git does not hold, is built again from the records (and the selection checked on it)
+    assert set(planned_jobs(dry)) <= {"mlflow_store", "mlflow_sync", "check_selection", "all"}
+    snakemake(clone, "--cores", "2", "--configfile", "config/quick.yaml")
+    after = {path: path.read_bytes() for path in before}
+    assert after == before
+
+
+TOY_OPTIMIZER = '''
+"""An optimizer from outside the package: SGD with its step scaled by a constant, registered like the built-ins."""
+import torch
+
+from adabench.optim import OPTIMIZERS, CoordinateWiseOptimizer
+
+
+@OPTIMIZERS.register("toy_sgd")
+class ToySGD(CoordinateWiseOptimizer):
+    def __init__(self, params, lr: float = 0.05, scale: float = 1.0):
+        super().__init__(params, {"lr": lr, "scale": scale})
+
+    def _init_state(self, group, p):
+        return {"step": 0}
+
+    def _update(self, group, p):
+        self.state[p]["step"] += 1
+        p.add_(p.grad, alpha=-group["lr"] * group["scale"])
+
+    def _coordinate_steps(self, group, state):
+        return torch.tensor([group["lr"] * group["scale"]])
+'''
+
+
+def test_a_new_optimizer_trains_only_its_own_runs_against_the_published_ones(quick, tmp_path, monkeypatch):
+    """A user registers an optimizer in a plug-in module and names it in a study file that keeps the study: only
+    jobs holding its runs train (its runs of the report's protocol, its grid and its tuned reruns); no complete
+    run is trained again; every table then holds it, paired with the published runs on the same seeds."""
+    clone = clone_with_records(quick, tmp_path / "clone", "quick")
+    (clone / "toy_optimizer.py").write_text(TOY_OPTIMIZER)
+    base = quick_config()
+    mine = write_config(clone / "config", {
+        "plugins": ["toy_optimizer"],
+        "optimizers": [*base["optimizers"], "toy_sgd"],
+        "tuning": {"optimizers": [*base["tuning"]["optimizers"], "toy_sgd"]}}, "mine.yaml")
+    arguments = ["--cores", "2", "--configfile", "config/quick.yaml", str(mine)]
+    environment = {**os.environ, "PYTHONPATH": f"{clone}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    before = {path: path.stat().st_mtime_ns for path in (clone / "results/quick/runs").rglob("summary.json")}
+
+    dry = snakemake(clone, "-n", *arguments, env=environment).stdout
+    monkeypatch.syspath_prepend(str(clone))
+    monkeypatch.chdir(clone)
+    config = load_study_config(clone / "config/quick.yaml", mine, defaults=clone / "config.yaml")
+    pending = read_state(Study(config)).pending_jobs()
+    assert training_jobs(dry) == set(pending) and pending
+    for job in pending.values():
+        assert {spec.optimizer for spec in job.runs} <= {"toy_sgd"}
+        assert {optimizer for optimizer, _ in job.tuned_slots} <= {"toy_sgd"}
+
+    snakemake(clone, *arguments, env=environment)
+    assert before == {path: path.stat().st_mtime_ns for path in before}  # no complete run trained again
+    root = clone / "results/quick/tables"
+    comparison = pd.read_csv(root / "comparison.csv")
+    assert set(comparison[comparison.optimizer == "toy_sgd"].problem) == set(base["problems"])
+    paired = pd.read_csv(root / "paired_tests.csv")
+    assert "toy_sgd" in set(paired.optimizer_a) and set(paired.optimizer_b) == {"adagrad"}
+    runs = pd.read_csv(root / "runs.csv")
+    toy = runs[(runs.optimizer == "toy_sgd") & runs.in_tuned]
+    assert sorted(set(toy.seed)) == sorted(base["seeds"])  # paired with the published runs' seeds
+
+
+def test_status_counts_runs_and_epochs_and_names_a_stalled_job(quick, tmp_path, monkeypatch):
+    monkeypatch.chdir(quick)
+    study = Study(quick_config())
+    text = report(read_state(study))
+    total = len({spec.key for spec in study.runs()} | set(pd.read_csv("results/quick/tuning/tuned_runs.csv").key))
+    assert f"{total} of {total} runs complete" in text and "every run is complete" in text
+    assert re.search(r"^grid\s+sparse_logreg\s+12/12\s+24/24$", text, flags=re.M)
+
+    # a job that reported 100 s ago, with 10 s epochs: stalled; one whose process is gone: not listed at all
+    progress = Path(study.progress_file("sparse_logreg-9"))
+    write_progress(progress, "sparse_logreg-9", "sparse_logreg",
+                   {"unit": "epoch", "epoch": 1, "epochs": 2, "active": 3, "size": 3, "seconds_per_epoch": 10.0,
+                    "eta_s": 10.0})
+    gone = Path(study.progress_file("linreg-9"))
+    gone.write_text(json.dumps({**json.loads(progress.read_text()), "job": "linreg-9", "pid": 2**22 + 1}))
+    try:
+        jobs = running_jobs(study, now=time.time() + 100)
+        assert [job.job for job in jobs] == ["sparse_logreg-9"] and jobs[0].stalled
+        assert "sparse_logreg-9: STALLED, no progress for 1m40s" in report(read_state(study), now=time.time() + 100)
+        assert not running_jobs(study)[0].stalled
+    finally:
+        progress.unlink()
+        gone.unlink()
+
+
+def test_each_training_job_logs_one_progress_line_per_epoch(quick):
+    log = (quick / "results/quick/logs/train/lenet_relu_fmnist-0.log").read_text()
+    lines = re.findall(r"^epoch (\d+)/2: (\d+) of (\d+) runs active, [\d.]+ s/epoch, ETA \S+$", log, flags=re.M)
+    assert [epoch for epoch, *_ in lines] == ["1", "2"]
+
+
+def slow_study(directory: Path) -> Path:
+    """A linreg study whose one job takes many short epochs: time to stop it part way."""
+    problems = {name: {"optimizers": []} for name in quick_config()["problems"]}
+    problems["linreg"] = {"options": {"epochs": 400, "n_samples": 20000}, "optimizers": ["adagrad", "adam"]}
+    return write_config(directory, {"study": "slow", "device": "cpu", "threads": 1, "seeds": [0, 1], "tuning": None,
+                                    "reference": {"problems": []}, "problems": problems})
+
+
+def test_adabench_stop_ends_a_study_within_one_epoch_and_a_plain_rerun_resumes_it(tmp_path):
+    copy_workflow(tmp_path)
+    config = slow_study(tmp_path)
+    arguments = ["--cores", "2", "--configfile", str(config)]
+    snakemake_run = subprocess.Popen(snakemake_command(tmp_path, *arguments), cwd=tmp_path, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    progress = tmp_path / "results/slow/progress/linreg-0.json"
+    try:
+        deadline = time.monotonic() + 600
+        while not (progress.exists() and json.loads(progress.read_text()).get("epoch", 0) >= 3):
+            assert snakemake_run.poll() is None, snakemake_run.stdout.read()
+            assert time.monotonic() < deadline, "the training job never reached epoch 3"
+            time.sleep(0.2)
+        stopped = subprocess.run([sys.executable, "-m", "adabench", "stop", str(config), "--wait", "300"],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=400)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "Snakemake (pid" in stopped.stdout and "training job linreg-0 (pid" in stopped.stdout
+        snakemake_run.wait(timeout=300)
+    finally:
+        if snakemake_run.poll() is None:
+            os.killpg(snakemake_run.pid, signal.SIGKILL)
+            snakemake_run.wait()
+    log = (tmp_path / "results/slow/logs/train/linreg-0.log").read_text()
+    assert "stop requested" in log
+    checkpoints = list((tmp_path / "results/slow/runs").rglob("checkpoint.pt"))
+    assert len(checkpoints) == 2 and not list((tmp_path / "results/slow/runs").rglob("summary.json"))
+    assert not running_jobs(Study(load_study_config(config, defaults=tmp_path / "config.yaml")))
+
+    snakemake(tmp_path, *arguments)
+    summaries = [json.loads(path.read_text()) for path in (tmp_path / "results/slow/runs").rglob("summary.json")]
+    assert len(summaries) == 2 and all(s["resumed_from"] >= 3 and s["epochs_completed"] == 400 for s in summaries)
+
+
+@pytest.mark.parametrize("flag", [["-n"], ["--report", "report.html"], ["--summary"]])
+def test_a_run_that_trains_nothing_changes_nothing(quick, tmp_path, flag):
+    """A dry run, a report or a summary over a study with a damaged record only reports what a run would redo."""
+    clone = clone_with_records(quick, tmp_path / "clone", "quick")
+    run_dir = next((clone / "results/quick/runs").glob("linreg*/adam/*/seed=0"))
+    (run_dir / "summary.json").write_text((run_dir / "summary.json").read_text().replace('"finished"', '"finishe"'))
+    before = {path: path.read_bytes() for path in (clone / "results").rglob("*") if path.is_file()}
+    snakemake(clone, *flag, "--configfile", "config/quick.yaml", check=False)
+    after = {path: path.read_bytes() for path in (clone / "results").rglob("*") if path.is_file()}
+    assert after == before
