@@ -8,9 +8,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from .config import ConfigError, check_run_arguments
 from .data import DEFAULT_SOURCES, fetch_fashion_mnist, prepare_fashion_mnist
 from .optim import OPTIMIZERS, optimizer_arguments
 from .problems import PROBLEMS, problem_arguments
+from .records import foreign_folder
 from .run import PRECISIONS, PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm, train_run
 
 
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def study_of(args):
-    from .config import ConfigError, load_plugins, load_study_config
+    from .config import load_plugins, load_study_config
     from .study import Study
 
     try:
@@ -114,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = parse_assignments(args.set, "--set")
     if args.lr is not None:
         hyperparameters["lr"] = args.lr
+    options = parse_assignments(args.option, "--option")
     try:
-        spec = RunSpec(args.problem, args.optimizer, hyperparameters, args.seed,
-                       parse_assignments(args.option, "--option"), args.precision)
-    except ValueError as error:
-        raise SystemExit(f"adabench train: {error}") from None
+        check_run_arguments(args.problem, args.optimizer, hyperparameters, options, args.seed)
+    except ConfigError as error:
+        raise SystemExit(f"adabench train: {error.field}: {error.message}") from None
+    if problem := foreign_folder(args.out):
+        raise SystemExit(f"adabench train: --out {args.out}: {problem}")
+    spec = RunSpec(args.problem, args.optimizer, hyperparameters, args.seed, options, args.precision)
     if args.threads:
         torch.set_num_threads(args.threads)
     tracker = None

@@ -29,7 +29,7 @@ UNSAFE_IN_PATH = re.compile(r"/|\.\.|[\x00-\x1f\x7f]")
 
 class ConfigError(ValueError):
     def __init__(self, field: str, message: str):
-        self.field = field
+        self.field, self.message = field, message
         super().__init__(f"config error at {field}: {message}")
 
 
@@ -41,11 +41,23 @@ def field_name(path) -> str:
 
 
 def load_yaml(path: Path) -> dict:
-    """A YAML file read with a size limit and its aliases counted, so an alias bomb is refused at once."""
+    """A config file read with a size limit and its aliases counted, so an alias bomb is refused at once; a file
+    that is missing, unreadable, not UTF-8 YAML, empty or not a mapping is refused naming it."""
     path = Path(path)
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES} bytes")
-    data = yaml.safe_load(path.read_text())
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES} bytes")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(str(path), f"cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), f"is not a text file (not UTF-8 at byte {error.start})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), f"is not valid YAML ({str(error).splitlines()[0]})") from None
+    if data is None:
+        raise ConfigError(str(path), "is empty: a study file holds at least its name (study: NAME)")
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), f"holds a {type(data).__name__}, not a mapping of settings")
     check_size(data)
     return data
 
@@ -212,6 +224,25 @@ def validate_config(config: dict) -> dict:
             if problem not in config["problems"]:
                 raise ConfigError(f"tuning.targets.{problem}", f"{problem!r} is not in problems")
     return config
+
+
+def check_run_arguments(problem: str, optimizer: str, hyperparameters: dict, options: dict, seed: int) -> None:
+    """One run's arguments (``adabench train``) checked by the schema and bounds a study's config is checked by;
+    a ConfigError names the command-line argument (``--set NAME``, ``--option NAME``, ``--seed``)."""
+    checks = [("--seed", base_schema()["$defs"]["seeds"]["items"], seed)]
+    for flag, kind, name, given, arguments in (("--set", "optimizer", optimizer, hyperparameters,
+                                                optimizer_arguments(optimizer)),
+                                               ("--option", "problem", problem, options, problem_arguments(problem))):
+        unknown = sorted(set(given) - set(arguments))
+        if unknown:
+            raise ConfigError(f"{flag} {unknown[0]}", f"{kind} {name!r} has no {unknown[0]!r}; it accepts "
+                                                      f"{', '.join(sorted(arguments))}")
+        checks += [(f"{flag} {key}", arguments[key].schema, value) for key, value in given.items()]
+    for flag, schema, value in checks:
+        reject_non_finite(value, (flag,))
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+        if error is not None:
+            raise ConfigError(flag, schema_error(error).message)
 
 
 def merge(base: dict, override: dict) -> dict:

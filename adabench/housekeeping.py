@@ -7,6 +7,7 @@ run would do.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def invocation_executes(argv: list[str] | None = None) -> bool:
 
 
 class StudyLocked(RuntimeError):
-    pass
+    """This study cannot be run now, for the reason given (another Snakemake runs it, a link inside it)."""
 
 
 def take_study_lock(study: Study) -> ProcessLock:
@@ -47,6 +48,34 @@ def take_study_lock(study: Study) -> ProcessLock:
     except Locked as locked:
         raise StudyLocked(f"study {study.name!r} is being run by another Snakemake: {describe(locked.holder)}. "
                           f"Wait for it to end, or stop it: adabench stop (with this run's --configfile)") from None
+
+
+def symlinks_inside(root: Path) -> list[tuple[Path, str]]:
+    """Symbolic links below a study's folder (not the folder itself), with where they point."""
+    found, stack = [], [Path(root)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                found.append((Path(entry.path), os.readlink(entry.path)))
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+    return sorted(found)
+
+
+def refuse_symlinks(study: Study) -> None:
+    """A study keeps its runs, MLflow store, tables and figures inside its own folder: a symbolic link below it
+    would send them elsewhere without a word. (The results/ folder or the study's folder itself may be a link:
+    clusters put results on scratch disks.)"""
+    found = symlinks_inside(study.root)
+    if found:
+        path, target = found[0]
+        raise StudyLocked(f"{path} is a symbolic link (to {target}); a study writes only inside {study.root}. Replace "
+                          f"the link with a folder, or link {study.root} itself"
+                          + (f" ({len(found) - 1} more links below it)" if len(found) > 1 else ""))
 
 
 def clear_stale_snakemake_locks(snakemake_dir: Path, study: Study, log) -> None:

@@ -69,6 +69,7 @@ class ProcessLock:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.held = self.path.with_name(self.path.name + ".held")  # the lock where flock is missing
         self.handle = None
         self.exclusive_file = False
 
@@ -99,16 +100,17 @@ class ProcessLock:
         return self
 
     def acquire_exclusive_file(self, wait: bool, on_wait) -> "ProcessLock":
-        """The lock without flock: a file made with O_EXCL by its holder, taken over once its holder is gone."""
+        """The lock without flock: a file (``<lock>.held``) made with O_EXCL by its holder, taken over once its
+        holder is gone."""
         record = json.dumps(this_process()).encode()
         waited = False
         while True:
             try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                descriptor = os.open(self.held, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = read_holder(self.path)
+                holder = read_holder(self.held)
                 if holder and holder_gone(holder):
-                    self.path.unlink(missing_ok=True)
+                    self.held.unlink(missing_ok=True)
                     continue
                 if not wait:
                     raise Locked(self.path, holder) from None
@@ -129,8 +131,8 @@ class ProcessLock:
             self.handle.close()
             self.handle = None
         elif self.exclusive_file:
-            if read_holder(self.path).get("pid") == os.getpid():
-                self.path.unlink(missing_ok=True)
+            if read_holder(self.held).get("pid") == os.getpid():
+                self.held.unlink(missing_ok=True)
             self.exclusive_file = False
 
     def __enter__(self) -> "ProcessLock":

@@ -65,6 +65,19 @@ def die_with_parent(log, interval: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
+def complete_runs_of(study: Study, problem: str) -> list[dict]:
+    """The verified summaries of the study's complete runs of ``problem`` (planned ones; tuned reruns are found by
+    their own jobs): what a job's new runs will be compared with."""
+    summaries = []
+    for spec in study.runs():
+        if spec.problem == problem:
+            try:
+                summaries.append(read_summary(study.run_dir(spec)))
+            except RecordError:
+                continue
+    return summaries
+
+
 def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, log: LogFile,
               selection: str | None = None) -> None:
     """Train one job's population: ``job`` as the rule's params give it (Job.params: its runs, and tuned slots
@@ -92,7 +105,8 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
 
     try:
         train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job["problem"]),
-                         deterministic=config["deterministic"], trackers=trackers, log=log, on_epoch=on_epoch)
+                         deterministic=config["deterministic"], trackers=trackers, log=log, on_epoch=on_epoch,
+                         trained_beside=complete_runs_of(study, job["problem"]))
     except Preempted as stop:
         log(str(stop))
         sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes
@@ -107,7 +121,11 @@ def study_run_dirs(plan_path: str, tuned_plan_path: str | None) -> dict[str, set
     return roles_by_dir(read_plan(plan_path), *([read_plan(tuned_plan_path)] if tuned_plan_path else []))
 
 
-def create_store(study: Study, artifact_root: str, output: Path, log: LogFile) -> None:
+def ensure_store(study: Study, log) -> str:
+    """The study's MLflow store and experiment, made whole: a damaged SQLite store of the study's own (MLflow's
+    tables half created, or a file that fails SQLite's quick_check) is set aside and created anew, before MLflow
+    opens it (MLflow keeps an engine per store, which would outlive the damaged file). Returns the experiment id."""
+    from .records import set_aside
     from .tracking import create_sqlite_store, ensure_experiment, store_problem
 
     tracking_uri, experiment = study.tracking_uri(), study.experiment
@@ -115,18 +133,22 @@ def create_store(study: Study, artifact_root: str, output: Path, log: LogFile) -
     if local:
         database = Path(tracking_uri.removeprefix("sqlite:///"))
         if database.exists() and (problem := store_problem(database)):
-            from .records import set_aside
-
-            log(f"WARNING: the MLflow store {database} is unusable ({problem}); it is rebuilt, and mlflow_sync "
-                "logs every run again from its records")
+            log(f"WARNING: the MLflow store {database} is unusable ({problem}); it is set aside and rebuilt, and "
+                "every run is logged again from its records")
             set_aside(database, log)
         if not database.exists():
             create_sqlite_store(database)
     # a tracking server keeps artifacts where it was told to; a local store keeps them beside the database
-    experiment_id = ensure_experiment(tracking_uri, experiment, Path(artifact_root) if local else None)
-    log(f"MLflow experiment {experiment!r} is {experiment_id} at {tracking_uri}")
-    atomic_write_text(Path(output), json.dumps({"tracking_uri": tracking_uri, "study_store": study.default_store(),
-                                                "experiment": experiment, "experiment_id": experiment_id}, indent=2))
+    artifact_root = Path(study.path("mlflow", "artifacts")) if local else None
+    return ensure_experiment(tracking_uri, experiment, artifact_root)
+
+
+def create_store(study: Study, output: Path, log: LogFile) -> None:
+    experiment_id = ensure_store(study, log)
+    log(f"MLflow experiment {study.experiment!r} is {experiment_id} at {study.tracking_uri()}")
+    atomic_write_text(Path(output), json.dumps({"tracking_uri": study.tracking_uri(),
+                                                "study_store": study.default_store(), "experiment": study.experiment,
+                                                "experiment_id": experiment_id}, indent=2))
 
 
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
@@ -136,6 +158,7 @@ def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: 
 
     configure_timeouts(config["mlflow"]["timeout_s"])
     study = Study(config)
+    ensure_store(study, log)  # damaged since it was created: rebuilt, then filled from the records below
     summaries = []
     for directory in sorted(run_dirs):
         try:

@@ -29,6 +29,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,8 @@ import torch
 
 from .optim import OPTIMIZERS, make_optimizer, step_size_summaries
 from .problems import make_problem
-from .records import (CHECKPOINT, METRICS, SUMMARY, RunLock, atomic_torch_save, build_summary, complete_summary,
-                      load_checkpoint, set_aside, write_run)
+from .records import (CHECKPOINT, METRICS, SUMMARY, RunLock, atomic_torch_save, build_summary, check_same_data,
+                      complete_summary, load_checkpoint, set_aside, write_run)
 from .run import (STOP_REQUESTED, Preempted, RunSpec, Tracker, configure_determinism, configure_precision, environment,
                   resolve_device)
 
@@ -164,7 +165,8 @@ def member_optimizer_state(optimizer: torch.optim.Optimizer, row: int, leaves: l
 
 
 def load_group_state(optimizer: torch.optim.Optimizer, states: list[dict]) -> None:
-    """Give a group optimizer its members' states back, stacked row by row."""
+    """Give a group optimizer its members' states back, stacked row by row. Step counts stay on the CPU, where
+    torch.optim keeps them (a checkpoint loaded onto a GPU would put them there, and every read of one a sync)."""
     stacked = {}
     for index, first in states[0].items():
         entries = {name: torch.stack([state[index]["per_member"][name] for state in states])
@@ -172,7 +174,7 @@ def load_group_state(optimizer: torch.optim.Optimizer, states: list[dict]) -> No
         for name, value in first["shared"].items():
             if any(not same_state(state[index]["shared"][name], value) for state in states[1:]):
                 raise RuntimeError(f"members grouped on one optimizer disagree on its shared state {name!r}")
-            entries[name] = value
+            entries[name] = value.cpu() if name == "step" and torch.is_tensor(value) else value
         stacked[index] = entries
     state_dict = optimizer.state_dict()
     state_dict["state"] = stacked
@@ -191,6 +193,11 @@ def is_diverged(row: dict) -> bool:
     )
 
 
+# how torch words a warning of use_deterministic_algorithms(True, warn_only=True): "<op> does not have a
+# deterministic implementation, but you set ..."
+NONDETERMINISTIC = " does not have a deterministic implementation"
+
+
 def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -198,10 +205,11 @@ def duration(seconds: float) -> str:
 
 
 def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", deterministic: bool = False,
-                     trackers=None, log=print, on_epoch=None) -> list[dict]:
+                     trackers=None, log=print, on_epoch=None, trained_beside: list[dict] = ()) -> list[dict]:
     """Train every run of ``runs`` (spec, run directory) that is not complete yet, all at once; return each
     run's summary, in order. ``trackers(spec)`` gives a run's tracker, or None; ``on_epoch(progress)`` is called
-    after every epoch with where the population stands (see Population.progress)."""
+    after every epoch with where the population stands (see Population.progress). ``trained_beside``: summaries of
+    complete runs the new ones will be compared with; runs of other data are refused (records.MixedData)."""
     if not runs:
         return []
     check_same_problem([spec for spec, _ in runs])
@@ -221,8 +229,9 @@ def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", det
                 set_aside(out_dir / SUMMARY, log)
             pending.append(position)
         if pending:
+            beside = list(trained_beside) + [summary for summary in summaries if summary]
             trained = Population([(runs[i][0], Path(runs[i][1]), i) for i in pending], device, deterministic,
-                                 trackers, log, on_epoch).train()
+                                 trackers, log, on_epoch, beside).train()
             for position, summary in trained.items():
                 summaries[position] = summary
     return summaries
@@ -230,7 +239,7 @@ def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", det
 
 class Population:
     def __init__(self, runs: list[tuple[RunSpec, Path, int]], device: str, deterministic: bool, trackers, log,
-                 on_epoch=None):
+                 on_epoch=None, trained_beside: list[dict] = ()):
         self.log = log
         self.on_epoch = on_epoch
         self.wall_start = time.perf_counter()
@@ -239,7 +248,9 @@ class Population:
         configure_precision(first.precision)
         self.device = resolve_device(device)
         self.environment = environment(self.device, deterministic)
+        self.nondeterministic: set[str] = set()  # operations that ran without a deterministic kernel
         self.problem = make_problem(first.problem, first.problem_options, self.device)
+        check_same_data(list(trained_beside), new=(f"{first.problem}@{first.options_id}", self.problem.data_digest))
         self.unit = self.problem.unit
         train_size, batch_size = self.problem.train_size, self.problem.batch_size
         self.steps_per_epoch = 1 if train_size is None else math.ceil(train_size / batch_size)
@@ -396,8 +407,11 @@ class Population:
         planned = self.problem.epochs
         while any(member.active for member in self.members):
             tick = time.perf_counter()
-            trained, seconds = self.train_epoch()
-            evaluated, step_sizes = self.evaluate(), self.step_sizes()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                trained, seconds = self.train_epoch()
+                evaluated, step_sizes = self.evaluate(), self.step_sizes()
+            self.note_warnings(caught)
             for row_index, member in enumerate(self.members):
                 if not member.active:
                     continue
@@ -424,6 +438,16 @@ class Population:
             if STOP_REQUESTED.is_set() and any(member.active for member in self.members):
                 raise Preempted(f"stop requested; the checkpoints hold every member's last completed {self.unit}")
         return summaries
+
+    def note_warnings(self, caught: list) -> None:
+        """Count the operations that ran without a deterministic kernel (the run was asked to be deterministic);
+        pass every other warning on."""
+        for warning in caught:
+            message = str(warning.message)
+            if NONDETERMINISTIC in message:
+                self.nondeterministic.add(message.split(NONDETERMINISTIC)[0].strip())
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
     def report(self, epoch_seconds: float) -> None:
         """One line per epoch on the log, and the same to ``on_epoch``: where the population stands."""
@@ -457,6 +481,13 @@ class Population:
             "epoch": member.epoch,
         }, member.out_dir / CHECKPOINT)
 
+    def run_environment(self) -> dict:
+        """The environment as it really was: not deterministic if any operation ran without a deterministic
+        kernel (named in ``nondeterministic_ops``)."""
+        if not self.nondeterministic:
+            return self.environment
+        return {**self.environment, "deterministic": False, "nondeterministic_ops": sorted(self.nondeterministic)}
+
     def finish(self, member: Member, status: str) -> dict:
         member.status = status
         spec, unit, records = member.spec, self.unit, member.records
@@ -465,7 +496,7 @@ class Population:
                                 step_time_s=member.step_time,
                                 wall_time_s=time.perf_counter() - self.wall_start, resumed_from=member.resumed_from,
                                 population_size=self.size, data_digest=self.problem.data_digest,
-                                environment=self.environment)
+                                environment=self.run_environment())
         # the records first: MLflow, a view of them, may fail without losing the run
         summary = write_run(member.out_dir, records, unit, summary)
         (member.out_dir / CHECKPOINT).unlink(missing_ok=True)

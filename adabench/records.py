@@ -218,6 +218,55 @@ def read_metrics(out_dir: Path) -> pd.DataFrame:
     return pd.read_csv(Path(out_dir) / METRICS)
 
 
+class MixedData(RecordError):
+    """Runs of one problem and options trained on different data: their results cannot be pooled."""
+
+
+def check_same_data(summaries: list[dict], new: tuple[str, str] | None = None) -> None:
+    """Refuse runs of one problem and options whose records name different data (``data_digest``); ``new`` is
+    (options key, digest) of runs about to be trained beside ``summaries``. The message names runs of each."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for summary in summaries:
+        spec = summary["spec"]
+        group = f"{spec['problem']}@{summary['run_key'].split('@', 1)[1].split('/', 1)[0]}"
+        seen.setdefault(group, {}).setdefault(summary["data_digest"], []).append(summary["run_key"])
+    if new is not None:
+        seen.setdefault(new[0], {}).setdefault(new[1], []).append("the runs of this job")
+    for group, by_digest in sorted(seen.items()):
+        if len(by_digest) > 1:
+            examples = "; ".join(f"data {digest[:12]}: {', '.join(keys[:2])}{' ...' if len(keys) > 2 else ''}"
+                                 for digest, keys in sorted(by_digest.items()))
+            raise MixedData(f"runs of {group} were trained on different data ({examples}). Fix: give the study "
+                            "back the data its runs were trained on (rerun its data rules), or run the other data "
+                            "as a study of its own (another study: name)")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether a file name is one a run directory holds: its records, checkpoint, lock, set-aside and temporary
+    files."""
+    return name in (METRICS, SUMMARY, CHECKPOINT, LOCK, f"{LOCK}.held") or ".bad-" in name or (
+        name.startswith(".") and name.endswith(".tmp"))
+
+
+def foreign_folder(out_dir: Path) -> str:
+    """Why ``out_dir`` must not become a run directory ("" if it may): the filesystem's root or a folder at its
+    top, a file, a folder holding files that are not a run's, or a metrics.csv that no run of ours wrote (no
+    summary, no checkpoint beside it), which training would overwrite."""
+    resolved = Path(out_dir).resolve()
+    if len(resolved.parts) <= 2:
+        return f"{resolved} is the filesystem's root or a folder at its top; give the run a folder of its own"
+    if resolved.exists() and not resolved.is_dir():
+        return f"{resolved} is a file, not a folder"
+    if resolved.is_dir():
+        foreign = sorted(path.name for path in resolved.iterdir() if not is_run_file(path.name))
+        if foreign:
+            return (f"{resolved} holds files that are not a run's ({', '.join(foreign[:3])}"
+                    f"{', ...' if len(foreign) > 3 else ''}); give an empty folder or a run's folder")
+        if (resolved / METRICS).exists() and not ((resolved / SUMMARY).exists() or (resolved / CHECKPOINT).exists()):
+            return f"{resolved / METRICS} is not a run's record (no summary.json or checkpoint.pt beside it)"
+    return ""
+
+
 def set_aside(path: Path, log) -> Path:
     """Move a damaged file out of the way, keeping it for inspection: ``<name>.bad-<time>``."""
     target = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")

@@ -157,7 +157,9 @@ def configure_determinism(deterministic: bool) -> None:
     """Bitwise-repeatable GPU runs at some speed cost; must run before CUDA is first used.
 
     CPU runs are deterministic without it. Only switched on when asked: the switch imports torch's
-    compiler stack, over a second of start-up per job.
+    compiler stack, over a second of start-up per job. An operation without a deterministic kernel warns rather
+    than fails (a LeNet's pooling backward, say); the warnings are counted and the run's records say which
+    operations were not deterministic (Population.train), so "deterministic" is recorded as it really was.
     """
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -167,10 +169,11 @@ def configure_determinism(deterministic: bool) -> None:
 
 
 def configure_precision(precision: str) -> None:
-    """fp32 means fp32 on CUDA too: TF32 (a 10-bit mantissa in convolutions and matmuls) only when asked."""
-    allow_tf32 = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow_tf32
+    """fp32 means fp32 on CUDA too: TF32 (a 10-bit mantissa in convolutions and matmuls) only when asked. torch's
+    own default lets cuDNN convolutions use TF32 (``cudnn.conv.fp32_precision`` is "tf32"), so both are set."""
+    mode = "tf32" if precision == "tf32" else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = mode
+    torch.backends.cudnn.conv.fp32_precision = mode
 
 
 def cpu_model() -> str:
@@ -218,11 +221,13 @@ def environment(device: torch.device, deterministic: bool) -> dict:
 
 
 def cuda_driver_version() -> str:
+    """The CUDA driver's version (cuDriverGetVersion), or "unknown" if the call fails (its CUresult is not 0)."""
     try:
         import ctypes
 
         version = ctypes.c_int()
-        ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version))
+        if ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return "unknown"
         return f"{version.value // 1000}.{version.value % 1000 // 10}"
     except OSError:
         return "unknown"

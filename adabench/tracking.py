@@ -119,6 +119,15 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: Path | 
         return client.get_experiment_by_name(experiment).experiment_id
 
 
+def run_params(spec: RunSpec, environment: dict) -> dict:
+    """A run's MLflow params: what it is (problem, optimizer, seed, setting, each hyperparameter and option)."""
+    params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed, "setting": spec.setting,
+              "precision": spec.precision, "options_id": spec.options_id, "device": environment["device"]}
+    params.update({f"hp.{k}": v for k, v in spec.hyperparameters.items()})
+    params.update({f"problem.{k}": v for k, v in spec.identity()["options"].items()})
+    return params
+
+
 class MLflowTracker:
     """Implements ``run.Tracker`` against an MLflow tracking URI (SQLite file or HTTP server)."""
 
@@ -167,16 +176,16 @@ class MLflowTracker:
             existing, logged = None, -1
         if existing is None:
             self.run_id = self.create_run(spec.key)
-            identity = spec.identity()
-            params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed, "setting": spec.setting,
-                      "precision": spec.precision, "options_id": spec.options_id, "device": environment["device"]}
-            params.update({f"hp.{k}": v for k, v in spec.hyperparameters.items()})
-            params.update({f"problem.{k}": v for k, v in identity["options"].items()})
-            self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         else:
             self.run_id = existing.info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
             self.logged_up_to = logged
+        # every param the run lacks: all of them for a new run, and those a run created by an interrupted attempt
+        # (a server that died between creating it and logging them) never got; params are immutable once logged
+        present = existing.data.params if existing is not None else {}
+        missing = {name: value for name, value in run_params(spec, environment).items() if name not in present}
+        if missing:
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in missing.items()])
         tags = {**{f"env.{k}": v for k, v in environment.items()}, **self.extra_tags, "status": "running"}
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
@@ -255,14 +264,16 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]],
         for duplicate in duplicates:
             client.delete_run(duplicate.info.run_id)
             counts["duplicates_removed"] += 1
+        spec = RunSpec.from_dict(summary["spec"])
         if first is not None and first.data.tags.get(RECORDS_TAG) == summary["records_sha256"] \
-                and first.info.status in ("FINISHED", "FAILED"):
+                and first.info.status in ("FINISHED", "FAILED") \
+                and set(run_params(spec, summary["environment"])) <= set(first.data.params):
             counts["in_sync"] += 1
             continue
         records = read_metrics(directory).to_dict("records")
         tracker = MLflowTracker(tracking_uri, experiment, tags={"synced_from_records": "true"}, flush_seconds=1e9)
         unit = summary["unit"]
-        tracker.start(RunSpec.from_dict(summary["spec"]), unit, summary["environment"],
+        tracker.start(spec, unit, summary["environment"],
                       recorded_up_to=int(records[-1][unit]) if records else -1)
         tracker.log(records)
         tracker.finish(summary, [Path(directory) / METRICS])

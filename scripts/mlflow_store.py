@@ -4,4 +4,4 @@ from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-create_store(Study(sm.config), sm.params.artifact_root, sm.output[0], log)
+create_store(Study(sm.config), sm.output[0], log)

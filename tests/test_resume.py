@@ -199,7 +199,7 @@ def test_each_training_job_logs_one_progress_line_per_epoch(quick):
 def slow_study(directory: Path) -> Path:
     """A linreg study whose one job takes many short epochs: time to stop it part way."""
     problems = {name: {"optimizers": []} for name in quick_config()["problems"]}
-    problems["linreg"] = {"options": {"epochs": 400, "n_samples": 20000}, "optimizers": ["adagrad", "adam"]}
+    problems["linreg"] = {"options": {"epochs": 400, "n_samples": 4000}, "optimizers": ["adagrad", "adam"]}
     return write_config(directory, {"study": "slow", "device": "cpu", "threads": 1, "seeds": [0, 1], "tuning": None,
                                     "reference": {"problems": []}, "problems": problems})
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..records import RecordError, read_run
+from ..records import RecordError, check_same_data, read_run
 from ..run import RunSpec
 from ..study import ROLES
 
@@ -75,6 +75,7 @@ def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFram
         for column in reversed(RUN_COLUMNS):
             curve.insert(0, column, row[column])
         curves.append(curve)
+    check_same_data(list(summaries.values()))
     if not rows:
         return pd.DataFrame(columns=RUN_COLUMNS), pd.DataFrame(columns=RUN_COLUMNS + ["epoch"]), summaries
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True), summaries

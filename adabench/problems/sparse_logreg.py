@@ -33,11 +33,11 @@ class SparseLogisticRegression(Problem):
     selection = ("val_acc", "max")
     curve = "test_loss"
     figures = ("feature_errors",)
-    # the final metrics the feature_errors figure sets side by side, with their labels
     bounds = {"n_features": Bound(2, 10_000_000), "n_train": Bound(1, 100_000_000), "n_validation": Bound(1, 100_000_000),
               "n_test": Bound(1, 100_000_000), "active_per_sample": Bound(1, 10_000), "zipf_exponent": POSITIVE,
               "weight_scale": POSITIVE, "frequent_fraction": Bound(0, 1, low_open=True),
               "rare_fraction": Bound(0, 1, low_open=True)}
+    # the final metrics the feature_errors figure sets side by side, with their labels
     feature_errors = {"rare_weight_error": "rare (bottom half by count)", "frequent_weight_error": "frequent (top 1%)"}
 
     def __init__(self, device: torch.device, epochs: int = 3, n_features: int = 10_000, n_train: int = 200_000,
@@ -69,8 +69,9 @@ class SparseLogisticRegression(Problem):
         by_count = torch.argsort(counts, descending=True, stable=True)
         n_frequent = max(1, int(frequent_fraction * n_features))
         seen = by_count[counts[by_count] > 0]
-        self.frequent = by_count[:n_frequent]
-        self.rare = seen[len(seen) - max(1, int(rare_fraction * len(seen))):]
+        # on the training device once: indexing device tensors with CPU indices copies them at every evaluation
+        self.frequent = by_count[:n_frequent].to(device)
+        self.rare = seen[len(seen) - max(1, int(rare_fraction * len(seen))):].to(device)
         self.data = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
         self.true_weight_on_device = self.true_weight.to(device, torch.float32)
 

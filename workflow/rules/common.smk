@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 
 from adabench.config import ConfigError, validate_config
-from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, invocation_executes, remove_stale_outputs,
-                                   stale_outputs, take_study_lock)
+from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, invocation_executes, refuse_symlinks,
+                                   remove_stale_outputs, stale_outputs, take_study_lock)
 from adabench.problems import PROBLEMS
 from adabench.state import read_state
 from adabench.study import DATA_FILE, Study
@@ -57,11 +57,13 @@ GRID_MARKERS = [job_marker(job.id) for job in JOBS.values() if any(spec.key in G
 # are removed, so that Snakemake builds them and what reads them again; a dry run or a report only says so.
 if workflow.is_main_process:
     EXECUTES = invocation_executes()
-    if EXECUTES:
-        try:
+    try:
+        refuse_symlinks(STUDY)
+        if EXECUTES:
             STUDY_LOCK = take_study_lock(STUDY)
-        except StudyLocked as error:
-            raise WorkflowError(str(error)) from None
+    except StudyLocked as error:
+        raise WorkflowError(str(error)) from None
+    if EXECUTES:
         clear_stale_snakemake_locks(Path(".snakemake"), STUDY, print)
     remove_stale_outputs(stale_outputs(STATE, JOBS), EXECUTES, print)
 

@@ -6,8 +6,6 @@
 rule mlflow_store:
     output:
         STORE,
-    params:
-        artifact_root=study_path("mlflow", "artifacts"),
     conda:
         "../../environment.yml"
     log:
