@@ -1,4 +1,4 @@
-"""Command line: ``adabench train|data|list|status|stop`` (also ``python -m adabench``)."""
+"""Command line: ``adabench train|data|list|status|stop|records`` (also ``python -m adabench``)."""
 from __future__ import annotations
 
 import argparse
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="list problems and optimizers with their options")
 
     for name, text in (("status", "where a study stands: runs and epochs done, jobs training now (or stalled), ETA"),
-                       ("stop", "stop a running study within one epoch; a plain rerun resumes it")):
+                       ("stop", "stop a running study within one epoch; a plain rerun resumes it"),
+                       ("records", "the record files of the study's complete runs, one path a line (for git add)")):
         command = commands.add_parser(name, help=text)
         command.add_argument("configfiles", nargs="*", type=Path, metavar="CONFIGFILE",
                              help="the study's files, as given to snakemake --configfile (none: the default study)")
@@ -101,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         from .status import report
 
         print(report(read_state(study_of(args))))
+        return 0
+    if args.command == "records":
+        from .records import METRICS, SUMMARY
+        from .state import read_state
+
+        state = read_state(study_of(args))
+        for spec in [*state.study.runs(), *state.tuned_runs()]:
+            if spec.key in state.complete:
+                print("\n".join(str(state.study.run_dir(spec) / name) for name in (SUMMARY, METRICS)))
         return 0
     if args.command == "stop":
         from .status import stop
