@@ -31,6 +31,7 @@ report: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
 
-STUDY ?= default
+# the study's MLflow store in the UI; prints the address of its table of runs (CONFIG: the study's file, if any)
+CONFIG ?=
 mlflow-ui: $(STAMP)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/$(STUDY)/mlflow/mlflow.db --port 5000
+	$(VENV)/bin/adabench mlflow-ui $(CONFIG) --port 5000

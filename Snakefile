@@ -30,3 +30,4 @@ rule all:
         TABLES,
         FIGURES,
         SYNCED,
+        study_path("explorer.html"),

@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("configfiles", nargs="*", type=Path, metavar="CONFIGFILE",
                              help="the study's files, as given to snakemake --configfile (none: the default study)")
         command.add_argument("--defaults", type=Path, default=Path("config.yaml"), help="the defaults (config.yaml)")
+    ui = commands.add_parser("mlflow-ui", help="the MLflow UI on a study's store; prints the address of its runs")
+    ui.add_argument("configfiles", nargs="*", type=Path, metavar="CONFIGFILE",
+                    help="the study's files, as given to snakemake --configfile (none: the default study)")
+    ui.add_argument("--defaults", type=Path, default=Path("config.yaml"), help="the defaults (config.yaml)")
+    ui.add_argument("--port", type=int, default=5000)
+    export = commands.add_parser("export", help="a study's runs and curves as typed tables (Parquet or CSV)")
+    export.add_argument("study", type=Path, help="the study's folder, e.g. results/default")
+    export.add_argument("--out", type=Path, required=True, help="folder to write runs.* and curves.* into")
+    export.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     commands.choices["stop"].add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                                           help="wait up to this long for the training jobs to exit")
     return parser
@@ -102,6 +111,37 @@ def main(argv: list[str] | None = None) -> int:
         from .status import report
 
         print(report(read_state(study_of(args))))
+        return 0
+    if args.command == "mlflow-ui":
+        import os
+        import shutil
+
+        from mlflow.tracking import MlflowClient
+
+        from .tracking import runs_view_url
+
+        study = study_of(args)
+        found = MlflowClient(study.tracking_uri()).get_experiment_by_name(study.experiment)
+        if found is None:
+            raise SystemExit(f"adabench mlflow-ui: no experiment {study.experiment!r} at {study.tracking_uri()}: "
+                             "run snakemake for this study first")
+        print(f"the runs of study {study.name}: {runs_view_url(f'http://127.0.0.1:{args.port}', found.experiment_id)}",
+              flush=True)
+        mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+        os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", study.tracking_uri(), "--host", "127.0.0.1",
+                          "--port", str(args.port)])
+    if args.command == "export":
+        from .analysis.export import load_study
+
+        try:
+            tables = load_study(args.study)
+        except FileNotFoundError as error:
+            raise SystemExit(f"adabench export: {error}") from None
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, frame in tables._asdict().items():
+            path = args.out / f"{name}.{args.format}"
+            frame.to_parquet(path, index=False) if args.format == "parquet" else frame.to_csv(path, index=False)
+            print(f"{path}: {len(frame)} rows")
         return 0
     if args.command == "records":
         from .records import METRICS, SUMMARY

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .locks import Locked, ProcessLock, describe
-from .state import StudyState, recorded_digest
+from .state import StudyState, recorded_sources
 from .study import Job, Study
 
 # Snakemake's modes that run no job (and a dry run): whatever they plan, they must change nothing
@@ -99,7 +99,7 @@ def clear_stale_snakemake_locks(snakemake_dir: Path, study: Study, log) -> None:
 def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path, str]]:
     """Outputs that claim more than is true now, with the reason. Deleting them makes Snakemake build them, and
     what reads them, again:
-    - the plan, if the config now plans other runs;
+    - the plan, if the config now plans other runs or its problems declare other things (problems.json);
     - the marker of a job that has runs to train again (damaged or deleted since the job ran);
     - tables, the tuning selection and the MLflow sync made from other records than the study's now (records
       brought in by git, or retrained by hand);
@@ -109,9 +109,11 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
     from .study import DATA_FILE, RAW_DIR_NAME
 
     study, stale = state.study, []
-    plan = Path(study.path("plan.csv"))
+    plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
     if plan.exists() and plan.read_text() != study.plan().to_csv(index=False):
         stale.append((plan, "the config plans other runs now"))
+    elif declared.exists() and declared.read_text() != study.declarations_json():
+        stale.append((plan, "its problems declare other metrics or figures now"))
     stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
               for job_id in pending if Path(study.job_marker(job_id)).exists()]
     for output, sources, role, what in (
@@ -119,8 +121,16 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
             (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), "grid",
              "the tuning grid's"),
             (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), None, "the study's")):
+        if not Path(output).exists():
+            continue
+        recorded = recorded_sources(Path(sources))
+        changed = [key for key, sha in recorded.get("records", {}).items()
+                   if state.complete.get(key, {}).get("summary_sha256") != sha]
         digest = state.digest(role)
-        if digest is not None and Path(output).exists() and recorded_digest(Path(sources)) != digest:
+        if changed:
+            stale.append((Path(output), f"made from records that are damaged, gone or retrained now ({len(changed)} "
+                                        f"runs, e.g. {changed[0]}); their jobs train them again"))
+        elif digest is not None and recorded.get("records_sha256") != digest:
             stale.append((Path(output), f"made from other records than {what} runs now"))
     data = Path(DATA_FILE)
     data_problem = prepared_problem(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
+from .joblog import LogFile, job_log
 from .population import train_population
 from .records import RecordError, atomic_write_text, read_summary
 from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm
@@ -19,29 +20,12 @@ from .status import write_progress
 from .study import Study, read_plan, roles_by_dir
 
 
-class LogFile:
-    """A callable that appends lines to a job's log file (and echoes them to stdout).
-
-    The job's stderr goes to the same file, so a traceback lands where Snakemake says to look.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = self.path.open("a", buffering=1)
-        sys.stderr = self.handle
-
-    def __call__(self, line: str) -> None:
-        self.handle.write(line + "\n")
-        print(line, flush=True)
-
-
 def start_job(snakemake) -> LogFile:
-    """What every rule's script does first: its log file, and the study's plugins imported (a plugin's problems
-    and optimizers must be registered wherever the registries are read)."""
+    """What every rule's script that reads the registries does first: its log file, and the study's plugins
+    imported (a plugin's problems and optimizers must be registered wherever the registries are read)."""
     from .config import load_plugins
 
-    log = LogFile(snakemake.log[0])
+    log = job_log(snakemake)
     load_plugins(snakemake.config.get("plugins", []))
     return log
 
@@ -153,7 +137,7 @@ def create_store(study: Study, output: Path, log: LogFile) -> None:
 
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
-    from .state import records_digest
+    from .state import write_sources
     from .tracking import configure_timeouts, sync_runs
 
     configure_timeouts(config["mlflow"]["timeout_s"])
@@ -167,9 +151,7 @@ def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: 
             log(f"WARNING: {error}; not synced")
     counts = sync_runs(study.tracking_uri(), study.experiment, summaries, log)
     log(f"MLflow synced from {len(summaries)} run records: {counts}")
-    digest = records_digest({str(directory): summary for directory, summary in summaries})
-    atomic_write_text(Path(output), json.dumps({"runs": len(summaries), **counts, "records_sha256": digest},
-                                               indent=2) + "\n")
+    write_sources(Path(output), {str(directory): summary for directory, summary in summaries}, counts)
 
 
 def fetch_one(filename: str, sources: list[str], output: Path, timeout: float, log: LogFile) -> None:

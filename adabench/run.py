@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .provenance import cpu_model, git_commit
 from .optim import optimizer_arguments
 from .params import canonical_value, refuse_unknown, same_value
 from .problems import problem_arguments
@@ -174,26 +174,6 @@ def configure_precision(precision: str) -> None:
     mode = "tf32" if precision == "tf32" else "ieee"
     torch.backends.cuda.matmul.fp32_precision = mode
     torch.backends.cudnn.conv.fp32_precision = mode
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), e.g. "AMD EPYC 7B13": speeds depend on it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit(start: Path = Path(__file__).parent) -> str:
-    """The commit of the code that runs (the checkout this package is in), or "unknown" outside git."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=start, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def environment(device: torch.device, deterministic: bool) -> dict:

@@ -132,16 +132,26 @@ def decided_learning_rates(study: Study, complete: dict[str, dict]) -> dict[tupl
     return {(row.problem, row.optimizer): float(row.lr) for row in select(pd.DataFrame(rows)).itertuples()}
 
 
-def recorded_digest(path: Path) -> str | None:
-    """The records digest an output's sidecar says it was made from (see write_sources), or None."""
+def recorded_sources(path: Path) -> dict:
+    """What an output's sidecar says it was made from (see write_sources): {"records_sha256", "records"}, or {}."""
     try:
-        return json.loads(Path(path).read_text())["records_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        sources = json.loads(Path(path).read_text())
+        return sources if isinstance(sources, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
-def write_sources(path: Path, digest: str, runs: int) -> None:
-    """Record which run records an output was made from, so that a later run can tell it is out of date."""
+def recorded_digest(path: Path) -> str | None:
+    """The records digest an output's sidecar says it was made from, or None."""
+    return recorded_sources(path).get("records_sha256")
+
+
+def write_sources(path: Path, summaries: dict[str, dict], extra: dict | None = None) -> None:
+    """Record which run records an output was made from (each run's key and summary digest, and one digest of
+    them all), so that a later run can tell it is out of date, and say which records changed."""
     from .records import atomic_write_text
 
-    atomic_write_text(Path(path), json.dumps({"runs": runs, "records_sha256": digest}, indent=2) + "\n")
+    records = {summary["run_key"]: summary["summary_sha256"] for summary in summaries.values()}
+    atomic_write_text(Path(path), json.dumps({"runs": len(records), **(extra or {}),
+                                              "records_sha256": records_digest(summaries),
+                                              "records": dict(sorted(records.items()))}, indent=1) + "\n")

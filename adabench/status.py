@@ -20,7 +20,7 @@ import pandas as pd
 from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
 from .locks import holder_gone, holder_if_held
 from .records import METRICS
-from .run import cpu_model
+from .provenance import cpu_model
 from .state import StudyState
 from .study import Study
 

@@ -252,6 +252,13 @@ class Study:
                 "roles": ";".join(role for role in ROLES if role in roles),
                 "job": job, "unit": PROBLEMS.get(spec.problem).unit, "run_dir": str(self.run_dir(spec))}
 
+    def declarations(self) -> dict:
+        """What the analysis reads of each of the study's problems (Problem.declarations): ``problems.json``."""
+        return {problem: PROBLEMS.get(problem).declarations() for problem in self.config["problems"]}
+
+    def declarations_json(self) -> str:
+        return json.dumps(self.declarations(), indent=1, sort_keys=True) + "\n"
+
     def plan_digest(self) -> str:
         return hashlib.sha256(self.plan().to_csv(index=False).encode()).hexdigest()[:16]
 

@@ -16,11 +16,14 @@ import time
 from pathlib import Path
 
 from .records import METRICS, fsync_directory, read_metrics
-from .run import RunSpec, git_commit
+from .provenance import git_commit
+from .run import RunSpec
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
 MAX_BATCH = 1000
+# MLflow 3 opens an experiment on the view its kind names: training runs, not the GenAI overview
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def configure_timeouts(timeout_s: float) -> None:
@@ -107,16 +110,26 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: Path | 
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-    try:
-        return client.create_experiment(experiment, artifact_location=location)
-    except MlflowException as error:
-        # another process (CLI runs against a shared server) created it first
-        if error.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-        return client.get_experiment_by_name(experiment).experiment_id
+    if found is None:
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        try:
+            client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
+        except MlflowException as error:
+            # another process (CLI runs against a shared server) created it first
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        found = client.get_experiment_by_name(experiment)
+    for name, value in EXPERIMENT_TAGS.items():  # also on an experiment made before the tag existed
+        if found.tags.get(name) != value:
+            client.set_experiment_tag(found.experiment_id, name, value)
+    return found.experiment_id
+
+
+def runs_view_url(base: str, experiment_id: str) -> str:
+    """The address of an experiment's table of runs in the MLflow UI. MLflow 3.17's UI picks its view from the
+    ``workflowType`` query parameter (else the sidebar's last choice, GenAI at first) and, read from its bundle, not
+    from the experiment's kind tag: this address opens on the runs, whatever the browser chose before."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def run_params(spec: RunSpec, environment: dict) -> dict:

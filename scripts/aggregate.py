@@ -1,13 +1,15 @@
-"""Snakemake rule `aggregate`: every run's verified records into runs.csv and curves.csv.gz (long tables), and
-which records they were made from (runs.sources.json)."""
+"""Snakemake rule `aggregate`: every run's verified records into runs.csv and curves.csv.gz (long tables), the
+same as typed Parquet (what adabench.load_study reads), and which records they were made from (runs.sources.json)."""
 from adabench.analysis.aggregate import gather
+from adabench.analysis.export import write_parquet
 from adabench.pipeline import start_job, study_run_dirs
-from adabench.state import records_digest, write_sources
+from adabench.state import write_sources
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
 runs, curves, summaries = gather(study_run_dirs(sm.input.plan, sm.input.get("tuned_runs")))
 runs.to_csv(sm.output.runs, index=False)
 curves.to_csv(sm.output.curves, index=False)
-write_sources(sm.output.sources, records_digest(summaries), len(runs))
+write_parquet(runs, curves, sm.output.runs_parquet, sm.output.curves_parquet)  # typed, for load_study
+write_sources(sm.output.sources, summaries)
 log(f"{len(runs)} runs ({(runs.status == 'diverged').sum()} diverged), {len(curves)} curve rows")

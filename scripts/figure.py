@@ -1,14 +1,19 @@
-"""Snakemake rule `figure`: draw one figure of adabench.analysis.figures by name, from its tables."""
+"""Snakemake rule `figure`: draw one figure of adabench.analysis.figures by name, from its tables and what the
+study's problems declare (problems.json). No torch: drawing needs none."""
+import json
+
 import pandas as pd
 import seaborn as sns
 
 from adabench.analysis import figures
-from adabench.pipeline import start_job
+from adabench.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = start_job(sm)
+log = job_log(sm)
 sns.set_theme(style=sm.params.style)
-tables = {name: pd.read_csv(path) for name, path in sm.input.items()}
+tables = {name: pd.read_csv(path) for name, path in sm.input.items() if name != "problems"}
+with open(sm.input.problems) as declared:
+    problems = json.load(declared)
 draw = getattr(figures, sm.wildcards.figure)
-draw(**tables, outputs=[sm.output.png, sm.output.pdf], dpi=sm.params.dpi)
+draw(**tables, problems=problems, outputs=[sm.output.png, sm.output.pdf], dpi=sm.params.dpi)
 log(f"drew {sm.output.png} and {sm.output.pdf}")

@@ -3,7 +3,7 @@ reruns it makes (tuned_runs.csv, in the plan's columns); which grid records it w
 from adabench.analysis.aggregate import gather
 from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.pipeline import start_job
-from adabench.state import records_digest, write_sources
+from adabench.state import write_sources
 from adabench.study import Study, read_plan, roles_by_dir, with_role
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
@@ -13,7 +13,7 @@ selection = select(runs)
 selection.to_csv(sm.output.selection, index=False)
 lr_sensitivity(runs).to_csv(sm.output.sensitivity, index=False)
 Study(sm.config).tuned_plan(selection).to_csv(sm.output.tuned_runs, index=False)
-write_sources(sm.output.sources, records_digest(summaries), len(runs))
+write_sources(sm.output.sources, summaries)
 for row in selection.itertuples():
     edge = f"; WARNING: the {row.grid_edge} lr of the grid, widen it" if row.grid_edge else ""
     log(f"{row.problem}/{row.optimizer}: lr {row.lr} ({row.metric} {row.validation_score:.4g}){edge}")

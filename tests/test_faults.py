@@ -316,14 +316,15 @@ def test_killing_snakemake_alone_ends_its_training_jobs_and_a_plain_rerun_finish
         wait_for(lambda: training_processes(study), 120, "training job")
         os.kill(snakemake_process.pid, signal.SIGKILL)  # Snakemake alone, as a killed terminal would
         snakemake_process.wait()
-        # the orphaned jobs notice within seconds: no rerun will train a directory beside them
-        wait_for(lambda: not training_processes(study), 30, "end of the orphaned training jobs")
+        # the orphaned jobs notice (within a second of their watcher starting, once their imports are done): no
+        # rerun will train a directory beside them; the bound only keeps a hung test from waiting forever
+        wait_for(lambda: not training_processes(study), 600, "end of the orphaned training jobs")
     finally:
         if snakemake_process.poll() is None:
             os.killpg(snakemake_process.pid, signal.SIGKILL)
     assert list((study / ".snakemake/locks").glob("*.lock"))  # the killed Snakemake's lock is still there
     rerun = run_study(study)
-    assert "removed the lock of a Snakemake that is gone" in rerun.stdout + rerun.stderr
+    assert "the Snakemake that took it is gone" in rerun.stdout + rerun.stderr
     assert_recovered(study, uninterrupted)
 
 
@@ -337,7 +338,8 @@ def test_a_second_snakemake_beside_a_running_one_is_refused_with_the_way_out(stu
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     assert second.returncode != 0
-    assert "Directory cannot be locked" in second.stderr and "--unlock" in second.stderr
+    assert f"study '{STUDY}' is being run by another Snakemake: pid {first.pid}" in second.stderr
+    assert "adabench stop" in second.stderr
 
 
 def test_kills_at_random_moments_each_followed_by_a_rerun(study, uninterrupted):
@@ -362,7 +364,7 @@ def test_kills_at_random_moments_each_followed_by_a_rerun(study, uninterrupted):
             except ProcessLookupError:
                 pass
         process.wait()
-        wait_for(lambda: not training_processes(study), 30, f"end of the training jobs (seed {seed}, kill {attempt})")
+        wait_for(lambda: not training_processes(study), 600, f"end of the training jobs (seed {seed}, kill {attempt})")
     run_study(study)
     assert_recovered(study, uninterrupted)
 
@@ -373,14 +375,16 @@ def tracking_server(tmp_path):
     env = {**os.environ, "ADABENCH_MLFLOW_PORT": str(free_port()),
            "ADABENCH_MLFLOW_BACKEND": f"sqlite:///{tmp_path}/server.db",
            "ADABENCH_MLFLOW_ARTIFACTS": str(tmp_path / "artifacts"),
-           "ADABENCH_MLFLOW_BIN": os.path.join(os.path.dirname(sys.executable), "mlflow")}
+           "ADABENCH_MLFLOW_BIN": os.path.join(os.path.dirname(sys.executable), "mlflow"),
+           # the script waits for the server's health answer; this bound only ends a server that never answers
+           "ADABENCH_MLFLOW_WAIT": "600"}
     script = ["bash", str(REPO_ROOT / "scripts/mlflow_server.sh")]
 
     class Server:
         uri = f"http://127.0.0.1:{env['ADABENCH_MLFLOW_PORT']}"
 
         def start(self):
-            done = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=180)
+            done = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=700)
             assert done.returncode == 0, done.stderr
 
         def stop(self):

@@ -58,8 +58,8 @@ def run_row(summary: dict, roles: set[str]) -> dict:
 
 
 def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
-    """One row per run, and every run's curve (its metrics.csv, the unit column named ``epoch``) with the run's
-    identity columns, and each run's verified summary by directory. Each run's records are verified first; a
+    """One row per run, and every run's curve (its metrics.csv, its unit column named ``epoch``: the step where the
+    run's ``unit`` is "step") with the run's identity columns, and each run's verified summary by directory. Each run's records are verified first; a
     damaged one stops the table with its reason (a rerun of the workflow trains it again: see adabench.state)."""
     rows, curves, summaries = [], [], {}
     for directory, roles in sorted(roles_by_dir.items()):
@@ -72,10 +72,10 @@ def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFram
         row = run_row(summary, roles)
         rows.append(row)
         curve = metrics.rename(columns={summary["unit"]: "epoch"})
-        for column in reversed(RUN_COLUMNS):
+        for column in reversed(RUN_COLUMNS + ["unit"]):
             curve.insert(0, column, row[column])
         curves.append(curve)
     check_same_data(list(summaries.values()))
     if not rows:
-        return pd.DataFrame(columns=RUN_COLUMNS), pd.DataFrame(columns=RUN_COLUMNS + ["epoch"]), summaries
+        return pd.DataFrame(columns=RUN_COLUMNS), pd.DataFrame(columns=RUN_COLUMNS + ["unit", "epoch"]), summaries
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True), summaries

@@ -12,7 +12,6 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
-from ..problems import PROBLEMS  # noqa: E402
 
 
 def save(figure: plt.Figure, outputs: list[str], dpi: int) -> None:
@@ -41,9 +40,16 @@ def label(frame: pd.DataFrame) -> pd.Series:
     return frame.optimizer.where(~several, frame.optimizer + " (" + frame.setting + ")")
 
 
-def problems_declaring(frame: pd.DataFrame, kind: str) -> list[str]:
-    """The problems in ``frame`` whose class declares the figure kind ``kind`` (Problem.figures)."""
-    return [p for p in dict.fromkeys(frame.problem) if kind in PROBLEMS.get(p).figures]
+def problems_declaring(frame: pd.DataFrame, problems: dict, kind: str) -> list[str]:
+    """The problems in ``frame`` that declare the figure kind ``kind`` (``problems``: the study's declarations,
+    Problem.declarations)."""
+    return [p for p in dict.fromkeys(frame.problem) if kind in problems[p]["figures"]]
+
+
+def landscape(hessian, x1, x2):
+    """f = 1/2 x^T H x on a grid of points (numpy arrays), for the contours of the trajectories figure."""
+    (a, b), (_, d) = hessian
+    return 0.5 * (a * x1**2 + 2 * b * x1 * x2 + d * x2**2)
 
 
 def empty_note(axis, text: str) -> None:
@@ -51,18 +57,18 @@ def empty_note(axis, text: str) -> None:
     axis.set_axis_off()
 
 
-def learning_curves(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
+def learning_curves(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
     """Each problem's declared curve metric (Problem.curve) over its unit, mean over seeds, band min to max."""
     curves = study_only(curves)
-    problems = list(dict.fromkeys(curves.problem))
-    figure, axes = facet_grid(len(problems))
-    for axis, problem in zip(axes, problems):
-        cls = PROBLEMS.get(problem)
-        metric = cls.curve_metric()
+    names = list(dict.fromkeys(curves.problem))
+    figure, axes = facet_grid(len(names))
+    for axis, problem in zip(axes, names):
+        declared = problems[problem]
+        metric = declared["curve"]
         part = curves[(curves.problem == problem) & curves[metric].notna()].assign(optimizer_label=label)
         sns.lineplot(data=part, x="epoch", y=metric, hue="optimizer_label", errorbar=("pi", 100), ax=axis)
-        axis.set(title=problem, xlabel=cls.unit)
-        if metric in cls.log_scale:
+        axis.set(title=problem, xlabel=declared["unit"])
+        if metric in declared["log_scale"]:
             axis.set_yscale("log")
         axis.legend(fontsize=7, title="optimizer")
     figure.suptitle("Learning curves: mean over seeds, band from the lowest to the highest seed")
@@ -70,22 +76,22 @@ def learning_curves(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables
     save(figure, outputs, dpi)
 
 
-def trajectories(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
-    """Paths of the parameters over the problem's landscape, for problems declaring "trajectories": their class
-    names the two coordinate columns (``trajectory``) and draws its contours (``landscape(x1, x2)``)."""
+def trajectories(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
+    """Paths of the parameters over the problem's landscape, for problems declaring "trajectories": they name the
+    two coordinate columns (``trajectory``) and the Hessian of their quadratic landscape (``hessian``)."""
     curves = study_only(curves)
-    problems = problems_declaring(curves, "trajectories")
-    figure, axes = plt.subplots(1, max(1, len(problems)), figsize=(6.5 * max(1, len(problems)), 5), squeeze=False)
-    for axis, problem in zip(axes.flat, problems):
-        cls = PROBLEMS.get(problem)
-        first, second = cls.trajectory
+    names = problems_declaring(curves, problems, "trajectories")
+    figure, axes = plt.subplots(1, max(1, len(names)), figsize=(6.5 * max(1, len(names)), 5), squeeze=False)
+    for axis, problem in zip(axes.flat, names):
+        declared = problems[problem]
+        first, second = declared["trajectory"]
         part = curves[curves.problem == problem]
         part = part[part.seed == part.seed.min()].assign(optimizer_label=label)  # one seed: full batch, one path
         start = part[part.epoch == 0]
         reach = 1.25 * float(np.nanmax(np.abs(start[[first, second]].to_numpy()))) if len(start) else 2.5
         grid = np.linspace(-reach, reach, 201)
         x1, x2 = np.meshgrid(grid, grid)
-        values = cls.landscape(x1, x2)
+        values = landscape(declared["hessian"], x1, x2)
         axis.contour(x1, x2, values, levels=np.geomspace(values.max() * 1e-3, values.max(), 14), colors="0.75",
                      linewidths=0.7)
         palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
@@ -94,20 +100,20 @@ def trajectories(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables) -
             inside = path[(path[first].abs() < reach) & (path[second].abs() < reach)]
             axis.plot(inside[first], inside[second], "-o", markersize=2.5, linewidth=1.2, color=color, label=name)
         axis.plot([0], [0], "k*", markersize=10)
-        axis.set(title=f"{problem}: {int(part.epoch.max())} {cls.unit}s", xlabel=first, ylabel=second,
+        axis.set(title=f"{problem}: {int(part.epoch.max())} {declared['unit']}s", xlabel=first, ylabel=second,
                  xlim=(-reach, reach), ylim=(-reach, reach), aspect="equal")
         axis.legend(fontsize=7, loc="lower left")
-    if not problems:
+    if not names:
         empty_note(axes.flat[0], "no problem of this study declares trajectories")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def final_metric(runs: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
+def final_metric(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
     runs = study_only(runs)
-    problems = list(dict.fromkeys(runs.problem))
-    figure, axes = facet_grid(len(problems), width=5.0, height=3.6)
-    for axis, problem in zip(axes, problems):
+    names = list(dict.fromkeys(runs.problem))
+    figure, axes = facet_grid(len(names), width=5.0, height=3.6)
+    for axis, problem in zip(axes, names):
         part = runs[runs.problem == problem].assign(optimizer_label=label)
         order = part.groupby("optimizer_label").final_headline.mean().sort_values(
             ascending=part.headline_mode.iloc[0] == "min").index
@@ -116,40 +122,40 @@ def final_metric(runs: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> 
                       size=4, ax=axis, legend=False)
         metric = part.headline_metric.iloc[0]
         axis.set(title=problem, xlabel=f"final {metric}", ylabel="")
-        if metric in PROBLEMS.get(problem).log_scale:
+        if metric in problems[problem]["log_scale"]:
             axis.set_xscale("log")
     figure.suptitle("Final headline metric per optimizer, one dot per seed")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def effective_lr(curves: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
+def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
     curves = study_only(curves)
     curves = curves[curves.eff_lr_median.notna()] if "eff_lr_median" in curves else curves.iloc[:0]
-    problems = list(dict.fromkeys(curves.problem))
-    figure, axes = facet_grid(len(problems))
-    for axis, problem in zip(axes, problems):
+    names = list(dict.fromkeys(curves.problem))
+    figure, axes = facet_grid(len(names))
+    for axis, problem in zip(axes, names):
         part = curves[curves.problem == problem]
         part = part[part.seed == part.seed.min()].assign(optimizer_label=label)
         palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
         for color, (name, run) in zip(palette, part.groupby("optimizer_label", sort=True)):
             axis.plot(run.epoch, run.eff_lr_median, color=color, label=name)
             axis.fill_between(run.epoch, run.eff_lr_min, run.eff_lr_max, color=color, alpha=0.12)
-        axis.set(title=problem, xlabel=PROBLEMS.get(problem).unit, ylabel="effective step size", yscale="log")
+        axis.set(title=problem, xlabel=problems[problem]["unit"], ylabel="effective step size", yscale="log")
         axis.legend(fontsize=7)
     figure.suptitle("Effective per-coordinate step size: median, band from min to max over coordinates (first seed)")
     figure.tight_layout()
     save(figure, outputs, dpi)
 
 
-def feature_errors(runs: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
-    """Final metrics set side by side per optimizer, for problems declaring "feature_errors": their class maps
-    each metric to its label (``feature_errors``), e.g. the weight error on rare and on frequent features."""
+def feature_errors(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
+    """Final metrics set side by side per optimizer, for problems declaring "feature_errors": they map each
+    metric to its label (``feature_errors``), e.g. the weight error on rare and on frequent features."""
     runs = study_only(runs)
-    problems = problems_declaring(runs, "feature_errors")
-    figure, axes = facet_grid(len(problems), width=8, height=4)
-    for axis, problem in zip(axes, problems):
-        labels = PROBLEMS.get(problem).feature_errors
+    names = problems_declaring(runs, problems, "feature_errors")
+    figure, axes = facet_grid(len(names), width=8, height=4)
+    for axis, problem in zip(axes, names):
+        labels = problems[problem]["feature_errors"]
         part = runs[runs.problem == problem].assign(optimizer_label=label)
         tidy = part.melt(id_vars=["optimizer_label", "seed"], value_vars=[f"final_{m}" for m in labels],
                          var_name="metric", value_name="value")
@@ -159,7 +165,7 @@ def feature_errors(runs: pd.DataFrame, outputs: list[str], dpi: int, **tables) -
         sns.barplot(data=tidy, y="optimizer_label", x="value", hue="metric", order=order, errorbar=("pi", 100), ax=axis)
         axis.set(ylabel="", xlabel="final value", title=problem)
         axis.legend(fontsize=7, title="")
-    if not problems:
+    if not names:
         axes[0].set_visible(True)
         empty_note(axes[0], "no problem of this study declares feature errors")
     figure.tight_layout()
@@ -189,12 +195,13 @@ def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0, **ta
     save(figure, outputs, dpi)
 
 
-def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
+def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problems: dict, outputs: list[str], dpi: int,
+                   **tables) -> None:
     """Final validation metric against the learning rate, a line per optimizer, band over the grid seeds,
     the chosen point marked."""
-    problems = list(dict.fromkeys(sensitivity.problem))
-    figure, axes = facet_grid(len(problems))
-    for axis, problem in zip(axes, problems):
+    names = list(dict.fromkeys(sensitivity.problem))
+    figure, axes = facet_grid(len(names))
+    for axis, problem in zip(axes, names):
         part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
         palette = dict(zip(sorted(set(part.optimizer)), sns.color_palette(n_colors=part.optimizer.nunique())))
         for optimizer, line in part.groupby("optimizer", sort=True):
@@ -204,7 +211,7 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, outputs: 
             axis.plot(chosen.lr, chosen.validation_score, "*", markersize=13, color=palette[optimizer],
                       markeredgecolor="black")
         axis.set(title=problem, xscale="log", xlabel="learning rate", ylabel=f"final {part.metric.iloc[0]}")
-        if part.metric.iloc[0] in PROBLEMS.get(problem).log_scale:
+        if part.metric.iloc[0] in problems[problem]["log_scale"]:
             axis.set_yscale("log")
         axis.legend(fontsize=7)
     figure.suptitle("Learning-rate sensitivity on the validation split (band: range over grid seeds; star: chosen)")

@@ -66,6 +66,8 @@ class Problem:
     batch_size: int | None = None
     holdout_options: dict = {}
     data_digest: str = ""
+    # class attributes a problem-specific figure reads (e.g. the quadratics' ``hessian``), declared with the rest
+    figure_declarations: tuple[str, ...] = ()
 
     def __init__(self, device: torch.device, epochs: int):
         self.device = device
@@ -75,6 +77,14 @@ class Problem:
     @classmethod
     def curve_metric(cls) -> str:
         return cls.curve or cls.headline[0]
+
+    @classmethod
+    def declarations(cls) -> dict:
+        """What the analysis reads of the problem, as plain data: written beside a study's plan
+        (``problems.json``), so that its tables, figures and results page need neither torch nor this class."""
+        return {"unit": cls.unit, "headline": list(cls.headline), "selection": list(cls.selection),
+                "curve": cls.curve_metric(), "log_scale": sorted(cls.log_scale), "figures": list(cls.figures),
+                **{name: getattr(cls, name) for name in cls.figure_declarations}}
 
     def build_model(self) -> nn.Module:
         """One member's freshly initialised model; called right after the member's seed is set."""

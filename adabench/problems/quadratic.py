@@ -26,13 +26,8 @@ class Quadratic(Problem):
     figures = ("trajectories",)
     trajectory = ("x1", "x2")  # the columns the trajectories figure draws a path through
     records_initial_state = True
-    hessian: tuple[tuple[float, float], tuple[float, float]]
-
-    @classmethod
-    def landscape(cls, x1, x2):
-        """f on a grid of points (numpy arrays), for the contours of the trajectories figure."""
-        (a, b), (_, d) = cls.hessian
-        return 0.5 * (a * x1**2 + 2 * b * x1 * x2 + d * x2**2)
+    hessian: tuple[tuple[float, float], tuple[float, float]]  # f = 1/2 x^T H x: the figure's contours
+    figure_declarations = ("trajectory", "hessian")
 
     def __init__(self, device: torch.device, steps: int = 20, start: tuple[float, float] = (2.0, 1.0)):
         super().__init__(device, epochs=steps)

@@ -33,6 +33,7 @@ class SparseLogisticRegression(Problem):
     selection = ("val_acc", "max")
     curve = "test_loss"
     figures = ("feature_errors",)
+    figure_declarations = ("feature_errors",)
     bounds = {"n_features": Bound(2, 10_000_000), "n_train": Bound(1, 100_000_000), "n_validation": Bound(1, 100_000_000),
               "n_test": Bound(1, 100_000_000), "active_per_sample": Bound(1, 10_000), "zipf_exponent": POSITIVE,
               "weight_scale": POSITIVE, "frequent_fraction": Bound(0, 1, low_open=True),

@@ -9,6 +9,8 @@ rule aggregate:
     output:
         runs=RUNS_TABLE,
         curves=CURVES_TABLE,
+        runs_parquet=study_path("tables", "runs.parquet"),
+        curves_parquet=study_path("tables", "curves.parquet"),
         sources=study_path("tables", "runs.sources.json"),
     conda:
         "../../environment.yml"

@@ -21,6 +21,7 @@ STUDY = Study(config)
 STATE = read_state(STUDY)
 JOBS = STATE.pending_jobs()
 PLAN = STUDY.path("plan.csv")
+PROBLEMS_FILE = STUDY.path("problems.json")  # what the analysis reads of each problem (Problem.declarations)
 
 
 def study_path(*parts):
@@ -123,8 +124,15 @@ if TUNING:
         performance_profile={"profile": study_path("tables", "performance_profile.csv")},
         time_to_target={"times": study_path("tables", "time_to_target.csv")},
     )
+for inputs in FIGURE_INPUTS.values():
+    inputs["problems"] = PROBLEMS_FILE
 FIGURE_NAMES = list(FIGURE_INPUTS)
 FIGURES = expand(study_path("figures", "{figure}.{ext}"), figure=FIGURE_NAMES, ext=["png", "pdf"])
+
+
+# what the results page shows beside the tables: the tuning's sensitivity and selection, the profiles' data
+EXPLORER_DATA = [study_path("tuning", "selection.csv"), study_path("tuning", "lr_sensitivity.csv"),
+                 study_path("tables", "performance_profile.csv")] if TUNING else []
 
 
 def figure_inputs(wildcards):

@@ -24,3 +24,23 @@ rule figure:
         study_path("logs", "figures", "{figure}.log"),
     script:
         "../../scripts/figure.py"
+
+
+# The study's interactive results page: every table sortable and filterable, the curves and the tuning as plotly
+# figures, one self-contained HTML file (JavaScript inline) that works offline.
+rule explorer:
+    input:
+        plan=PLAN,
+        problems=PROBLEMS_FILE,
+        runs=study_path("tables", "runs.parquet"),
+        curves=study_path("tables", "curves.parquet"),
+        tables=[path for path in TABLES if path.endswith(".csv")],
+        figures_data=EXPLORER_DATA,
+    output:
+        report(study_path("explorer.html"), caption="../report/explorer.rst", category="Explorer"),
+    conda:
+        "../../environment.yml"
+    log:
+        study_path("logs", "explorer.log"),
+    script:
+        "../../scripts/explorer.py"

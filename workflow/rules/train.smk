@@ -6,7 +6,8 @@
 
 rule plan:
     output:
-        PLAN,
+        plan=PLAN,
+        problems=PROBLEMS_FILE,
     params:
         # the plan's content: a change of what the study runs rewrites it, and reruns what reads it
         digest=STUDY.plan_digest(),

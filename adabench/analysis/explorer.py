@@ -1,0 +1,220 @@
+"""A study's results page: one self-contained HTML file that works offline (``results/<study>/explorer.html``).
+
+Every table is an interactive DataTables table (itables, its JavaScript bundled into the page), sortable and
+filterable, numbers rounded as in the Markdown tables; the plots are plotly figures (plotly.js bundled once):
+learning curves per problem (mean over seeds, a band from the lowest to the highest seed, each seed's value on
+hover, traces toggled from the legend), learning-rate sensitivity, time to target and performance profiles. A
+header says which study, config, code, machines and date the page shows. No torch: the page reads the study's
+tables and what its problems declare (problems.json).
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+import plotly.io as pio
+from itables import to_html_datatable
+from itables.javascript import generate_init_offline_itables_html
+from itables.options import dt_bundle
+from plotly.subplots import make_subplots
+
+from .export import load_study
+from .tables import fmt
+
+# the tables of a study, in the order the page shows them: (file under the study, title)
+TABLES = [("tables/comparison.csv", "Every optimizer, the study's settings"),
+          ("tables/reproduction.csv", "The reference report against this pipeline"),
+          ("tables/protocols.csv", "Reference protocol against tuned protocol"),
+          ("tables/paired_tests.csv", "Paired tests against AdaGrad"),
+          ("tables/time_to_target.csv", "Time to target"),
+          ("tuning/selection.csv", "Tuned learning rates (chosen on validation)"),
+          ("tables/optimizer_overhead.csv", "Optimizer overhead per step")]
+TABLE_LAYOUT = {"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
+PROTOCOLS = {"in_study": "reference protocol", "in_tuned": "tuned protocol"}
+
+
+def table_html(name: str, frame: pd.DataFrame) -> str:
+    """A sortable, filterable table: numbers shown as the Markdown tables show them (adabench.analysis.tables.fmt,
+    through pandas' float format, which itables applies), sorted by their full values."""
+    with pd.option_context("display.float_format", fmt):
+        return to_html_datatable(frame, connected=False, layout=TABLE_LAYOUT, paging=False, scrollX=True,
+                                 classes="display compact", showIndex=False, format_floats_in_python=True)
+
+
+def seed_hover(seeds: list) -> str:
+    lines = [f"seed {seed}: %{{customdata[{i}]:.4g}}" for i, seed in enumerate(seeds)]
+    return "%{fullData.name}<br>%{x}: mean %{y:.4g}<br>" + "<br>".join(lines) + "<extra></extra>"
+
+
+def curve_labels(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and protocol it belongs to, with the label of its trace: the optimizer, and its setting
+    where the protocol runs several of that optimizer, or the tuned learning rate."""
+    parts = []
+    for column, protocol in PROTOCOLS.items():
+        if column not in runs:
+            continue
+        part = runs[runs[column]].copy()
+        several = part.groupby(["problem", "optimizer"], observed=True).setting.transform("nunique") > 1
+        optimizer, setting = part.optimizer.astype(str), part.setting.astype(str)
+        if protocol == "tuned protocol":
+            part["label"] = optimizer + " (tuned, " + setting + ")"
+        else:
+            part["label"] = optimizer.where(~several, optimizer + " (" + setting + ")")
+        part["protocol"] = protocol
+        parts.append(part[["run_key", "problem", "optimizer", "seed", "label", "protocol"]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run_key", "label"])
+
+
+def optimizer_colors(optimizers) -> dict[str, str]:
+    """One color per optimizer, the same under both protocols (its tuned trace dashed)."""
+    names = sorted(set(map(str, optimizers)))
+    return {name: palette[index % len(palette)] for index, name in enumerate(names)
+            for palette in [plotly.colors.qualitative.Plotly]}
+
+
+def translucent(color: str, alpha: float = 0.18) -> str:
+    red, green, blue = plotly.colors.hex_to_rgb(color)
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, declared: dict) -> go.Figure:
+    """The problem's declared curve metric: per optimizer (and setting, and protocol) the mean over seeds, a band
+    from the lowest to the highest seed, and each seed's value on hover."""
+    metric = declared["curve"]
+    labelled = curve_labels(runs[runs.problem == problem]).merge(
+        curves[curves.problem == problem][["run_key", "epoch", metric]], on="run_key")
+    figure = go.Figure()
+    colors = optimizer_colors(labelled.optimizer)
+    for (protocol, label), part in labelled.groupby(["protocol", "label"], sort=True):
+        table = part.pivot_table(index="epoch", columns="seed", values=metric, aggfunc="first").sort_index()
+        epochs, seeds = table.index.to_numpy(), list(table.columns)
+        mean, low, high = table.mean(axis=1), table.min(axis=1), table.max(axis=1)
+        dash = "dash" if protocol == "tuned protocol" else "solid"
+        color = colors[str(part.optimizer.iloc[0])]
+        figure.add_trace(go.Scatter(x=np.concatenate([epochs, epochs[::-1]]),
+                                    y=np.concatenate([high.to_numpy(), low.to_numpy()[::-1]]), mode="lines",
+                                    fill="toself",
+                                    fillcolor=translucent(color), line={"width": 0}, hoverinfo="skip",
+                                    showlegend=False, legendgroup=label, name=f"{label} band"))
+        figure.add_trace(go.Scatter(x=epochs, y=mean.to_numpy(), mode="lines", name=label, legendgroup=label,
+                                    line={"dash": dash, "color": color}, customdata=table.to_numpy(),
+                                    hovertemplate=seed_hover(seeds),
+                                    meta={"optimizer": str(part.optimizer.iloc[0]), "protocol": protocol}))
+    figure.update_layout(title=f"{problem}: {metric} (mean over seeds; band: lowest to highest seed; dashed: tuned)",
+                         xaxis_title=declared["unit"], yaxis_title=metric, height=460, legend={"font": {"size": 10}},
+                         yaxis_type="log" if metric in declared["log_scale"] else "linear")
+    return figure
+
+
+def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problem: str, declared: dict) -> go.Figure:
+    part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
+    figure = go.Figure()
+    for optimizer, line in part.groupby("optimizer", sort=True):
+        figure.add_trace(go.Scatter(x=line.lr, y=line["mean"], mode="lines+markers", name=str(optimizer),
+                                    error_y={"type": "data", "symmetric": False, "array": line.high - line["mean"],
+                                             "arrayminus": line["mean"] - line.low}, legendgroup=str(optimizer)))
+        chosen = selection[(selection.problem == problem) & (selection.optimizer == optimizer)]
+        figure.add_trace(go.Scatter(x=chosen.lr, y=chosen.validation_score, mode="markers", showlegend=False,
+                                    marker={"symbol": "star", "size": 14, "line": {"width": 1}},
+                                    legendgroup=str(optimizer), name=f"{optimizer}: chosen"))
+    metric = part.metric.iloc[0] if len(part) else ""
+    figure.update_layout(title=f"{problem}: final {metric} on the validation split against the learning rate "
+                               "(bars: range over grid seeds; star: chosen)", xaxis_type="log",
+                         xaxis_title="learning rate", yaxis_title=metric, height=420,
+                         yaxis_type="log" if metric in declared["log_scale"] else "linear")
+    return figure
+
+
+def time_to_target(times: pd.DataFrame) -> go.Figure:
+    problems = list(dict.fromkeys(times.problem))
+    figure = make_subplots(rows=1, cols=max(1, len(problems)), subplot_titles=problems)
+    for column, problem in enumerate(problems, start=1):
+        part = times[times.problem == problem].replace([np.inf], np.nan)
+        for protocol, bars in part.groupby("protocol", sort=True):
+            figure.add_trace(go.Bar(y=bars.label, x=bars.median_epochs, orientation="h", name=str(protocol),
+                                    legendgroup=str(protocol), showlegend=column == 1,
+                                    customdata=np.stack([bars.median_seconds, bars.reached, bars.seeds], axis=1),
+                                    hovertemplate="%{y}: %{x} epochs, %{customdata[0]:.1f} s; reached on "
+                                                  "%{customdata[1]} of %{customdata[2]} seeds<extra></extra>"),
+                             row=1, col=column)
+    figure.update_layout(title="Median epochs (steps) to the target, hover for seconds (missing: not reached)",
+                         barmode="group", height=460)
+    return figure
+
+
+def performance_profiles(profile: pd.DataFrame) -> go.Figure:
+    costs = list(dict.fromkeys(profile.cost))
+    figure = make_subplots(rows=1, cols=max(1, len(costs)), subplot_titles=[f"cost: {c} to target" for c in costs])
+    for column, cost in enumerate(costs, start=1):
+        for optimizer, line in profile[profile.cost == cost].groupby("optimizer", sort=True):
+            figure.add_trace(go.Scatter(x=line.tau, y=line.fraction, mode="lines", line={"shape": "hv"},
+                                        name=str(optimizer), legendgroup=str(optimizer), showlegend=column == 1),
+                             row=1, col=column)
+        figure.update_xaxes(type="log", title_text="τ (multiple of the best optimizer's cost)", row=1, col=column)
+    figure.update_yaxes(range=[-0.02, 1.02], title_text="fraction of problems solved within τ", row=1, col=1)
+    figure.update_layout(title="Performance profiles over problems, tuned protocol", height=420)
+    return figure
+
+
+def header_html(header: dict, runs: pd.DataFrame) -> str:
+    machines = sorted({f"{row.device_name} ({row.device})" for row in runs[["device_name", "device"]].drop_duplicates()
+                       .itertuples()}) if len(runs) else []
+    commits = sorted(set(runs.git_commit.dropna().astype(str))) if "git_commit" in runs else []
+    facts = {"config (plan digest)": header["plan_digest"], "page built from commit": header["commit"],
+             "runs trained with commits": ", ".join(c[:12] for c in commits) or "–",
+             "machines": "; ".join(machines) or "–", "runs": str(len(runs)), "built": header["date"]}
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
+    return (f"<h1>adabench study <code>{html.escape(header['study'])}</code></h1>"
+            f"<table class='facts'>{rows}</table>")
+
+
+def figure_html(figure: go.Figure, div_id: str, first: bool) -> str:
+    return pio.to_html(figure, full_html=False, include_plotlyjs=first, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def build_page(root: str | Path, header: dict) -> str:
+    """The page of the study in ``root`` (``results/<study>``), from its tables, tuning tables and problems.json."""
+    root = Path(root)
+    runs, curves = load_study(root)
+    problems = json.loads((root / "problems.json").read_text())
+    sections, first = [header_html(header, runs)], True
+    sections.append("<h2>Tables</h2><p>Click a column to sort; type in a table's search box to filter its rows.</p>")
+    for path, title in TABLES:
+        if (root / path).exists():
+            name = Path(path).stem
+            sections.append(f"<h3>{html.escape(title)} <small>({path})</small></h3>"
+                            f"<div class='table' id='table-{name}'>{table_html(name, pd.read_csv(root / path))}</div>")
+    sections.append("<h2>Learning curves</h2><p>Click a legend entry to hide or show its trace; hover for each "
+                    "seed's value.</p>")
+    for problem in dict.fromkeys(runs.problem.astype(str)):
+        figure = learning_curves(runs, curves, problem, problems[problem])
+        sections.append(figure_html(figure, f"curves-{problem}", first))
+        first = False
+    sensitivity, selection = root / "tuning/lr_sensitivity.csv", root / "tuning/selection.csv"
+    if sensitivity.exists() and selection.exists():
+        sensitivity, selection = pd.read_csv(sensitivity), pd.read_csv(selection)
+        sections.append("<h2>Learning-rate sensitivity</h2>")
+        for problem in dict.fromkeys(sensitivity.problem):
+            sections.append(figure_html(lr_sensitivity(sensitivity, selection, problem, problems[problem]),
+                                        f"sensitivity-{problem}", first))
+            first = False
+    if (root / "tables/time_to_target.csv").exists():
+        sections.append("<h2>Time to target</h2>")
+        sections.append(figure_html(time_to_target(pd.read_csv(root / "tables/time_to_target.csv")),
+                                    "time-to-target", first))
+        first = False
+    if (root / "tables/performance_profile.csv").exists():
+        sections.append("<h2>Performance profiles</h2>")
+        sections.append(figure_html(performance_profiles(pd.read_csv(root / "tables/performance_profile.csv")),
+                                    "performance-profiles", first))
+    style = ("body{font-family:sans-serif;margin:1.5em;max-width:1400px} table.facts th{text-align:left;"
+             "padding-right:1em} .table{margin-bottom:2em} h3 small{font-weight:normal;color:#666}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>adabench: {html.escape(header['study'])}"
+            f"</title><style>{style}</style>{generate_init_offline_itables_html(dt_bundle)}</head><body>"
+            + "\n".join(sections) + "</body></html>\n")

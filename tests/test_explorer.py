@@ -1,0 +1,86 @@
+"""The study as one DataFrame (load_study, adabench export, Parquet), and its results page as a person opens it: a
+real headless Chromium on the quick study's explorer.html, offline."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import adabench
+from adabench.analysis.tables import comparison_table
+from browser import CHROMIUM, in_browser
+from workflow_helpers import quick_config
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots a run of the tests leaves for a person
+
+
+def test_load_study_gives_typed_runs_and_curves_that_rebuild_the_comparison_table(quick):
+    runs, curves = adabench.load_study(quick / "results/quick")
+    assert runs.run_key.is_unique and str(runs.problem.dtype) == "category" and str(runs.seed.dtype) == "Int64"
+    assert runs.in_study.dtype == bool and runs.final_headline.dtype == float
+    assert set(curves.run_key) == set(runs.run_key) and str(curves.epoch.dtype) == "Int64"
+    assert set(curves[curves.problem == "quadratic"].unit) == {"step"}
+    # the README's example: one row of the comparison table, from the tidy runs
+    study = runs[runs.in_study & (runs.problem == "sparse_logreg") & (runs.optimizer == "adam")]
+    mean = study.final_headline.mean()
+    table = pd.read_csv(quick / "results/quick/tables/comparison.csv")
+    row = table[(table.problem == "sparse_logreg") & (table.optimizer == "adam")].iloc[0]
+    assert mean == pytest.approx(row["mean"], rel=1e-12)
+    pd.testing.assert_frame_equal(comparison_table(pd.read_csv(quick / "results/quick/tables/runs.csv")), table,
+                                  check_exact=False, check_dtype=False)
+
+
+def test_adabench_export_writes_the_same_tables(quick, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "adabench", "export", str(quick / "results/quick"), "--out",
+                           str(tmp_path), "--format", "csv"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == len(pd.read_csv(quick / "results/quick/tables/runs.csv"))
+    missing = subprocess.run([sys.executable, "-m", "adabench", "export", str(tmp_path / "nothing"), "--out",
+                              str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "run snakemake for this study first" in missing.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_the_results_page_loads_offline_sorts_filters_and_draws_a_curve_per_optimizer(quick, tmp_path):
+    page_file = quick / "results/quick/explorer.html"
+    assert "https://" not in page_file.read_text().split("<body>")[0].replace("https://itables.org", "")
+    optimizers = quick_config()["optimizers"]
+    found = {}
+
+    async def steps(page):
+        tables = len(list((quick / "results/quick/tables").glob("*.csv")))
+        await page.wait_until("document.querySelectorAll('table.dataTable').length >= 6")
+        await page.wait_until("document.querySelectorAll('.js-plotly-plot').length >= 4")
+        comparison = "document.querySelector('#table-comparison table.dataTable')"
+        first_cells = f"Array.from({comparison}.querySelectorAll('tbody tr td:nth-child(2)')).map(c => c.textContent)"
+        before = await page.evaluate(first_cells)
+        # sort by the optimizer column: a click on its header
+        await page.evaluate(f"Array.from({comparison}.querySelectorAll('thead th'))"
+                            ".find(th => th.textContent.trim().startsWith('optimizer')).click()")
+        await page.wait_until(f"JSON.stringify({first_cells}) != JSON.stringify({before!r})")
+        after = await page.evaluate(first_cells)
+        # a filter: type a problem's name into the table's search box
+        search = "document.querySelector('#table-comparison input[type=search]')"
+        await page.evaluate(f"{search}.value = 'sparse_logreg'; {search}.dispatchEvent(new Event('input'))")
+        rows = f"Array.from({comparison}.querySelectorAll('tbody tr')).map(r => r.textContent)"
+        await page.wait_until(f"{rows}.length < {len(before)}")
+        filtered = await page.evaluate(rows)
+        traces = await page.evaluate("document.getElementById('curves-lenet_relu_fmnist').data"
+                                     ".filter(t => t.showlegend !== false && t.meta && "
+                                     "t.meta.protocol === 'reference protocol').map(t => t.meta.optimizer)")
+        found.update(before=before, after=after, filtered=filtered, traces=traces, tables=tables,
+                     errors=list(page.errors))
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.evaluate(f"{search}.value = ''; {search}.dispatchEvent(new Event('input'))")
+        await page.screenshot(ARTIFACTS / "explorer-quick.png")
+
+    in_browser(page_file.as_uri(), tmp_path / "profile", steps)
+    assert found["errors"] == []
+    assert sorted(found["after"]) == found["after"] != found["before"]
+    assert found["filtered"] and all("sparse_logreg" in row for row in found["filtered"])
+    assert sorted(found["traces"]) == sorted(optimizers)
+    assert (ARTIFACTS / "explorer-quick.png").stat().st_size > 10_000
