@@ -9,11 +9,13 @@ import torch
 import yaml
 
 from .config import ConfigError, check_run_arguments
-from .data import DEFAULT_SOURCES, fetch_fashion_mnist, prepare_fashion_mnist
+from .data import DATA_FILE, DEFAULT_SOURCES, RAW_DIR, fetch_fashion_mnist, prepare_fashion_mnist
 from .optim import OPTIMIZERS, optimizer_arguments
 from .problems import PROBLEMS, problem_arguments
 from .records import foreign_folder
-from .run import PRECISIONS, PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm, train_run
+from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
+from .spec import PRECISIONS, RunSpec
+from .trainer import train_run
 
 
 def parse_assignments(items: list[str], flag: str) -> dict:
@@ -57,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", default="adabench")
 
     data = commands.add_parser("data", help="fetch and prepare Fashion-MNIST")
-    data.add_argument("--out", type=Path, default=Path("results/data/fashion_mnist.pt"))
-    data.add_argument("--raw-dir", type=Path, default=Path("results/data/fashion-mnist"))
+    data.add_argument("--out", type=Path, default=Path(DATA_FILE))
+    data.add_argument("--raw-dir", type=Path, default=Path(RAW_DIR))
     data.add_argument("--source", action="append", help="a directory or URL prefix (repeatable; default: "
                       + ", ".join(DEFAULT_SOURCES) + ")")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .run import canonical_options
+from .spec import canonical_options
 from .study import Study
 
 STAGES = ("study", "grid", "tuned")

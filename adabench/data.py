@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .records import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file, torch_bytes
+from .atomic import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from .checkpoints import torch_bytes
 
 FASHION_MNIST_FILES = {
     "train_images": ("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
@@ -29,6 +30,10 @@ FASHION_MNIST_FILES = {
 # tensors_digest of the prepared tensors of the real Fashion-MNIST (the four files above): what every LeNet run of
 # a study records as its data, and what the workflow's prepared file must hold
 FASHION_MNIST_CONTENT_SHA256 = "8de48e796a9bca3babc0d17e07cdea538cdcee6f8859b2cba900c4aa437a63df"
+
+# where a checkout keeps Fashion-MNIST: the prepared tensors training loads, and beside them the fetched files
+DATA_FILE = "results/data/fashion_mnist.pt"
+RAW_DIR = "results/data/fashion-mnist"
 
 DEFAULT_SOURCES = [
     "/usr/share/datasets/fashion-mnist",

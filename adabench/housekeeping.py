@@ -105,8 +105,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
       brought in by git, or retrained by hand);
     - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
       verify, and an MLflow store marker whose store is gone or moved."""
-    from .data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_problem
-    from .study import DATA_FILE, RAW_DIR_NAME
+    from .data import DATA_FILE, FASHION_MNIST_CONTENT_SHA256, RAW_DIR, checksum_file, prepared_problem
 
     study, stale = state.study, []
     plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
@@ -137,7 +136,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
     stale += [(path, data_problem) for path in (data, checksum_file(data)) if data_problem and path.exists()]
     if not data.exists() or data_problem:
         # the data will be prepared again: from raw files that verify, else fetched again
-        stale += damaged_raw_files(data.parent / RAW_DIR_NAME)
+        stale += damaged_raw_files(Path(RAW_DIR))
     stale += stale_store_marker(study)
     return stale
 

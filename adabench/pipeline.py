@@ -11,13 +11,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .atomic import atomic_write_text
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .joblog import LogFile, job_log
-from .population import train_population
-from .records import RecordError, atomic_write_text, read_summary
-from .run import PREEMPTED_EXIT_CODE, Preempted, RunSpec, stop_on_sigterm
+from .plan import read_plan, roles_by_dir
+from .records import RecordError, read_summary
+from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
+from .spec import RunSpec
 from .status import write_progress
-from .study import Study, read_plan, roles_by_dir
+from .study import Study
+from .trainer import train_population
 
 
 def start_job(snakemake) -> LogFile:

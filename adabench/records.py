@@ -1,8 +1,6 @@
-"""A run's files on disk: written so that a crash or a full disk never leaves a half-written file that is trusted,
-and read back only after they are verified (complete, intact, of the run they claim to be).
+"""A run's files on disk: written so that a crash or a full disk never leaves a half-written file that is trusted
+(adabench.atomic), and read back only after they are verified (complete, intact, of the run they claim to be).
 
-- Every file is written to a temporary name, flushed and fsynced, renamed over the target, and the directory
-  is fsynced: after a crash the target is either the old file or the new one.
 - ``summary.json`` marks a run complete. It carries the sha256 of ``metrics.csv`` and of its own content, so a
   truncated curve or an edited summary is detected, and the run is trained again rather than used.
 - A checkpoint that does not load, or is of another run, is moved aside and the run restarts from scratch.
@@ -10,7 +8,6 @@ and read back only after they are verified (complete, intact, of the run they cl
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -19,8 +16,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from .atomic import atomic_write_bytes, atomic_write_text, sha256_bytes
 from .locks import ProcessLock, describe
 
 SUMMARY = "summary.json"
@@ -80,62 +77,6 @@ def build_summary(spec, status: str, unit: str, records: list[dict], epochs_plan
 
 class RecordError(ValueError):
     """A run's files are missing, damaged or of another run."""
-
-
-def fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:  # some filesystems do not fsync directories; the rename is still atomic
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is never seen half-written, even after a crash or ENOSPC."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def torch_bytes(obj) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    atomic_write_bytes(path, torch_bytes(obj))
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def records_csv(records: list[dict], unit: str) -> bytes:
@@ -275,28 +216,6 @@ def set_aside(path: Path, log) -> Path:
     return target
 
 
-def load_checkpoint(out_dir: Path, identity: dict, device: torch.device, log) -> dict | None:
-    """The run's checkpoint if it loads (tensors and plain data only: never code) and is of ``identity``.
-
-    A checkpoint that is damaged or of another run is moved aside, and the run restarts from scratch.
-    """
-    path = Path(out_dir) / CHECKPOINT
-    if not path.exists():
-        return None
-    try:
-        checkpoint = torch.load(path, weights_only=True, map_location=device)
-        if not isinstance(checkpoint, dict) or checkpoint.get("identity") != identity:
-            raise RecordError("a checkpoint of another configuration")
-        for name in ("params", "optimizer", "batch_order", "records", "steps", "train_time", "step_time", "epoch"):
-            if name not in checkpoint:
-                raise RecordError(f"no {name!r}")
-    except Exception as error:  # noqa: BLE001 - whatever a damaged file raises, the answer is the same
-        log(f"WARNING: {path} is unusable ({type(error).__name__}: {str(error)[:200]}); the run restarts from scratch")
-        set_aside(path, log)
-        return None
-    return checkpoint
-
-
 class RunLock(ProcessLock):
     """An exclusive lock on a run directory, held while a process trains it (released when the process dies), so
     that a rerun beside a leftover job never trains one run twice at once: the second waits, then finds it complete."""
@@ -307,5 +226,5 @@ class RunLock(ProcessLock):
 
     def __enter__(self) -> "RunLock":
         self.acquire(wait=True, on_wait=lambda holder: self.log(
-            f"{self.path.parent}: another process is training this run ({describe(holder)}); waiting for it to end"))
+            f"{self.path.parent}: another process is training this run; waiting for it to end ({describe(holder)})"))
         return self

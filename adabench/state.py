@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .records import RecordError, read_summary
-from .run import RunSpec
+from .spec import RunSpec
 from .study import Job, Study
 
 
@@ -149,7 +149,7 @@ def recorded_digest(path: Path) -> str | None:
 def write_sources(path: Path, summaries: dict[str, dict], extra: dict | None = None) -> None:
     """Record which run records an output was made from (each run's key and summary digest, and one digest of
     them all), so that a later run can tell it is out of date, and say which records changed."""
-    from .records import atomic_write_text
+    from .atomic import atomic_write_text
 
     records = {summary["run_key"]: summary["summary_sha256"] for summary in summaries.values()}
     atomic_write_text(Path(path), json.dumps({"runs": len(records), **(extra or {}),

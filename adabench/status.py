@@ -19,8 +19,8 @@ import pandas as pd
 
 from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
 from .locks import holder_gone, holder_if_held
-from .records import METRICS
 from .provenance import cpu_model
+from .records import METRICS
 from .state import StudyState
 from .study import Study
 
@@ -50,8 +50,8 @@ class RunningJob:
 
 def write_progress(path: Path, job: str, problem: str, progress: dict) -> None:
     """A training job's progress file: its process, and where its population stands (Population.progress)."""
+    from .atomic import atomic_write_text
     from .locks import this_process
-    from .records import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps({"job": job, "problem": problem, **this_process(),
                                               "updated": time.time(), **progress}, indent=1) + "\n")

@@ -22,17 +22,13 @@ import pandas as pd
 import torch
 
 from .config import settings_list
+from .data import DATA_FILE
+from .plan import FROM_SELECTION, PLAN_COLUMNS, ROLES
 from .problems import PROBLEMS, problem_arguments
 from .reference import load_reference
-from .run import RunSpec
+from .spec import RunSpec
 
 RESULTS_ROOT = Path("results")
-DATA_FILE = "results/data/fashion_mnist.pt"
-RAW_DIR_NAME = "fashion-mnist"  # beside DATA_FILE: the fetched files it is prepared from
-ROLES = ("study", "reference", "grid", "tuned")
-FROM_SELECTION = "lr from selection"
-PLAN_COLUMNS = ["key", "problem", "options_id", "precision", "optimizer", "setting", "hyperparameters", "lr", "seed",
-                "roles", "job", "unit", "run_dir"]
 
 
 def lr_grid(tuning: dict) -> list[float]:
@@ -261,22 +257,3 @@ class Study:
 
     def plan_digest(self) -> str:
         return hashlib.sha256(self.plan().to_csv(index=False).encode()).hexdigest()[:16]
-
-
-def read_plan(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values={"lr": [""]})
-
-
-def with_role(plan: pd.DataFrame, role: str) -> pd.DataFrame:
-    """The plan's rows of the runs that have ``role``."""
-    return plan[plan.roles.str.split(";").map(lambda roles: role in roles)]
-
-
-def roles_by_dir(*plans: pd.DataFrame) -> dict[str, set[str]]:
-    """Run directory -> roles, for the rows of the plans that have one (a tuned slot's run is known after the
-    selection: the tuned plan has it), a run in several plans with all its roles."""
-    roles: dict[str, set[str]] = {}
-    for plan in plans:
-        for row in plan[plan.run_dir != ""].itertuples():
-            roles.setdefault(row.run_dir, set()).update(row.roles.split(";"))
-    return roles

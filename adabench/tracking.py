@@ -15,9 +15,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .records import METRICS, fsync_directory, read_metrics
+from .atomic import fsync_directory
 from .provenance import git_commit
-from .run import RunSpec
+from .records import METRICS, read_metrics
+from .spec import RunSpec
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
@@ -104,9 +105,8 @@ def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: Path | 
     Concurrent first opens of a fresh SQLite store corrupt it (MLflow creates its tables without a lock),
     so the workflow runs this in one job that every training job depends on.
     """
-    from mlflow.tracking import MlflowClient
-
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)

@@ -6,7 +6,7 @@ training loop, on one device:
 Each configuration runs with seeds 0..N-1 for 20 epochs at batch 256 (the report's protocol). Per configuration
 and path it prints the seconds per epoch of one run (serial: its own; population: its share of the population's
 epoch) and of the whole population's epoch, and the final test accuracy (mean +- std over seeds, ddof 1, and
-min / max), then the environment as ``adabench.run.environment`` reports it (GPU name, driver, CUDA / cuDNN,
+min / max), then the environment as ``adabench.runtime.environment`` reports it (GPU name, driver, CUDA / cuDNN,
 torch). Writes the same numbers to OUT/gpu_check.csv and OUT/gpu_check.json (with each run's numbers); the run
 directories (metrics.csv, summary.json) go under OUT/runs/<device>/<path>/. A finished run found there is reused,
 an interrupted one resumed.
@@ -27,9 +27,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from adabench.population import train_population
+from adabench.data import DATA_FILE
 from adabench.reference import load_reference
-from adabench.run import RunSpec, configure_determinism, environment, resolve_device
+from adabench.runtime import configure_determinism, environment, resolve_device
+from adabench.spec import RunSpec
+from adabench.trainer import train_population
 
 ENVIRONMENT_COLUMNS = ["device", "device_name", "cuda_driver", "cuda", "cudnn", "torch", "deterministic"]
 PATHS = ("serial", "population")
@@ -51,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--train-subset", type=int, help="train on the first N training images only")
     parser.add_argument("--test-subset", type=int, help="test on the first N test images only")
-    parser.add_argument("--data-file", default="results/data/fashion_mnist.pt", help="prepared Fashion-MNIST")
+    parser.add_argument("--data-file", default=DATA_FILE, help="prepared Fashion-MNIST")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--out", type=Path, default=Path("results/gpu_check"))
     return parser.parse_args(argv)
@@ -90,9 +92,10 @@ def train(path: str, specs: list[RunSpec], args, runs_root: Path) -> list[dict]:
 def rows_of(path: str, summaries: list[dict], env: dict) -> tuple[list[dict], list[dict]]:
     runs, rows = [], []
     for summary in summaries:
-        if any(summary.get(name) != env.get(name) for name in ("device_name", "torch")):  # reused from elsewhere
-            sys.exit(f"gpu_check: {summary['run_key']} was trained on {summary.get('device_name')} with torch "
-                     f"{summary.get('torch')}, not here; choose another --out")
+        trained_with = summary["environment"]
+        if any(trained_with.get(name) != env.get(name) for name in ("device_name", "torch")):  # reused from elsewhere
+            sys.exit(f"gpu_check: {summary['run_key']} was trained on {trained_with.get('device_name')} with torch "
+                     f"{trained_with.get('torch')}, not here; choose another --out")
         epochs = summary["epochs_completed"]
         spec = RunSpec.from_dict(summary["spec"])
         runs.append({"path": path, "problem": spec.problem, "optimizer": spec.optimizer, "setting": spec.setting,

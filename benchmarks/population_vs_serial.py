@@ -3,7 +3,7 @@ same K runs trained as one population, measured side by side in alternating roun
 load then weighs on both alike), for K = 1, 4, 8, 16, 32. Then, at one K, the formulations a population could
 use, and bf16 autocast against fp32.
 
-Both ways go through adabench's own training code (adabench.population.Population: its forward pass, its
+Both ways go through adabench's own training code (adabench.trainer.PopulationTrainer: its forward pass, its
 optimizer step), on the same batches: serial is a population of one, K times over.
 
 Run from the repository root (the real Fashion-MNIST if prepared, else random images of its shape):
@@ -31,10 +31,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from adabench.data import save_prepared
-from adabench.population import Population, SectionTimer
+from adabench.data import DATA_FILE, save_prepared
+from adabench.population import SectionTimer
 from adabench.problems import lenet as lenet_module
-from adabench.run import RunSpec
+from adabench.spec import RunSpec
+from adabench.trainer import PopulationTrainer
 
 QUIET = lambda line: None  # noqa: E731
 
@@ -48,7 +49,7 @@ def parse_args(argv):
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--formulation-k", type=int, default=8)
-    parser.add_argument("--data-file", default="results/data/fashion_mnist.pt")
+    parser.add_argument("--data-file", default=DATA_FILE)
     parser.add_argument("--skip", nargs="*", default=[], choices=["sizes", "formulations", "precision"])
     return parser.parse_args(argv)
 
@@ -75,25 +76,25 @@ class Bench:
         return [RunSpec(self.args.problem, "adam", {"lr": 0.001}, seed, {"data_file": self.data, "epochs": 1},
                         precision) for seed in range(k)]
 
-    def population(self, specs: list[RunSpec]) -> Population:
+    def population(self, specs: list[RunSpec]) -> PopulationTrainer:
         runs = [(spec, self.scratch / "runs" / spec.key, i) for i, spec in enumerate(specs)]
-        return Population(runs, self.device, False, None, QUIET)
+        return PopulationTrainer(runs, self.device, False, None, QUIET)
 
     def sync(self):
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def steps(self, population: Population, steps: int) -> float:
+    def steps(self, population: PopulationTrainer, steps: int) -> float:
         """Seconds for ``steps`` training steps of a population (after one step of warm-up)."""
         n, batch = population.problem.train_size, population.problem.batch_size
         orders = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(m.spec.seed))
-                              for m in population.members]).to(population.device)
+                              for m in population.model.members]).to(population.device)
 
         timer = SectionTimer(population.device)
 
         def step(index):
             start = (index * batch) % (n - batch)
-            population.train_batch(orders[:, start:start + batch], timer)
+            population.model.train_batch(orders[:, start:start + batch], timer)
 
         step(0)
         self.sync()
@@ -147,7 +148,7 @@ def formulations(bench: Bench) -> None:
     def passes(size):
         def make():
             population = bench.population(specs)
-            population.members_per_pass = size
+            population.model.members_per_pass = size
             return [population]
 
         return make
@@ -192,8 +193,8 @@ def vmap_images_per_second(bench: Bench, k: int) -> float:
     population = bench.population(bench.specs(k))
     problem = population.problem
     template = problem.build_model()
-    leaves = population.groups[0].leaves
-    optimizer = population.groups[0].optimizer
+    leaves = population.model.groups[0].leaves
+    optimizer = population.model.groups[0].optimizer
 
     def member_loss(params, images, labels):
         return nn.functional.cross_entropy(functional_call(template, params, (images,)), labels)

@@ -26,11 +26,11 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-
-from adabench.data import FASHION_MNIST_FILES
-from adabench.population import Population, SectionTimer
+from adabench.data import DATA_FILE, FASHION_MNIST_FILES
+from adabench.population import SectionTimer
 from adabench.problems.lenet import lenet
-from adabench.run import RunSpec
+from adabench.spec import RunSpec
+from adabench.trainer import PopulationTrainer
 
 BATCH_SIZE = 256
 LR = 0.01
@@ -97,14 +97,14 @@ def report_pipeline(raw_source: Path) -> tuple[TrainStep, Batches]:
 
 def project_pipeline(data_file: Path) -> tuple[TrainStep, Batches]:
     spec = RunSpec("lenet_sigmoid_fmnist", "adagrad", {"lr": LR, "eps": 1e-8}, 0, {"data_file": str(data_file)})
-    population = Population([(spec, Path(tempfile.mkdtemp()) / "run", 0)], "cpu", False, None, lambda line: None)
+    population = PopulationTrainer([(spec, Path(tempfile.mkdtemp()) / "run", 0)], "cpu", False, None, lambda line: None)
     problem = population.problem
     totals = {"loss": torch.zeros(1, dtype=torch.float64)}
     timer = SectionTimer(population.device)
 
     def train_step(indices, labels):
         # the loop body of Population.train_epoch: statistics stay tensors, no per-batch sync
-        losses, _ = population.train_batch(indices.unsqueeze(0), timer)
+        losses, _ = population.model.train_batch(indices.unsqueeze(0), timer)
         totals["loss"] += losses.detach().double() * len(labels)
 
     def batches():
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--raw-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"),
                         help="the four Fashion-MNIST .gz files (for the reference report's torchvision pipeline)")
-    parser.add_argument("--data-file", type=Path, default=Path("results/data/fashion_mnist.pt"),
+    parser.add_argument("--data-file", type=Path, default=Path(DATA_FILE),
                         help="the prepared tensors (python -m adabench data)")
     args = parser.parse_args()
 

@@ -6,7 +6,8 @@ import pandas as pd
 
 from adabench.analysis.tuning import select
 from adabench.pipeline import start_job
-from adabench.study import Study, read_plan, with_role
+from adabench.plan import read_plan, with_role
+from adabench.study import Study
 from adabench.tracking import grid_runs_from_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

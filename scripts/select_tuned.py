@@ -4,7 +4,8 @@ from adabench.analysis.aggregate import gather
 from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.pipeline import start_job
 from adabench.state import write_sources
-from adabench.study import Study, read_plan, roles_by_dir, with_role
+from adabench.plan import read_plan, roles_by_dir, with_role
+from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)

@@ -81,7 +81,7 @@ def quick(tmp_path_factory):
 @pytest.fixture
 def stop_flag():
     """STOP_REQUESTED is process-wide: never leave it set for the next test."""
-    from adabench.run import STOP_REQUESTED
+    from adabench.runtime import STOP_REQUESTED
 
     STOP_REQUESTED.clear()
     yield STOP_REQUESTED

@@ -7,11 +7,11 @@ import time
 
 import pytest
 import yaml
+from workflow_helpers import REPO_ROOT, write_config
 
 from adabench.config import ConfigError, load_study_config, load_yaml, merge, validate_config
 from adabench.optim import OPTIMIZERS, SGD
 from adabench.study import Study
-from workflow_helpers import REPO_ROOT, write_config
 
 
 def defaults() -> dict:

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from workflow_helpers import REPO_ROOT
 
 from adabench.config import load_study_config, merge, validate_config
 from adabench.cost import cost_table, measured_epoch_seconds, planned_jobs, slot_estimate
-from workflow_helpers import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "benchmarks" / "study_cost.py"
 LENET_OPTIONS = {"epochs": 4, "batch_size": 128, "validation_size": 500}

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from workflow_helpers import REPO_ROOT
 
 REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)\s*(.*)$")

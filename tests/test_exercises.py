@@ -16,7 +16,8 @@ from adabench.linalg import (
     random_orthogonal,
     random_spd,
 )
-from adabench.run import RunSpec, train_run
+from adabench.spec import RunSpec
+from adabench.trainer import train_run
 
 
 def test_reference_copy_matches_shared(reference_files):

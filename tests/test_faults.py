@@ -23,11 +23,11 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-
-from adabench.records import TIME_COLUMNS, read_summary
-from adabench.study import read_plan
-from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 from workflow_helpers import REPO_ROOT, copy_workflow, free_port, snakemake, snakemake_command, write_config
+
+from adabench.plan import read_plan
+from adabench.records import TIME_COLUMNS, read_summary
+from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 
 STUDY = "faults"
 ROOT = Path("results") / STUDY

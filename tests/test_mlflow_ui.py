@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
-
-from adabench.tracking import RUN_KEY_TAG, runs_view_url, sqlite_uri
-from adabench.study import Study
 from workflow_helpers import free_port, quick_config
+
+from adabench.study import Study
+from adabench.tracking import RUN_KEY_TAG, runs_view_url, sqlite_uri
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")

@@ -9,15 +9,17 @@ import pytest
 import torch
 from scipy import stats
 from torch import nn
+from training_helpers import StopAfter
 
 from adabench.data import save_prepared
 from adabench.optim import OPTIMIZERS, make_optimizer
-from adabench.population import Population, SectionTimer, train_population
+from adabench.population import SectionTimer
 from adabench.problems import make_problem
 from adabench.problems.lenet import lenet
 from adabench.records import TIME_COLUMNS, read_summary
-from adabench.run import Preempted, RunSpec
-from training_helpers import StopAfter
+from adabench.runtime import Preempted
+from adabench.spec import RunSpec
+from adabench.trainer import PopulationTrainer, train_population
 
 QUIET = lambda line: None  # noqa: E731
 
@@ -68,18 +70,18 @@ def standalone_losses(spec: RunSpec, problem, steps: int) -> tuple[dict, torch.T
 
 def test_members_start_and_step_as_their_standalone_runs(fake_fashion_mnist, tmp_path):
     specs = mixed_population(fake_fashion_mnist)
-    population = Population([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
-    assert population.size == len(specs) and len(population.groups) == len(MIXED)  # seeds share an optimizer
+    population = PopulationTrainer([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
+    assert population.size == len(specs) and len(population.model.groups) == len(MIXED)  # seeds share an optimizer
     steps = 50  # 1600 training images in batches of 32: one epoch
     orders = torch.stack([torch.randperm(population.problem.train_size, generator=member.generator)
-                          for member in population.members])
+                          for member in population.model.members])
     population_losses = []
     for step in range(steps):
-        losses, _ = population.train_batch(orders[:, step * 32:(step + 1) * 32], SectionTimer(population.device))
+        losses, _ = population.model.train_batch(orders[:, step * 32:(step + 1) * 32], SectionTimer(population.device))
         population_losses.append(losses.detach())
     population_losses = torch.stack(population_losses, dim=1)
 
-    for row, member in enumerate(population.members):
+    for row, member in enumerate(population.model.members):
         _, order, losses = standalone_losses(member.spec, population.problem, steps)
         assert torch.equal(orders[row], order), member.spec.key
         torch.testing.assert_close(population_losses[row], torch.tensor(losses), rtol=1e-5, atol=0,
@@ -88,8 +90,8 @@ def test_members_start_and_step_as_their_standalone_runs(fake_fashion_mnist, tmp
 
 def test_members_draw_the_initial_weights_of_their_seed(fake_fashion_mnist, tmp_path):
     specs = mixed_population(fake_fashion_mnist)
-    population = Population([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
-    for member, (group, row) in zip(population.members, population.placement):
+    population = PopulationTrainer([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
+    for member, (group, row) in zip(population.model.members, population.model.placement):
         initial, _, _ = standalone_losses(member.spec, population.problem, 0)
         for name, value in initial.items():
             assert torch.equal(group.leaves[name][row].detach(), value), (member.spec.key, name)

@@ -10,7 +10,8 @@ from torch import nn
 from adabench.data import save_prepared
 from adabench.problems import PROBLEMS, make_problem
 from adabench.problems.lenet import lenet
-from adabench.run import RunSpec, train_run
+from adabench.spec import RunSpec
+from adabench.trainer import train_run
 
 CPU = torch.device("cpu")
 

@@ -15,7 +15,8 @@ import torch
 
 from adabench.analysis.protocols import protocol_table
 from adabench.records import RecordError, RunLock, complete_summary, read_summary
-from adabench.run import RunSpec, train_run
+from adabench.spec import RunSpec
+from adabench.trainer import train_run
 
 SPEC = RunSpec("linreg", "adam", {"lr": 0.05}, 0, {"epochs": 6, "n_samples": 256})
 QUIET = lambda line: None  # noqa: E731

@@ -16,18 +16,20 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from workflow_helpers import REPO_ROOT, copy_workflow, quick_config, snakemake, snakemake_command, write_config
 
 from adabench import locks
 from adabench.analysis.aggregate import gather
 from adabench.config import ConfigError, load_study_config
 from adabench.data import FASHION_MNIST_CONTENT_SHA256, load_prepared, prepared_problem, save_prepared
 from adabench.locks import Locked, ProcessLock
-from adabench.population import load_group_state, train_population
+from adabench.population import load_group_state
 from adabench.problems.base import PROBLEMS, Problem
 from adabench.records import MixedData, read_summary, write_run
-from adabench.run import RunSpec, configure_precision, cuda_driver_version, train_run
-from adabench.tracking import (RUN_KEY_TAG, ensure_experiment, grid_runs_from_mlflow, sqlite_uri, sync_runs)
-from workflow_helpers import REPO_ROOT, copy_workflow, quick_config, snakemake, snakemake_command, write_config
+from adabench.runtime import configure_precision, cuda_driver_version
+from adabench.spec import RunSpec
+from adabench.tracking import RUN_KEY_TAG, ensure_experiment, grid_runs_from_mlflow, sqlite_uri, sync_runs
+from adabench.trainer import train_population, train_run
 
 QUIET = lambda line: None  # noqa: E731
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_helpers import copy_workflow, quick_config, snakemake, snakemake_command, write_config
 
 from adabench.config import load_study_config
 from adabench.state import read_state
 from adabench.status import report, running_jobs, write_progress
 from adabench.study import Study
-from workflow_helpers import copy_workflow, quick_config, snakemake, snakemake_command, write_config
 
 # what a published study keeps in git: its plan, tables, tuning tables, figures and the records of complete runs
 PUBLISHED = ["plan.csv", "tables", "tuning", "figures"]
@@ -33,6 +33,7 @@ def clone_with_records(source: Path, destination: Path, study: str, keep=lambda 
     complete runs ``keep`` accepts (never checkpoints, MLflow stores, logs or Snakemake's metadata)."""
     copy_workflow(destination)
     root = source / "results" / study
+    (destination / "results" / study).mkdir(parents=True)
     for name in PUBLISHED:
         if (root / name).is_dir():
             shutil.copytree(root / name, destination / "results" / study / name)
@@ -229,12 +230,12 @@ def test_adabench_stop_ends_a_study_within_one_epoch_and_a_plain_rerun_resumes_i
     log = (tmp_path / "results/slow/logs/train/linreg-0.log").read_text()
     assert "stop requested" in log
     checkpoints = list((tmp_path / "results/slow/runs").rglob("checkpoint.pt"))
-    assert len(checkpoints) == 2 and not list((tmp_path / "results/slow/runs").rglob("summary.json"))
+    assert len(checkpoints) == 4 and not list((tmp_path / "results/slow/runs").rglob("summary.json"))
     assert not running_jobs(Study(load_study_config(config, defaults=tmp_path / "config.yaml")))
 
     snakemake(tmp_path, *arguments)
     summaries = [json.loads(path.read_text()) for path in (tmp_path / "results/slow/runs").rglob("summary.json")]
-    assert len(summaries) == 2 and all(s["resumed_from"] >= 3 and s["epochs_completed"] == 400 for s in summaries)
+    assert len(summaries) == 4 and all(s["resumed_from"] >= 3 and s["epochs_completed"] == 400 for s in summaries)
 
 
 @pytest.mark.parametrize("flag", [["-n"], ["--report", "report.html"], ["--summary"]])

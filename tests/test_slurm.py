@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_helpers import REPO_ROOT, copy_workflow, snakemake_command
 
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"

@@ -8,12 +8,24 @@ import time
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from training_helpers import StopAfter
 
 from adabench.records import read_summary
-from adabench.run import STOP_REQUESTED, Preempted, RunSpec, train_run
-from adabench.tracking import (RECORDS_TAG, RUN_KEY_TAG, MLflowTracker, configure_timeouts, create_sqlite_store,
-                               ensure_experiment, mlflow_trackers, sqlite_uri, store_problem, sync_runs)
-from training_helpers import StopAfter
+from adabench.runtime import STOP_REQUESTED, Preempted
+from adabench.spec import RunSpec
+from adabench.tracking import (
+    RECORDS_TAG,
+    RUN_KEY_TAG,
+    MLflowTracker,
+    configure_timeouts,
+    create_sqlite_store,
+    ensure_experiment,
+    mlflow_trackers,
+    sqlite_uri,
+    store_problem,
+    sync_runs,
+)
+from adabench.trainer import train_run
 
 EXPERIMENT = "tracking-test"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from workflow_helpers import REPO_ROOT
 
 from adabench.analysis.tuning import chosen_lr, lr_sensitivity, select
 from adabench.config import load_study_config, merge, validate_config
 from adabench.study import Study, lr_grid
-from workflow_helpers import REPO_ROOT
 
 
 def grid(rows: list[tuple]) -> pd.DataFrame:

@@ -10,13 +10,14 @@ import time
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from workflow_helpers import REPO_ROOT, quick_config, snakemake, snakemake_command, write_config
 
 from adabench.config import load_study_config
+from adabench.plan import read_plan
 from adabench.records import TIME_COLUMNS, read_summary
-from adabench.run import RunSpec
-from adabench.study import Study, read_plan
+from adabench.spec import RunSpec
+from adabench.study import Study
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
-from workflow_helpers import REPO_ROOT, quick_config, snakemake, snakemake_command, write_config
 
 TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "optimizer_overhead", "protocols", "paired_tests",
                                        "time_to_target") for ext in ("md", "tex", "csv")]
@@ -202,7 +203,7 @@ def small_config(**linreg_options) -> dict:
 
 
 def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
-    from adabench.run import train_run
+    from adabench.trainer import train_run
 
     config = small_config(epochs=40)
     write_config(tmp_path, config)
@@ -323,7 +324,7 @@ def test_a_new_problem_is_one_class_and_one_config_entry(tmp_path):
 def test_the_quick_studys_populations_agree_with_runs_trained_alone(quick, tmp_path):
     """The tables of the quick study come from populations; its LeNet and sparse_logreg runs trained one at a time
     (populations of one) end at the same final metrics: on a CPU, bit for bit."""
-    from adabench.run import train_run
+    from adabench.trainer import train_run
 
     study = Study(quick_config())
     runs = pd.read_csv(quick / "results/quick/tables/runs.csv").set_index("run_key")

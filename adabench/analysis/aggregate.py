@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..plan import ROLES
 from ..records import RecordError, check_same_data, read_run
-from ..run import RunSpec
-from ..study import ROLES
+from ..spec import RunSpec
 
 # what the runs table keeps of each run's environment
 ENVIRONMENT_COLUMNS = ["device", "device_name", "threads", "torch", "git_commit", "hostname"]

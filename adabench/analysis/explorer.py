@@ -42,8 +42,9 @@ def table_html(name: str, frame: pd.DataFrame) -> str:
     """A sortable, filterable table: numbers shown as the Markdown tables show them (adabench.analysis.tables.fmt,
     through pandas' float format, which itables applies), sorted by their full values."""
     with pd.option_context("display.float_format", fmt):
-        return to_html_datatable(frame, connected=False, layout=TABLE_LAYOUT, paging=False, scrollX=True,
-                                 classes="display compact", showIndex=False, format_floats_in_python=True)
+        return to_html_datatable(frame, connected=False, layout=TABLE_LAYOUT, paging=False,
+                                 classes="display compact", showIndex=False, format_floats_in_python=True,
+                                 text_in_header_can_be_selected=False)  # a click anywhere on a header sorts
 
 
 def seed_hover(seeds: list) -> str:
@@ -214,7 +215,7 @@ def build_page(root: str | Path, header: dict) -> str:
         sections.append(figure_html(performance_profiles(pd.read_csv(root / "tables/performance_profile.csv")),
                                     "performance-profiles", first))
     style = ("body{font-family:sans-serif;margin:1.5em;max-width:1400px} table.facts th{text-align:left;"
-             "padding-right:1em} .table{margin-bottom:2em} h3 small{font-weight:normal;color:#666}")
+             "padding-right:1em} .table{margin-bottom:2em} h3 small{font-weight:normal;color:#666} .table{overflow-x:auto}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>adabench: {html.escape(header['study'])}"
             f"</title><style>{style}</style>{generate_init_offline_itables_html(dt_bundle)}</head><body>"
             + "\n".join(sections) + "</body></html>\n")

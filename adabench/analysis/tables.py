@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..reference import ReferenceRun
-from ..run import setting_of
+from ..spec import setting_of
 from .stats import summarize
 
 # a reproduced value this close to the reference report's counts as equal when all seeds agree (deterministic runs)

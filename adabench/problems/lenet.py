@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data import load_prepared
+from ..data import DATA_FILE, load_prepared
 from ..params import Bound
 from .base import PROBLEMS, Params, Problem, stacked_classification_metrics, tensors_digest
 
@@ -95,7 +95,7 @@ class FashionMNISTLeNet(Problem):
     functional_activation = None
 
     def __init__(self, device: torch.device, epochs: int = 20, batch_size: int = 256,
-                 data_file: str = "results/data/fashion_mnist.pt", validation_size: int = 0, split_seed: int = 0,
+                 data_file: str = DATA_FILE, validation_size: int = 0, split_seed: int = 0,
                  train_subset: int | None = None, test_subset: int | None = None):
         super().__init__(device, epochs)
         self.batch_size = int(batch_size)

@@ -10,7 +10,7 @@ from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, inv
                                    remove_stale_outputs, stale_outputs, take_study_lock)
 from adabench.problems import PROBLEMS
 from adabench.state import read_state
-from adabench.study import DATA_FILE, Study
+from adabench.study import Study
 
 try:
     config.update(validate_config(config))  # in place: the jobs' scripts see the same, filled-in config

@@ -1,9 +1,6 @@
 # Fashion-MNIST: the only rule that downloads, then one preparation into the tensors training loads (with the
 # sha256 training checks them against). Shared by every study: the data is the same.
-from adabench.data import FASHION_MNIST_FILES, checksum_file
-from adabench.study import RAW_DIR_NAME
-
-RAW_DIR = os.path.join(os.path.dirname(DATA_FILE), RAW_DIR_NAME)
+from adabench.data import DATA_FILE, FASHION_MNIST_FILES, RAW_DIR, checksum_file
 
 
 # Downloads run where Snakemake runs (a cluster's login node): compute nodes often have no internet.

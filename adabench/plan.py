@@ -1,0 +1,53 @@
+"""A study's plan as the rest of the workflow reads it (``results/<study>/plan.csv``, and the tuned reruns'
+``tuning/tuned_runs.csv`` in the same columns): one row per run with its key, identity, roles, job and directory.
+adabench.study writes it; jobs, the MLflow sync, the tables and the results page read it. Light: no torch.
+
+A run's roles: ``study`` (a configured setting with one of the study's seeds), ``reference`` (a configuration the
+reference report ran), ``grid`` (a point of the tuning grid, with a grid seed), ``tuned`` (the chosen learning rate
+rerun with the study's seeds; before the choice its plan row says "lr from selection").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+ROLES = ("study", "reference", "grid", "tuned")
+FROM_SELECTION = "lr from selection"
+PLAN_COLUMNS = ["key", "problem", "options_id", "precision", "optimizer", "setting", "hyperparameters", "lr", "seed",
+                "roles", "job", "unit", "run_dir"]
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def setting_string(hyperparameters: dict) -> str:
+    """Canonical hyperparameters as a string: lr first, the rest sorted by name."""
+    names = sorted(hyperparameters, key=lambda name: (name != "lr", name))
+    return ",".join(f"{name}={format_value(hyperparameters[name])}" for name in names)
+
+
+def read_plan(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values={"lr": [""]})
+
+
+def with_role(plan: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The plan's rows of the runs that have ``role``."""
+    return plan[plan.roles.str.split(";").map(lambda roles: role in roles)]
+
+
+def roles_by_dir(*plans: pd.DataFrame) -> dict[str, set[str]]:
+    """Run directory -> roles, for the rows of the plans that have one (a tuned slot's run is known after the
+    selection: the tuned plan has it), a run in several plans with all its roles."""
+    roles: dict[str, set[str]] = {}
+    for plan in plans:
+        for row in plan[plan.run_dir != ""].itertuples():
+            roles.setdefault(row.run_dir, set()).update(row.roles.split(";"))
+    return roles

@@ -1,0 +1,98 @@
+"""A run's identity: (problem, problem options, precision, optimizer, hyperparameters, seed), made canonical so
+that two ways of writing the same run are one run, with its key (its directory and MLflow run) and options id.
+
+It reads the registries' declared arguments (defaults, types, bounds) and nothing else of the package.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from .optim import optimizer_arguments
+from .params import canonical_value, refuse_unknown, same_value
+from .plan import setting_string
+from .problems import problem_arguments
+
+PRECISIONS = ("fp32", "bf16", "tf32")
+# options that say where input data is read from, not what a run computes (the data itself is verified by
+# its checksum when it is loaded): left out of a run's identity
+PATH_OPTIONS = ("data_file",)
+
+
+def canonical_hyperparameters(optimizer: str, hyperparameters: dict) -> dict:
+    """What an optimizer computes with: lr always given (its default filled in), every other hyperparameter only
+    where it differs from the default, numbers as the types the optimizer declares. Two settings that train
+    alike are one run."""
+    arguments = optimizer_arguments(optimizer)
+    refuse_unknown("optimizer", optimizer, "hyperparameter", hyperparameters, arguments)
+    canonical = {}
+    for name, argument in arguments.items():
+        if name in hyperparameters:
+            value = canonical_value(hyperparameters[name], argument.schema)
+            if name == "lr" or not same_value(value, argument.default):
+                canonical[name] = value
+        elif name == "lr":
+            canonical[name] = argument.default
+    return canonical
+
+
+def setting_of(optimizer: str, hyperparameters: dict) -> str:
+    """The setting string of an optimizer's hyperparameters, as its runs' keys show it."""
+    return setting_string(canonical_hyperparameters(optimizer, hyperparameters))
+
+
+def canonical_options(problem: str, options: dict) -> dict:
+    """A problem's options with its defaults filled in and path options left out: what its runs compute."""
+    arguments = problem_arguments(problem)
+    refuse_unknown("problem", problem, "option", options, arguments)
+    full = {name: options.get(name, argument.default) for name, argument in arguments.items()}
+    return {name: canonical_value(list(value) if isinstance(value, tuple) else value, arguments[name].schema)
+            for name, value in sorted(full.items()) if name not in PATH_OPTIONS}
+
+
+def options_id(problem: str, options: dict, precision: str) -> str:
+    """A short digest of everything besides the optimizer and seed that changes what a run computes."""
+    data = json.dumps({"options": canonical_options(problem, options), "precision": precision}, sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    problem: str
+    optimizer: str
+    hyperparameters: dict
+    seed: int
+    problem_options: dict = field(default_factory=dict)
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        object.__setattr__(self, "hyperparameters", canonical_hyperparameters(self.optimizer, self.hyperparameters))
+
+    @property
+    def setting(self) -> str:
+        return setting_string(self.hyperparameters)
+
+    @property
+    def options_id(self) -> str:
+        return options_id(self.problem, self.problem_options, self.precision)
+
+    @property
+    def key(self) -> str:
+        """Unique to everything the run computes: its MLflow run key and its directory under the study's runs."""
+        return f"{self.problem}@{self.options_id}/{self.optimizer}/{self.setting}/seed={self.seed}"
+
+    def identity(self) -> dict:
+        """What a run's records and checkpoint must have been made from to count as this run's."""
+        return {"problem": self.problem, "options": canonical_options(self.problem, self.problem_options),
+                "precision": self.precision, "optimizer": self.optimizer,
+                "hyperparameters": dict(self.hyperparameters), "seed": self.seed}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSpec":
+        return cls(**data)
