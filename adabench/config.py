@@ -1,6 +1,7 @@
 """Study configuration: checked before any job starts, every error naming its field, defaults filled in.
 
-The schema (workflow/schemas/config.schema.yaml) says what a study may hold and gives the defaults. The
+The schema (adabench/schemas/config.schema.yaml, inside the package) says what a study may hold and gives the
+defaults. The
 registries add the rest at load time: which problems and optimizers exist, and the type and range of each
 problem option and optimizer hyperparameter, from their constructors.
 """
@@ -18,9 +19,7 @@ import yaml
 from .optim import OPTIMIZERS, optimizer_arguments
 from .problems import PROBLEMS, problem_arguments
 
-# the checkout the package is installed from (pip install -e .): the workflow, its schema and its config files
-WORKFLOW_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = WORKFLOW_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 # YAML aliases can make a small file expand into billions of values ("a billion laughs"); no study is this big
 MAX_CONFIG_VALUES = 200_000
 MAX_CONFIG_BYTES = 4 * 1024 * 1024

@@ -166,7 +166,7 @@ def save_prepared(tensors: dict[str, torch.Tensor], out_file: Path) -> dict[str,
     return shapes
 
 
-def prepared_problem(path: Path, data: bytes | None = None, content: str | None = None) -> str:
+def prepared_data_fault(path: Path, data: bytes | None = None, content: str | None = None) -> str:
     """Why the prepared file at ``path`` cannot be trusted, or "" if it matches its recorded sha256 (and, where
     ``content`` is given, holds the data set of that content digest). ``data``: the file's bytes, where the caller
     has read them already."""
@@ -191,9 +191,9 @@ def load_prepared(path: str | Path) -> dict[str, torch.Tensor]:
     """The prepared Fashion-MNIST tensors, after checking the file against its recorded sha256."""
     path = Path(path)
     data = path.read_bytes() if path.exists() else None  # read once: checked, then loaded
-    problem = prepared_problem(path, data)
-    if problem:
-        raise DataError(f"{problem}. Fix: delete {path} and rerun snakemake (its data rules prepare it again from "
+    fault = prepared_data_fault(path, data)
+    if fault:
+        raise DataError(f"{fault}. Fix: delete {path} and rerun snakemake (its data rules prepare it again from "
                         f"the verified raw files), or: python -m adabench data --out {path}")
     try:
         return torch.load(io.BytesIO(data), weights_only=True)

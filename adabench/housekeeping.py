@@ -105,7 +105,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
       brought in by git, or retrained by hand);
     - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
       verify, and an MLflow store marker whose store is gone or moved."""
-    from .data import DATA_FILE, FASHION_MNIST_CONTENT_SHA256, RAW_DIR, checksum_file, prepared_problem
+    from .data import DATA_FILE, FASHION_MNIST_CONTENT_SHA256, RAW_DIR, checksum_file, prepared_data_fault
 
     study, stale = state.study, []
     plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
@@ -132,9 +132,9 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
         elif digest is not None and recorded.get("records_sha256") != digest:
             stale.append((Path(output), f"made from other records than {what} runs now"))
     data = Path(DATA_FILE)
-    data_problem = prepared_problem(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
-    stale += [(path, data_problem) for path in (data, checksum_file(data)) if data_problem and path.exists()]
-    if not data.exists() or data_problem:
+    data_fault = prepared_data_fault(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
+    stale += [(path, data_fault) for path in (data, checksum_file(data)) if data_fault and path.exists()]
+    if not data.exists() or data_fault:
         # the data will be prepared again: from raw files that verify, else fetched again
         stale += damaged_raw_files(Path(RAW_DIR))
     stale += stale_store_marker(study)
@@ -158,7 +158,7 @@ def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
 
 def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
     """The MLflow store marker, if MLflow is no longer where it says or its SQLite store is gone or damaged."""
-    from .tracking import store_problem
+    from .tracking import store_fault
 
     marker = Path(study.path("mlflow", "experiment.json"))
     if not marker.exists():
@@ -175,8 +175,8 @@ def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
         database = Path(study.tracking_uri().removeprefix("sqlite:///"))
         if not database.exists():
             return [(marker, f"its store {study.tracking_uri()} is gone")]
-        if problem := store_problem(database):
-            return [(marker, f"its store {database} is damaged ({problem})")]
+        if fault := store_fault(database):
+            return [(marker, f"its store {database} is damaged ({fault})")]
     return []
 
 

@@ -66,6 +66,15 @@ class StepSizeReporting:
         raise NotImplementedError
 
 
+def check_hyperparameters(cls: type, values: dict) -> None:
+    """Refuse a hyperparameter out of its range, as torch.optim's constructors do (ValueError naming it): the
+    ranges the config's schema is built from (HYPERPARAMETER_BOUNDS, and the class's own ``bounds``)."""
+    bounds = {**HYPERPARAMETER_BOUNDS, **getattr(cls, "bounds", {})}
+    for name, value in values.items():
+        if name in bounds and not bounds[name].admits(value):
+            raise ValueError(f"Invalid {name} value: {value!r} (the range is {bounds[name].describe()})")
+
+
 def step_size_summaries(optimizer: torch.optim.Optimizer, members: int = 1) -> list[dict[str, float]]:
     """Per member: min / median / max over coordinates of the effective step size, or {} before the first step."""
     sizes = optimizer.effective_step_sizes(members)
@@ -124,10 +133,6 @@ class AdaGrad(CoordinateWiseOptimizer):
         initial_accumulator_value: float = 0.0,
         weight_decay: float = 0.0,
     ):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
         defaults = dict(
             lr=lr,
             eps=eps,
@@ -136,6 +141,7 @@ class AdaGrad(CoordinateWiseOptimizer):
             initial_accumulator_value=initial_accumulator_value,
             weight_decay=weight_decay,
         )
+        check_hyperparameters(type(self), defaults)
         super().__init__(params, defaults)
 
     def _init_state(self, group: dict, p: torch.Tensor) -> dict:
@@ -187,11 +193,9 @@ class SGDSqrtDecay(CoordinateWiseOptimizer):
     """SGD with one global rate lr / sqrt(t + c), t = updates already made: the reference report's baseline (section 1)."""
 
     def __init__(self, params: Iterable, lr: float = 0.1, c: float = 1.0, momentum: float = 0.0):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not c > 0:
-            raise ValueError(f"c must be > 0, got {c}")
-        super().__init__(params, dict(lr=lr, c=c, momentum=momentum))
+        defaults = dict(lr=lr, c=c, momentum=momentum)
+        check_hyperparameters(type(self), defaults)
+        super().__init__(params, defaults)
 
     def _update(self, group: dict, p: torch.Tensor) -> None:
         state = self.state[p]

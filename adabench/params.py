@@ -30,6 +30,21 @@ class Bound:
     low_open: bool = False
     high_open: bool = False
 
+    def admits(self, value) -> bool:
+        """Whether ``value`` (a number, or each number of a tuple such as Adam's betas) lies in the interval."""
+        if isinstance(value, (tuple, list)):
+            return all(self.admits(item) for item in value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}{')' if self.high_open or self.high is None else ']'}"
+
     def schema(self) -> dict:
         schema = {}
         if self.low is not None:

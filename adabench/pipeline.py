@@ -15,7 +15,7 @@ from .atomic import atomic_write_text
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .joblog import LogFile, job_log
 from .plan import read_plan, roles_by_dir
-from .records import RecordError, read_summary
+from .records import RecordError, read_run, read_summary
 from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
 from .spec import RunSpec
 from .status import write_progress
@@ -113,14 +113,14 @@ def ensure_store(study: Study, log) -> str:
     tables half created, or a file that fails SQLite's quick_check) is set aside and created anew, before MLflow
     opens it (MLflow keeps an engine per store, which would outlive the damaged file). Returns the experiment id."""
     from .records import set_aside
-    from .tracking import create_sqlite_store, ensure_experiment, store_problem
+    from .tracking import create_sqlite_store, ensure_experiment, store_fault
 
     tracking_uri, experiment = study.tracking_uri(), study.experiment
     local = tracking_uri.startswith("sqlite:///")
     if local:
         database = Path(tracking_uri.removeprefix("sqlite:///"))
-        if database.exists() and (problem := store_problem(database)):
-            log(f"WARNING: the MLflow store {database} is unusable ({problem}); it is set aside and rebuilt, and "
+        if database.exists() and (fault := store_fault(database)):
+            log(f"WARNING: the MLflow store {database} is unusable ({fault}); it is set aside and rebuilt, and "
                 "every run is logged again from its records")
             set_aside(database, log)
         if not database.exists():
@@ -146,15 +146,15 @@ def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: 
     configure_timeouts(config["mlflow"]["timeout_s"])
     study = Study(config)
     ensure_store(study, log)  # damaged since it was created: rebuilt, then filled from the records below
-    summaries = []
+    records = []
     for directory in sorted(run_dirs):
         try:
-            summaries.append((Path(directory), read_summary(Path(directory))))
+            records.append((Path(directory), *read_run(Path(directory))))
         except RecordError as error:
             log(f"WARNING: {error}; not synced")
-    counts = sync_runs(study.tracking_uri(), study.experiment, summaries, log)
-    log(f"MLflow synced from {len(summaries)} run records: {counts}")
-    write_sources(Path(output), {str(directory): summary for directory, summary in summaries}, counts)
+    counts = sync_runs(study.tracking_uri(), study.experiment, records, log)
+    log(f"MLflow synced from {len(records)} run records: {counts}")
+    write_sources(Path(output), {str(directory): summary for directory, summary, _ in records}, counts)
 
 
 def fetch_one(filename: str, sources: list[str], output: Path, timeout: float, log: LogFile) -> None:

@@ -34,6 +34,16 @@ def setting_string(hyperparameters: dict) -> str:
     return ",".join(f"{name}={format_value(hyperparameters[name])}" for name in names)
 
 
+def run_key(problem: str, options_id: str, optimizer: str, setting: str, seed: int) -> str:
+    """A run's key: its directory under the study's runs and its MLflow run (adabench.spec.RunSpec.key)."""
+    return f"{problem}@{options_id}/{optimizer}/{setting}/seed={seed}"
+
+
+def key_options_id(key: str) -> str:
+    """The options id a run key names (what a run's problem options and precision digest to)."""
+    return key.split("@", 1)[1].split("/", 1)[0]
+
+
 def read_plan(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values={"lr": [""]})
 

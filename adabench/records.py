@@ -19,6 +19,7 @@ import pandas as pd
 
 from .atomic import atomic_write_bytes, atomic_write_text, sha256_bytes
 from .locks import ProcessLock, describe
+from .plan import key_options_id
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
@@ -154,11 +155,6 @@ def complete_summary(out_dir: Path, identity: dict) -> tuple[dict | None, str]:
     return summary, ""
 
 
-def read_metrics(out_dir: Path) -> pd.DataFrame:
-    """metrics.csv of a run whose summary has been verified (read_summary checks its digest)."""
-    return pd.read_csv(Path(out_dir) / METRICS)
-
-
 class MixedData(RecordError):
     """Runs of one problem and options trained on different data: their results cannot be pooled."""
 
@@ -169,7 +165,7 @@ def check_same_data(summaries: list[dict], new: tuple[str, str] | None = None) -
     seen: dict[str, dict[str, list[str]]] = {}
     for summary in summaries:
         spec = summary["spec"]
-        group = f"{spec['problem']}@{summary['run_key'].split('@', 1)[1].split('/', 1)[0]}"
+        group = f"{spec['problem']}@{key_options_id(summary['run_key'])}"
         seen.setdefault(group, {}).setdefault(summary["data_digest"], []).append(summary["run_key"])
     if new is not None:
         seen.setdefault(new[0], {}).setdefault(new[1], []).append("the runs of this job")

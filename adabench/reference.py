@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import WORKFLOW_ROOT, load_yaml
+from .config import load_yaml
 
 # the report's model and optimizer names -> (problem, optimizer, hyperparameters besides lr)
 LENET_PROBLEMS = {"lenet_sigmoid": "lenet_sigmoid_fmnist", "lenet_relu": "lenet_relu_fmnist"}
@@ -53,9 +53,6 @@ def reference_runs(results: dict) -> list[ReferenceRun]:
 
 
 def load_reference(path: str | Path) -> list[ReferenceRun]:
-    """The report's runs from its results file: a relative path from the working directory, else from the
-    workflow's own directory (a study run with -d elsewhere still finds config/reference_results.yaml)."""
-    path = Path(path)
-    if not path.is_absolute() and not path.exists():
-        path = WORKFLOW_ROOT / path
-    return reference_runs(load_yaml(path))
+    """The report's runs from its results file (a relative path is from the working directory; the workflow
+    points it at its own config/ when it runs elsewhere)."""
+    return reference_runs(load_yaml(Path(path)))

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from .optim import optimizer_arguments
 from .params import canonical_value, refuse_unknown, same_value
-from .plan import setting_string
+from .plan import run_key, setting_string
 from .problems import problem_arguments
 
 PRECISIONS = ("fp32", "bf16", "tf32")
@@ -82,7 +82,7 @@ class RunSpec:
     @property
     def key(self) -> str:
         """Unique to everything the run computes: its MLflow run key and its directory under the study's runs."""
-        return f"{self.problem}@{self.options_id}/{self.optimizer}/{self.setting}/seed={self.seed}"
+        return run_key(self.problem, self.options_id, self.optimizer, self.setting, self.seed)
 
     def identity(self) -> dict:
         """What a run's records and checkpoint must have been made from to count as this run's."""

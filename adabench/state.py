@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .plan import PLAN_COLUMNS
 from .records import RecordError, read_summary
 from .spec import RunSpec
 from .study import Job, Study
@@ -155,3 +156,16 @@ def write_sources(path: Path, summaries: dict[str, dict], extra: dict | None = N
     atomic_write_text(Path(path), json.dumps({"runs": len(records), **(extra or {}),
                                               "records_sha256": records_digest(summaries),
                                               "records": dict(sorted(records.items()))}, indent=1) + "\n")
+
+
+def tuned_plan(study: Study, selection: pd.DataFrame) -> pd.DataFrame:
+    """The plan's rows of the tuned reruns, their learning rates chosen (``selection``, as select_tuned writes
+    it): what the analysis and the MLflow sync read beside the plan (``tuning/tuned_runs.csv``)."""
+    from .analysis.tuning import chosen_lr
+
+    rows = []
+    for job in study.jobs.values():
+        for optimizer, seed in job.tuned_slots:
+            spec = study.spec(job.problem, optimizer, {"lr": chosen_lr(selection, job.problem, optimizer)}, seed)
+            rows.append(study.plan_row(spec, {"tuned"}, job.id))
+    return pd.DataFrame(rows, columns=PLAN_COLUMNS)

@@ -31,6 +31,11 @@ from .spec import RunSpec
 RESULTS_ROOT = Path("results")
 
 
+def sqlite_uri(path: Path) -> str:
+    """The MLflow tracking URI of a SQLite store at ``path``."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
 def lr_grid(tuning: dict) -> list[float]:
     """Log-spaced learning rates, rounded to 3 significant digits so that run keys stay readable."""
     grid = tuning["lr_grid"]
@@ -95,8 +100,6 @@ class Study:
     def tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI (a shared server on a cluster) wins over the config; default a SQLite file of the
         study's. Not a param of any rule: where MLflow lives changes nothing a job computes."""
-        from .tracking import sqlite_uri
-
         return self.configured_uri() or sqlite_uri(self.root / "mlflow" / "mlflow.db")
 
     def configured_uri(self) -> str | None:
@@ -226,18 +229,6 @@ class Study:
                 spec = self.spec(job.problem, optimizer, {}, seed)  # for the options id; its lr comes later
                 rows.append({**self.plan_row(spec, {"tuned"}, job.id), "key": "", "setting": FROM_SELECTION,
                              "hyperparameters": json.dumps({"lr": FROM_SELECTION}), "lr": float("nan"), "run_dir": ""})
-        return pd.DataFrame(rows, columns=PLAN_COLUMNS)
-
-    def tuned_plan(self, selection: pd.DataFrame) -> pd.DataFrame:
-        """The plan's rows of the tuned reruns, their learning rates chosen (``selection``, as select_tuned writes
-        it): what the analysis and the MLflow sync read beside the plan."""
-        from .analysis.tuning import chosen_lr
-
-        rows = []
-        for job in self.jobs.values():
-            for optimizer, seed in job.tuned_slots:
-                spec = self.spec(job.problem, optimizer, {"lr": chosen_lr(selection, job.problem, optimizer)}, seed)
-                rows.append(self.plan_row(spec, {"tuned"}, job.id))
         return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
     def plan_row(self, spec: RunSpec, roles: set[str], job: str) -> dict:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from .atomic import fsync_directory
 from .provenance import git_commit
-from .records import METRICS, read_metrics
+from .records import METRICS
 from .spec import RunSpec
+from .study import sqlite_uri
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
@@ -56,11 +57,7 @@ def mlflow_trackers(tracking_uri: str, experiment: str, timeout_s: float, log):
     return make
 
 
-def sqlite_uri(path: Path) -> str:
-    return f"sqlite:///{Path(path).resolve()}"
-
-
-def store_problem(database: Path) -> str:
+def store_fault(database: Path) -> str:
     """Why a SQLite store cannot be used, or "" if it looks whole: MLflow's tables and a schema version (MLflow
     creates its tables, then stamps the version; a kill in between leaves tables without one). Read with sqlite3
     itself: MLflow caches a store's engine per URI, and an engine opened on a damaged file would outlive its
@@ -261,8 +258,9 @@ def experiment_runs(client, experiment_id: str) -> dict[str, list]:
             return found
 
 
-def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]], log) -> dict[str, int]:
-    """Make MLflow hold each complete run of ``runs`` (directory, verified summary) exactly as its records say:
+def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dict[str, int]:
+    """Make MLflow hold each complete run of ``runs`` (directory, summary, metrics: as records.read_run verified
+    them) exactly as its records say:
     create missing runs, add missing steps (or replace a run holding steps of another training), remove
     duplicates of a key. Runs whose records digest MLflow already holds are left as they are."""
     from mlflow.tracking import MlflowClient
@@ -271,7 +269,7 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]],
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     existing = experiment_runs(client, experiment_id)
     counts = {"in_sync": 0, "updated": 0, "duplicates_removed": 0}
-    for directory, summary in runs:
+    for directory, summary, metrics in runs:
         key = summary["run_key"]
         first, *duplicates = existing.get(key, [None])
         for duplicate in duplicates:
@@ -283,7 +281,7 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple[Path, dict]],
                 and set(run_params(spec, summary["environment"])) <= set(first.data.params):
             counts["in_sync"] += 1
             continue
-        records = read_metrics(directory).to_dict("records")
+        records = metrics.to_dict("records")
         tracker = MLflowTracker(tracking_uri, experiment, tags={"synced_from_records": "true"}, flush_seconds=1e9)
         unit = summary["unit"]
         tracker.start(spec, unit, summary["environment"],

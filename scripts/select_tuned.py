@@ -3,8 +3,8 @@ reruns it makes (tuned_runs.csv, in the plan's columns); which grid records it w
 from adabench.analysis.aggregate import gather
 from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.pipeline import start_job
-from adabench.state import write_sources
 from adabench.plan import read_plan, roles_by_dir, with_role
+from adabench.state import tuned_plan, write_sources
 from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
@@ -13,7 +13,7 @@ runs, _, summaries = gather(roles_by_dir(with_role(read_plan(sm.input.plan), "gr
 selection = select(runs)
 selection.to_csv(sm.output.selection, index=False)
 lr_sensitivity(runs).to_csv(sm.output.sensitivity, index=False)
-Study(sm.config).tuned_plan(selection).to_csv(sm.output.tuned_runs, index=False)
+tuned_plan(Study(sm.config), selection).to_csv(sm.output.tuned_runs, index=False)
 write_sources(sm.output.sources, summaries)
 for row in selection.itertuples():
     edge = f"; WARNING: the {row.grid_edge} lr of the grid, widen it" if row.grid_edge else ""

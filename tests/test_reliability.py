@@ -21,11 +21,11 @@ from workflow_helpers import REPO_ROOT, copy_workflow, quick_config, snakemake, 
 from adabench import locks
 from adabench.analysis.aggregate import gather
 from adabench.config import ConfigError, load_study_config
-from adabench.data import FASHION_MNIST_CONTENT_SHA256, load_prepared, prepared_problem, save_prepared
+from adabench.data import FASHION_MNIST_CONTENT_SHA256, load_prepared, prepared_data_fault, save_prepared
 from adabench.locks import Locked, ProcessLock
 from adabench.population import load_group_state
 from adabench.problems.base import PROBLEMS, Problem
-from adabench.records import MixedData, read_summary, write_run
+from adabench.records import MixedData, read_run, read_summary, write_run
 from adabench.runtime import configure_precision, cuda_driver_version
 from adabench.spec import RunSpec
 from adabench.tracking import RUN_KEY_TAG, ensure_experiment, grid_runs_from_mlflow, sqlite_uri, sync_runs
@@ -50,14 +50,14 @@ def test_an_mlflow_run_created_with_its_key_and_nothing_else_is_completed_from_t
     experiment_id = client.get_experiment_by_name("partial").experiment_id
     client.create_run(experiment_id, run_name=spec.key, tags={RUN_KEY_TAG: spec.key})
 
-    counts = sync_runs(uri, "partial", [(tmp_path / "run", summary)], QUIET)
+    counts = sync_runs(uri, "partial", [(tmp_path / "run", *read_run(tmp_path / "run"))], QUIET)
     assert counts["updated"] == 1
     (run,) = client.search_runs([experiment_id])
     assert run.data.params["problem"] == "linreg" and run.data.params["hp.lr"] == "0.1"
     assert run.data.metrics["train_mse"] == pytest.approx(summary["final"]["train_mse"])
     assert grid_runs_from_mlflow(uri, "partial", [spec.key]).problem.tolist() == ["linreg"]
     # whole now: a second sync leaves it as it is
-    assert sync_runs(uri, "partial", [(tmp_path / "run", summary)], QUIET)["in_sync"] == 1
+    assert sync_runs(uri, "partial", [(tmp_path / "run", *read_run(tmp_path / "run"))], QUIET)["in_sync"] == 1
 
 
 # --- the CLI validates like the config ----------------------------------------------------------------------------
@@ -129,12 +129,12 @@ def test_a_job_refuses_to_add_runs_of_other_data_and_the_aggregate_refuses_mixed
 
 def test_prepared_data_that_is_not_the_real_fashion_mnist_is_refused_even_with_a_matching_sidecar(quick, tmp_path):
     data = load_prepared(quick / "results/data/fashion_mnist.pt")
-    assert prepared_problem(quick / "results/data/fashion_mnist.pt", content=FASHION_MNIST_CONTENT_SHA256) == ""
+    assert prepared_data_fault(quick / "results/data/fashion_mnist.pt", content=FASHION_MNIST_CONTENT_SHA256) == ""
     generator = torch.Generator().manual_seed(0)
     permuted = {**data, "train_labels": data["train_labels"][torch.randperm(60000, generator=generator)]}
     save_prepared(permuted, tmp_path / "fashion_mnist.pt")  # the project's own writer: the sidecar matches
-    assert prepared_problem(tmp_path / "fashion_mnist.pt") == ""
-    problem = prepared_problem(tmp_path / "fashion_mnist.pt", content=FASHION_MNIST_CONTENT_SHA256)
+    assert prepared_data_fault(tmp_path / "fashion_mnist.pt") == ""
+    problem = prepared_data_fault(tmp_path / "fashion_mnist.pt", content=FASHION_MNIST_CONTENT_SHA256)
     assert "not the real Fashion-MNIST's" in problem
 
 
@@ -285,3 +285,18 @@ def test_a_run_asked_to_be_deterministic_records_the_operations_that_were_not(tm
     assert summary["environment"]["nondeterministic_ops"] == ["scatter_add_cuda_kernel"]
     plain = train_run(linreg(), tmp_path / "plain", device="cpu", deterministic=True, log=QUIET)
     assert plain["environment"]["deterministic"] is True and "nondeterministic_ops" not in plain["environment"]
+
+
+@pytest.mark.parametrize("optimizer, name, value", [("adagrad", "lr_decay", -1.0), ("adagrad", "lr", 0.0),
+                                                     ("adagrad", "eps", -1e-8), ("adagrad_avg", "weight_decay", -0.5),
+                                                     ("sgd_sqrt_decay", "c", 0.0), ("sgd_sqrt_decay", "momentum", 1.0)])
+def test_optimizers_refuse_in_their_constructor_what_the_config_refuses(optimizer, name, value):
+    """Like torch.optim, every constructor of the registry checks its hyperparameters, against the very ranges the
+    config's schema is built from: the two can never disagree."""
+    from adabench.config import check_run_arguments
+    from adabench.optim import make_optimizer
+
+    with pytest.raises(ValueError, match=f"Invalid {name} value"):
+        make_optimizer(optimizer, [torch.zeros(3, requires_grad=True)], {name: value})
+    with pytest.raises(ConfigError, match=f"--set {name}"):
+        check_run_arguments("linreg", optimizer, {name: value}, {}, 0)

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from training_helpers import StopAfter
 
-from adabench.records import read_summary
+from adabench.records import read_run, read_summary
 from adabench.runtime import STOP_REQUESTED, Preempted
 from adabench.spec import RunSpec
 from adabench.tracking import (
@@ -22,7 +22,7 @@ from adabench.tracking import (
     ensure_experiment,
     mlflow_trackers,
     sqlite_uri,
-    store_problem,
+    store_fault,
     sync_runs,
 )
 from adabench.trainer import train_run
@@ -91,13 +91,13 @@ def test_training_goes_on_without_mlflow_and_the_sync_catches_it_up(store, tmp_p
     assert any("MLflow at http://127.0.0.1:9 is unavailable" in line for line in lines)
     assert mlflow_runs(store, spec.key) == []
 
-    counts = sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lines.append)
+    counts = sync_runs(store, EXPERIMENT, [(tmp_path / "run", *read_run(tmp_path / "run"))], lines.append)
     assert counts["updated"] == 1
     assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")
     (run,) = mlflow_runs(store, spec.key)
     assert run.data.tags[RECORDS_TAG] == summary["records_sha256"] and run.info.status == "FINISHED"
     # a second sync finds MLflow in step with the records and changes nothing
-    again = sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lines.append)
+    again = sync_runs(store, EXPERIMENT, [(tmp_path / "run", *read_run(tmp_path / "run"))], lines.append)
     assert again == {"in_sync": 1, "updated": 0, "duplicates_removed": 0}
 
 
@@ -110,7 +110,7 @@ def test_the_sync_adds_missing_steps_and_removes_duplicate_runs(store, tmp_path)
     tracker.flush()
     MlflowClient(store).create_run(mlflow_runs(store, spec.key)[0].info.experiment_id,
                                    tags={RUN_KEY_TAG: spec.key})  # a duplicate, as a retried create might leave
-    counts = sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lambda line: None)
+    counts = sync_runs(store, EXPERIMENT, [(tmp_path / "run", *read_run(tmp_path / "run"))], lambda line: None)
     assert counts == {"in_sync": 0, "updated": 1, "duplicates_removed": 1}
     assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")
 
@@ -118,13 +118,13 @@ def test_the_sync_adds_missing_steps_and_removes_duplicate_runs(store, tmp_path)
 def test_a_half_created_store_is_detected_and_a_new_one_is_created_atomically(tmp_path):
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
-    assert store_problem(broken) != ""
+    assert store_fault(broken) != ""
     with sqlite3.connect(tmp_path / "half.db") as half:  # what a kill while MLflow created its tables leaves
         half.execute("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY)")
-    assert "half created" in store_problem(tmp_path / "half.db")
+    assert "half created" in store_fault(tmp_path / "half.db")
     fresh = tmp_path / "fresh" / "mlflow.db"
     create_sqlite_store(fresh)
-    assert store_problem(fresh) == ""
+    assert store_fault(fresh) == ""
     assert [path.name for path in fresh.parent.iterdir()] == ["mlflow.db"]  # no temporary file left behind
 
 
@@ -163,5 +163,5 @@ def test_a_locked_store_stops_no_training_and_the_sync_catches_up(store, tmp_pat
         holder.close()
     assert summary["status"] == "finished"
     assert any("WARNING: MLflow tracking" in line for line in lines)
-    sync_runs(store, EXPERIMENT, [(tmp_path / "run", read_summary(tmp_path / "run"))], lines.append)
+    sync_runs(store, EXPERIMENT, [(tmp_path / "run", *read_run(tmp_path / "run"))], lines.append)
     assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")

@@ -8,6 +8,7 @@ from workflow_helpers import REPO_ROOT
 
 from adabench.analysis.tuning import chosen_lr, lr_sensitivity, select
 from adabench.config import load_study_config, merge, validate_config
+from adabench.state import tuned_plan
 from adabench.study import Study, lr_grid
 
 
@@ -77,5 +78,5 @@ def test_grid_and_tuned_jobs_of_a_study():
     selection = pd.DataFrame([{"problem": "linreg", "optimizer": "adam", "lr": 0.1},
                               {"problem": "linreg", "optimizer": "sgd", "lr": 0.01}])
     selection = pd.concat([selection, selection.assign(problem="lenet_relu_fmnist")])
-    plan = study.tuned_plan(selection).query("job == 'linreg-tuned-0'")
+    plan = tuned_plan(study, selection).query("job == 'linreg-tuned-0'")
     assert [(row.optimizer, row.lr, row.seed) for row in plan.itertuples()][::3] == [("adam", 0.1, 0), ("sgd", 0.01, 0)]

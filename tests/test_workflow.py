@@ -16,6 +16,7 @@ from adabench.config import load_study_config
 from adabench.plan import read_plan
 from adabench.records import TIME_COLUMNS, read_summary
 from adabench.spec import RunSpec
+from adabench.state import tuned_plan
 from adabench.study import Study
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 
@@ -84,7 +85,7 @@ def test_the_plan_has_a_row_per_run_and_tuned_rows_wait_for_the_selection(quick)
 
 def tuned_run_keys(workdir, study: Study) -> set[str]:
     selection = pd.read_csv(workdir / "results/quick/tuning/selection.csv")
-    return set(study.tuned_plan(selection).key)
+    return set(tuned_plan(study, selection).key)
 
 
 def all_run_keys(workdir, study: Study) -> set[str]:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plan import ROLES
+from ..plan import ROLES, key_options_id, setting_string
 from ..records import RecordError, check_same_data, read_run
-from ..spec import RunSpec
 
 # what the runs table keeps of each run's environment
 ENVIRONMENT_COLUMNS = ["device", "device_name", "threads", "torch", "git_commit", "hostname"]
@@ -18,21 +17,23 @@ RUN_COLUMNS = ["run_key", "problem", "options_id", "optimizer", "setting", "seed
 
 
 def run_row(summary: dict, roles: set[str]) -> dict:
-    spec = RunSpec.from_dict(summary["spec"])
+    """A run's row of the runs table, from its verified summary (whose spec holds canonical hyperparameters)."""
+    spec = summary["spec"]
+    hyperparameters = spec["hyperparameters"]
     best = summary.get("best") or {}
     selection = summary.get("best_selection") or {}
     unit = summary["unit"]
     row = {
         "run_key": summary["run_key"],
-        "problem": spec.problem,
-        "options_id": spec.options_id,
-        "optimizer": spec.optimizer,
-        "setting": spec.setting,
-        "seed": spec.seed,
+        "problem": spec["problem"],
+        "options_id": key_options_id(summary["run_key"]),
+        "optimizer": spec["optimizer"],
+        "setting": setting_string(hyperparameters),
+        "seed": spec["seed"],
         **{f"in_{role}": role in roles for role in ROLES},
-        "precision": spec.precision,
-        "lr": spec.hyperparameters.get("lr"),
-        "hyperparameters": json.dumps(spec.hyperparameters, sort_keys=True),
+        "precision": spec["precision"],
+        "lr": hyperparameters.get("lr"),
+        "hyperparameters": json.dumps(hyperparameters, sort_keys=True),
         "status": summary["status"],
         "unit": unit,
         "epochs_completed": summary["epochs_completed"],

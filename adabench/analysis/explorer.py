@@ -24,6 +24,7 @@ from itables.options import dt_bundle
 from plotly.subplots import make_subplots
 
 from .export import load_study
+from .protocols import protocol_runs
 from .tables import fmt
 
 # the tables of a study, in the order the page shows them: (file under the study, title)
@@ -35,7 +36,6 @@ TABLES = [("tables/comparison.csv", "Every optimizer, the study's settings"),
           ("tuning/selection.csv", "Tuned learning rates (chosen on validation)"),
           ("tables/optimizer_overhead.csv", "Optimizer overhead per step")]
 TABLE_LAYOUT = {"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
-PROTOCOLS = {"in_study": "reference protocol", "in_tuned": "tuned protocol"}
 
 
 def table_html(name: str, frame: pd.DataFrame) -> str:
@@ -53,22 +53,12 @@ def seed_hover(seeds: list) -> str:
 
 
 def curve_labels(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run and protocol it belongs to, with the label of its trace: the optimizer, and its setting
-    where the protocol runs several of that optimizer, or the tuned learning rate."""
-    parts = []
-    for column, protocol in PROTOCOLS.items():
-        if column not in runs:
-            continue
-        part = runs[runs[column]].copy()
-        several = part.groupby(["problem", "optimizer"], observed=True).setting.transform("nunique") > 1
-        optimizer, setting = part.optimizer.astype(str), part.setting.astype(str)
-        if protocol == "tuned protocol":
-            part["label"] = optimizer + " (tuned, " + setting + ")"
-        else:
-            part["label"] = optimizer.where(~several, optimizer + " (" + setting + ")")
-        part["protocol"] = protocol
-        parts.append(part[["run_key", "problem", "optimizer", "seed", "label", "protocol"]])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run_key", "label"])
+    """One row per run and protocol it belongs to, with the label of its trace: the optimizer (and its setting
+    where the protocol runs several of that optimizer); under the tuned protocol, the tuned learning rate too."""
+    labelled = protocol_runs(runs, list(dict.fromkeys(runs.problem.astype(str))))
+    tuned = labelled.protocol == "tuned protocol"
+    labelled.loc[tuned, "label"] = labelled.optimizer.astype(str) + " (tuned, " + labelled.setting.astype(str) + ")"
+    return labelled[["run_key", "problem", "optimizer", "seed", "label", "protocol"]]
 
 
 def optimizer_colors(optimizers) -> dict[str, str]:

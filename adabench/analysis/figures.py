@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
+from .protocols import optimizer_label  # noqa: E402
 
 
 def save(figure: plt.Figure, outputs: list[str], dpi: int) -> None:
@@ -32,12 +33,6 @@ def facet_grid(n: int, width: float = 4.5, height: float = 3.4):
     for axis in axes.flat[n:]:
         axis.set_visible(False)
     return figure, list(axes.flat)
-
-
-def label(frame: pd.DataFrame) -> pd.Series:
-    """optimizer, with the setting when one optimizer has several on the problem."""
-    several = frame.groupby("optimizer").setting.transform("nunique") > 1
-    return frame.optimizer.where(~several, frame.optimizer + " (" + frame.setting + ")")
 
 
 def problems_declaring(frame: pd.DataFrame, problems: dict, kind: str) -> list[str]:
@@ -65,7 +60,7 @@ def learning_curves(curves: pd.DataFrame, problems: dict, outputs: list[str], dp
     for axis, problem in zip(axes, names):
         declared = problems[problem]
         metric = declared["curve"]
-        part = curves[(curves.problem == problem) & curves[metric].notna()].assign(optimizer_label=label)
+        part = curves[(curves.problem == problem) & curves[metric].notna()].assign(optimizer_label=optimizer_label)
         sns.lineplot(data=part, x="epoch", y=metric, hue="optimizer_label", errorbar=("pi", 100), ax=axis)
         axis.set(title=problem, xlabel=declared["unit"])
         if metric in declared["log_scale"]:
@@ -86,7 +81,8 @@ def trajectories(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
         declared = problems[problem]
         first, second = declared["trajectory"]
         part = curves[curves.problem == problem]
-        part = part[part.seed == part.seed.min()].assign(optimizer_label=label)  # one seed: full batch, one path
+        # one seed: a full-batch problem's seeds all take one path
+        part = part[part.seed == part.seed.min()].assign(optimizer_label=optimizer_label)
         start = part[part.epoch == 0]
         reach = 1.25 * float(np.nanmax(np.abs(start[[first, second]].to_numpy()))) if len(start) else 2.5
         grid = np.linspace(-reach, reach, 201)
@@ -114,7 +110,7 @@ def final_metric(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: in
     names = list(dict.fromkeys(runs.problem))
     figure, axes = facet_grid(len(names), width=5.0, height=3.6)
     for axis, problem in zip(axes, names):
-        part = runs[runs.problem == problem].assign(optimizer_label=label)
+        part = runs[runs.problem == problem].assign(optimizer_label=optimizer_label)
         order = part.groupby("optimizer_label").final_headline.mean().sort_values(
             ascending=part.headline_mode.iloc[0] == "min").index
         sns.boxplot(data=part, y="optimizer_label", x="final_headline", order=order, color="0.9", ax=axis, fliersize=0)
@@ -136,7 +132,7 @@ def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     figure, axes = facet_grid(len(names))
     for axis, problem in zip(axes, names):
         part = curves[curves.problem == problem]
-        part = part[part.seed == part.seed.min()].assign(optimizer_label=label)
+        part = part[part.seed == part.seed.min()].assign(optimizer_label=optimizer_label)
         palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
         for color, (name, run) in zip(palette, part.groupby("optimizer_label", sort=True)):
             axis.plot(run.epoch, run.eff_lr_median, color=color, label=name)
@@ -156,7 +152,7 @@ def feature_errors(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     figure, axes = facet_grid(len(names), width=8, height=4)
     for axis, problem in zip(axes, names):
         labels = problems[problem]["feature_errors"]
-        part = runs[runs.problem == problem].assign(optimizer_label=label)
+        part = runs[runs.problem == problem].assign(optimizer_label=optimizer_label)
         tidy = part.melt(id_vars=["optimizer_label", "seed"], value_vars=[f"final_{m}" for m in labels],
                          var_name="metric", value_name="value")
         tidy["metric"] = tidy.metric.str.removeprefix("final_").map(labels)

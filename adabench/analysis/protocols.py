@@ -12,14 +12,20 @@ PROTOCOLS = {"reference protocol": "in_study", "tuned protocol": "in_tuned"}
 REFERENCE_OPTIMIZER = "adagrad"
 
 
+def optimizer_label(frame: pd.DataFrame) -> pd.Series:
+    """A run's optimizer, with its setting where the frame holds several settings of that optimizer on a problem."""
+    several = frame.groupby(["problem", "optimizer"], observed=True).setting.transform("nunique") > 1
+    optimizer, setting = frame.optimizer.astype(str), frame.setting.astype(str)
+    return optimizer.where(~several, optimizer + " (" + setting + ")")
+
+
 def protocol_runs(runs: pd.DataFrame, tuned_problems: list[str]) -> pd.DataFrame:
     """The runs of each protocol on the tuned problems, labelled. Under the reference protocol an optimizer with
     several configured settings appears once per setting."""
     parts = []
     for protocol, column in PROTOCOLS.items():
         part = runs[runs[column] & runs.problem.isin(tuned_problems)].copy()
-        several = part.groupby(["problem", "optimizer"]).setting.transform("nunique") > 1
-        part["label"] = part.optimizer.where(~several, part.optimizer + " (" + part.setting + ")")
+        part["label"] = optimizer_label(part)
         part["protocol"] = protocol
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

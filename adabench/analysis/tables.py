@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..reference import ReferenceRun
-from ..spec import setting_of
 from .stats import summarize
 
 # a reproduced value this close to the reference report's counts as equal when all seeds agree (deterministic runs)
@@ -45,12 +43,12 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
                   "boot_low", "boot_high", "best_epoch_median", "train_time_s", "wall_time_s", "diverged"]]
 
 
-def reproduction_table(runs: pd.DataFrame, reference: list[ReferenceRun]) -> pd.DataFrame:
+def reproduction_table(runs: pd.DataFrame, reference: list[tuple]) -> pd.DataFrame:
     """Each number the reference report printed beside the reproduced mean ± std and its 95% CI over this
-    pipeline's seeds, from the study's runs of the same configuration."""
+    pipeline's seeds, from the study's runs of the same configuration. ``reference``: (the reference report's run
+    (adabench.reference.ReferenceRun), its setting as this pipeline's run keys write it)."""
     rows = []
-    for run in reference:
-        setting = setting_of(run.optimizer, run.hyperparameters)
+    for run, setting in reference:
         matching = runs[(runs.problem == run.problem) & (runs.optimizer == run.optimizer)
                         & (runs.setting == setting) & runs.in_reference]
         for metric, printed in run.printed.items():

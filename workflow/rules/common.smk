@@ -16,6 +16,9 @@ try:
     config.update(validate_config(config))  # in place: the jobs' scripts see the same, filled-in config
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+# the reference report's numbers: from the working directory, else the workflow's own config/ (-d elsewhere)
+if not Path(config["reference"]["results"]).exists():
+    config["reference"]["results"] = str(Path(workflow.basedir) / config["reference"]["results"])
 
 STUDY = Study(config)
 STATE = read_state(STUDY)
