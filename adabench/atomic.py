@@ -5,6 +5,7 @@ MLflow's store; light (no torch)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -53,3 +54,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_object(path: Path) -> dict:
+    """A small JSON record (a lock's holder, an output's sources): its object, or {} if it is missing or unreadable."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -16,6 +16,8 @@ import platform
 import time
 from pathlib import Path
 
+from .atomic import read_json_object
+
 # errors that say "this filesystem does not do flock", not "someone else holds it"
 NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 POLL_SECONDS = 1.0
@@ -55,11 +57,7 @@ def holder_gone(holder: dict) -> bool:
 
 
 def read_holder(path: Path) -> dict:
-    try:
-        holder = json.loads(Path(path).read_text())
-        return holder if isinstance(holder, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_json_object(path)
 
 
 class ProcessLock:

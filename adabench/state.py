@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import read_json_object
 from .plan import PLAN_COLUMNS
 from .records import RecordError, read_summary
 from .spec import RunSpec
@@ -135,11 +136,7 @@ def decided_learning_rates(study: Study, complete: dict[str, dict]) -> dict[tupl
 
 def recorded_sources(path: Path) -> dict:
     """What an output's sidecar says it was made from (see write_sources): {"records_sha256", "records"}, or {}."""
-    try:
-        sources = json.loads(Path(path).read_text())
-        return sources if isinstance(sources, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_json_object(path)
 
 
 def recorded_digest(path: Path) -> str | None:

@@ -247,11 +247,16 @@ def deleted_store(workdir: Path) -> None:
     shutil.rmtree(workdir / ROOT / "mlflow")
 
 
+def random_bytes_store(workdir: Path) -> None:
+    """The store overwritten: neither the next run nor the sync may take it for a store."""
+    (workdir / ROOT / "mlflow/mlflow.db").write_bytes(os.urandom(64 * 1024))
+
+
 STALE = "no longer holds"  # what the workflow says of an output it rebuilds because what it claims is gone
 # each fault, and what the rerun says of it (None: the missing outputs are simply built again)
 FAULTS = {fault.__name__: (fault, said) for fault, said in (
     (garbage_in_the_prepared_data, STALE), (damaged_raw_file_and_prepared_data, "not a valid gzip file"),
-    (half_created_store, "is unusable"), (deleted_store, None))}
+    (half_created_store, "is unusable"), (deleted_store, None), (random_bytes_store, "set aside and rebuilt"))}
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
