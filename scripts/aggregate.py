@@ -9,7 +9,7 @@ sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
 runs, curves, summaries = gather(study_run_dirs(sm.input.plan, sm.input.get("tuned_runs")))
 runs.to_csv(sm.output.runs, index=False)
-curves.to_csv(sm.output.curves, index=False)
+curves.to_csv(sm.output.curves, index=False, compression={"method": "gzip", "mtime": 0})  # the same bytes each time
 write_parquet(runs, curves, sm.output.runs_parquet, sm.output.curves_parquet)  # typed, for load_study
 write_sources(sm.output.sources, summaries)
 log(f"{len(runs)} runs ({(runs.status == 'diverged').sum()} diverged), {len(curves)} curve rows")

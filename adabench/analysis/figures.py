@@ -16,9 +16,12 @@ from .protocols import optimizer_label  # noqa: E402
 
 
 def save(figure: plt.Figure, outputs: list[str], dpi: int) -> None:
+    """PNG and PDF, byte for byte the same for the same tables: no creation date in a PDF, so a figure drawn again
+    from unchanged tables leaves git's copy untouched."""
     for path in outputs:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=dpi, bbox_inches="tight")
+        metadata = {"CreationDate": None} if str(path).endswith(".pdf") else None
+        figure.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
     plt.close(figure)
 
 
