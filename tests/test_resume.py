@@ -200,7 +200,7 @@ def test_each_training_job_logs_one_progress_line_per_epoch(quick):
 def slow_study(directory: Path) -> Path:
     """A linreg study whose one job takes many short epochs: time to stop it part way."""
     problems = {name: {"optimizers": []} for name in quick_config()["problems"]}
-    problems["linreg"] = {"options": {"epochs": 400, "n_samples": 4000}, "optimizers": ["adagrad", "adam"]}
+    problems["linreg"] = {"options": {"epochs": 200, "n_samples": 4000}, "optimizers": ["adagrad", "adam"]}
     return write_config(directory, {"study": "slow", "device": "cpu", "threads": 1, "seeds": [0, 1], "tuning": None,
                                     "reference": {"problems": []}, "problems": problems})
 
@@ -235,7 +235,7 @@ def test_adabench_stop_ends_a_study_within_one_epoch_and_a_plain_rerun_resumes_i
 
     snakemake(tmp_path, *arguments)
     summaries = [json.loads(path.read_text()) for path in (tmp_path / "results/slow/runs").rglob("summary.json")]
-    assert len(summaries) == 4 and all(s["resumed_from"] >= 3 and s["epochs_completed"] == 400 for s in summaries)
+    assert len(summaries) == 4 and all(s["resumed_from"] >= 3 and s["epochs_completed"] == 200 for s in summaries)
 
 
 @pytest.mark.parametrize("flag", [["-n"], ["--report", "report.html"], ["--summary"]])
