@@ -137,7 +137,13 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
     if not data.exists() or data_fault:
         # the data will be prepared again: from raw files that verify, else fetched again
         stale += damaged_raw_files(Path(RAW_DIR))
-    stale += stale_store_marker(study)
+    if store := stale_store_marker(study):
+        # the sync must then run again into the new store: Snakemake, rerunning on params and software only,
+        # would not rebuild a missing input of an output that exists
+        synced = Path(study.path("mlflow", "synced.json"))
+        stale += store
+        if synced.exists() and synced not in dict(stale):
+            stale.append((synced, "its MLflow store is rebuilt"))
     return stale
 
 

@@ -96,7 +96,11 @@ def _step_count(state: dict) -> float:
 
 
 class CoordinateWiseOptimizer(StepSizeReporting, torch.optim.Optimizer):
-    """The step() of torch.optim: the closure, then ``_update`` for every parameter that has a gradient."""
+    """The step() of torch.optim: the closure, then ``_update`` for every parameter that has a gradient.
+
+    A subclass says what a parameter's state starts as (``_init_state``, called before its first update, so a
+    loaded ``state_dict`` is kept) and how it is updated (``_update``).
+    """
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -107,8 +111,13 @@ class CoordinateWiseOptimizer(StepSizeReporting, torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
+                    if not self.state[p]:
+                        self.state[p].update(self._init_state(group, p))
                     self._update(group, p)
         return loss
+
+    def _init_state(self, group: dict, p: torch.Tensor) -> dict:
+        return {}
 
     def _update(self, group: dict, p: torch.Tensor) -> None:
         raise NotImplementedError
@@ -145,11 +154,8 @@ class AdaGrad(CoordinateWiseOptimizer):
         super().__init__(params, defaults)
 
     def _init_state(self, group: dict, p: torch.Tensor) -> dict:
-        state = self.state[p]
-        if not state:
-            state["step"] = torch.tensor(0.0)
-            state["sum"] = torch.full_like(p, group["initial_accumulator_value"], memory_format=torch.preserve_format)
-        return state
+        return {"step": torch.tensor(0.0),
+                "sum": torch.full_like(p, group["initial_accumulator_value"], memory_format=torch.preserve_format)}
 
     def _learning_rate(self, group: dict, step: float) -> float:
         return group["lr"] / (1 + (step - 1) * group["lr_decay"])
@@ -163,7 +169,7 @@ class AdaGrad(CoordinateWiseOptimizer):
         grad = p.grad
         if group["weight_decay"] != 0:
             grad = grad.add(p, alpha=group["weight_decay"])
-        state = self._init_state(group, p)
+        state = self.state[p]
         state["step"] += 1
         state["sum"].addcmul_(grad, grad, value=1)
         clr = self._learning_rate(group, _step_count(state))
@@ -197,12 +203,13 @@ class SGDSqrtDecay(CoordinateWiseOptimizer):
         check_hyperparameters(type(self), defaults)
         super().__init__(params, defaults)
 
+    def _init_state(self, group: dict, p: torch.Tensor) -> dict:
+        if group["momentum"]:
+            return {"step": torch.tensor(0.0), "momentum_buffer": torch.zeros_like(p)}
+        return {"step": torch.tensor(0.0)}
+
     def _update(self, group: dict, p: torch.Tensor) -> None:
         state = self.state[p]
-        if not state:
-            state["step"] = torch.tensor(0.0)
-            if group["momentum"]:
-                state["momentum_buffer"] = torch.zeros_like(p)
         rate = group["lr"] / math.sqrt(_step_count(state) + group["c"])
         state["step"] += 1
         direction = p.grad

@@ -97,7 +97,7 @@ def test_refuses_runs_reused_from_another_machine(smoke, fake_data, tmp_path):
     copy = shutil.copytree(out, tmp_path / "out")
     [first, *_] = sorted((copy / "runs" / "cpu").rglob("summary.json"))
     summary = json.loads(first.read_text())
-    first.write_text(json.dumps(seal({**summary, "device_name": "another machine"})))
+    first.write_text(json.dumps(seal({**summary, "environment": {**summary["environment"], "device_name": "another machine"}})))
     done = gpu_check("--device", "cpu", "--epochs", "1", "--seeds", str(SEEDS), "--train-subset", "512",
                      "--test-subset", "256", "--data-file", str(fake_data), "--out", str(copy))
     assert done.returncode != 0
