@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from .locks import Locked, ProcessLock, describe
-from .state import StudyState, recorded_sources
+from .sources import recorded_sources
+from .state import StudyState
 from .study import Job, Study
 
 # Snakemake's modes that run no job (and a dry run): whatever they plan, they must change nothing

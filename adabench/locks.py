@@ -37,11 +37,13 @@ def describe(holder: dict) -> str:
 
 
 def process_start(pid: int) -> str | None:
-    """A process's start time (its /proc stat field 22), or None if it is gone: a pid alone may be reused."""
+    """A process's start time (its /proc stat field 22), or None if it is gone: a pid alone may be reused. A zombie
+    (exited, not yet reaped by its parent) is gone: it holds nothing and does nothing."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        state, *fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
         return None
+    return None if state == "Z" or len(fields) < 19 else fields[18]
 
 
 def this_process() -> dict:

@@ -34,7 +34,7 @@ class Bound:
         """Whether ``value`` (a number, or each number of a tuple such as Adam's betas) lies in the interval."""
         if isinstance(value, (tuple, list)):
             return all(self.admits(item) for item in value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return False
         above = self.low is None or (value > self.low if self.low_open else value >= self.low)
         below = self.high is None or (value < self.high if self.high_open else value <= self.high)

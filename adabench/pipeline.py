@@ -14,7 +14,6 @@ import torch
 from .atomic import atomic_write_text
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .joblog import LogFile, job_log
-from .plan import read_plan, roles_by_dir
 from .records import RecordError, read_run, read_summary
 from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
 from .spec import RunSpec
@@ -103,11 +102,6 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
                                                 for spec in specs], indent=2) + "\n")
 
 
-def study_run_dirs(plan_path: str, tuned_plan_path: str | None) -> dict[str, set[str]]:
-    """Run directory -> roles, for every run of the plan and of the tuned plan (select_tuned writes it)."""
-    return roles_by_dir(read_plan(plan_path), *([read_plan(tuned_plan_path)] if tuned_plan_path else []))
-
-
 def ensure_store(study: Study, log) -> str:
     """The study's MLflow store and experiment, made whole: a damaged SQLite store of the study's own (MLflow's
     tables half created, or a file that fails SQLite's quick_check) is set aside and created anew, before MLflow
@@ -140,7 +134,7 @@ def create_store(study: Study, output: Path, log: LogFile) -> None:
 
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
-    from .state import write_sources
+    from .sources import write_sources
     from .tracking import configure_timeouts, sync_runs
 
     configure_timeouts(config["mlflow"]["timeout_s"])

@@ -53,6 +53,11 @@ def with_role(plan: pd.DataFrame, role: str) -> pd.DataFrame:
     return plan[plan.roles.str.split(";").map(lambda roles: role in roles)]
 
 
+def study_run_dirs(plan_path: str, tuned_plan_path: str | None) -> dict[str, set[str]]:
+    """Run directory -> roles, for every run of the plan and of the tuned plan (select_tuned writes it)."""
+    return roles_by_dir(read_plan(plan_path), *([read_plan(tuned_plan_path)] if tuned_plan_path else []))
+
+
 def roles_by_dir(*plans: pd.DataFrame) -> dict[str, set[str]]:
     """Run directory -> roles, for the rows of the plans that have one (a tuned slot's run is known after the
     selection: the tuned plan has it), a run in several plans with all its roles."""

@@ -13,24 +13,15 @@ and pending ones train without waiting for the rest of the grid.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from .atomic import read_json_object
 from .plan import PLAN_COLUMNS
 from .records import RecordError, read_summary
+from .sources import records_digest
 from .spec import RunSpec
 from .study import Job, Study
-
-
-def records_digest(summaries: dict[str, dict]) -> str:
-    """One digest of a set of run records: run keys and their summaries' own digests (which cover the metrics)."""
-    pairs = sorted((summary["run_key"], summary["summary_sha256"]) for summary in summaries.values())
-    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
 
 
 @dataclass
@@ -132,27 +123,6 @@ def decided_learning_rates(study: Study, complete: dict[str, dict]) -> dict[tupl
     if not rows:
         return {}
     return {(row.problem, row.optimizer): float(row.lr) for row in select(pd.DataFrame(rows)).itertuples()}
-
-
-def recorded_sources(path: Path) -> dict:
-    """What an output's sidecar says it was made from (see write_sources): {"records_sha256", "records"}, or {}."""
-    return read_json_object(path)
-
-
-def recorded_digest(path: Path) -> str | None:
-    """The records digest an output's sidecar says it was made from, or None."""
-    return recorded_sources(path).get("records_sha256")
-
-
-def write_sources(path: Path, summaries: dict[str, dict], extra: dict | None = None) -> None:
-    """Record which run records an output was made from (each run's key and summary digest, and one digest of
-    them all), so that a later run can tell it is out of date, and say which records changed."""
-    from .atomic import atomic_write_text
-
-    records = {summary["run_key"]: summary["summary_sha256"] for summary in summaries.values()}
-    atomic_write_text(Path(path), json.dumps({"runs": len(records), **(extra or {}),
-                                              "records_sha256": records_digest(summaries),
-                                              "records": dict(sorted(records.items()))}, indent=1) + "\n")
 
 
 def tuned_plan(study: Study, selection: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ stopped process, a hung file system): Snakemake itself waits on it without a wor
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
-from .locks import holder_gone, holder_if_held
+from .locks import holder_gone, holder_if_held, process_start
 from .provenance import cpu_model
 from .records import METRICS
 from .state import StudyState
@@ -142,7 +143,7 @@ def remaining_seconds(table: pd.DataFrame, study: Study) -> tuple[float, list[st
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds:
+    if seconds is None or math.isnan(seconds):
         return "?"
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -207,6 +208,6 @@ def stop(study: Study, log=print, wait_s: float = 0.0) -> int:
         log(f"{what} (pid {process['pid']}): asked to stop")
     deadline = time.monotonic() + wait_s
     while wait_s and signalled and time.monotonic() < deadline:
-        signalled = [pid for pid in signalled if Path(f"/proc/{pid}").exists()]
+        signalled = [pid for pid in signalled if process_start(pid) is not None]
         time.sleep(1.0)
     return len(targets)

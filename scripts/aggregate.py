@@ -2,11 +2,12 @@
 same as typed Parquet (what adabench.load_study reads), and which records they were made from (runs.sources.json)."""
 from adabench.analysis.aggregate import gather
 from adabench.analysis.export import write_parquet
-from adabench.pipeline import start_job, study_run_dirs
-from adabench.state import write_sources
+from adabench.joblog import job_log
+from adabench.plan import study_run_dirs
+from adabench.sources import write_sources
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = start_job(sm)
+log = job_log(sm)  # the records alone: no registry read, so neither torch nor the study's plugins are imported
 runs, curves, summaries = gather(study_run_dirs(sm.input.plan, sm.input.get("tuned_runs")))
 runs.to_csv(sm.output.runs, index=False)
 curves.to_csv(sm.output.curves, index=False, compression={"method": "gzip", "mtime": 0})  # the same bytes each time

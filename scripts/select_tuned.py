@@ -4,7 +4,8 @@ from adabench.analysis.aggregate import gather
 from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.pipeline import start_job
 from adabench.plan import read_plan, roles_by_dir, with_role
-from adabench.state import tuned_plan, write_sources
+from adabench.sources import write_sources
+from adabench.state import tuned_plan
 from adabench.study import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

@@ -156,6 +156,17 @@ def test_locks_fall_back_to_lock_files_where_flock_is_missing(tmp_path, monkeypa
     ProcessLock(tmp_path / "study.lock").acquire().release()
 
 
+def test_a_process_that_exited_holds_nothing_even_before_its_parent_reaps_it():
+    """A zombie is gone: `adabench stop --wait` returns once the study's processes exit, whoever reaps them."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 300
+    while os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # exited, not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert locks.process_start(child.pid) is None and locks.process_start(os.getpid()) is not None
+    child.wait()
+
+
 def test_a_second_snakemake_of_a_study_is_refused_while_another_study_runs_beside_it(tmp_path):
     copy_workflow(tmp_path)
     problems = {name: {"optimizers": []} for name in quick_config()["problems"]}
@@ -174,8 +185,8 @@ def test_a_second_snakemake_of_a_study_is_refused_while_another_study_runs_besid
             time.sleep(0.2)
         second = snakemake(tmp_path, "--cores", "1", "--configfile", str(slow), check=False)
         assert second.returncode != 0 and "study 'slow' is being run by another Snakemake: pid" in second.stderr
-        # another study of the same checkout runs to its end beside it; its end leaves the first study's lock held
-        snakemake(tmp_path, "--cores", "1", "--configfile", str(other))
+        # another study of the same checkout runs (to its tables) beside it; its end leaves the first study's lock held
+        snakemake(tmp_path, "results/other/tables/comparison.csv", "--cores", "1", "--configfile", str(other))
         third = snakemake(tmp_path, "--cores", "1", "--configfile", str(slow), check=False)
         assert third.returncode != 0 and "is being run by another Snakemake" in third.stderr
         assert first.poll() is None
@@ -205,7 +216,7 @@ def test_a_link_inside_a_study_is_refused_but_a_linked_study_folder_is_fine(tmp_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (tmp_path / "results/linked").symlink_to(scratch)  # the study's folder itself on a scratch disk
-    snakemake(tmp_path, "--cores", "1", "--configfile", str(config))
+    snakemake(tmp_path, "results/linked/tables/comparison.csv", "--cores", "1", "--configfile", str(config))
     assert (scratch / "tables/comparison.csv").exists()
 
 

@@ -61,7 +61,9 @@ def training_jobs(dry_run: str) -> set[str]:
 
 
 def comparable(table: pd.DataFrame) -> pd.DataFrame:
-    return table.drop(columns=[column for column in table.columns if TIME_COLUMNS.search(column)])
+    """Without what says how the runs were trained, not what they computed: seconds, and how runs were grouped."""
+    return table.drop(columns=[column for column in table.columns
+                               if TIME_COLUMNS.search(column) or column == "population_size"])
 
 
 def assert_same_tables(a: Path, b: Path) -> None:
@@ -76,7 +78,7 @@ def test_a_clone_with_part_of_the_records_trains_only_the_rest_and_ends_as_an_un
     study that ran through."""
     config = quick_config()
     study = Study(config)
-    missing = {spec.key for spec in study.runs() if spec.problem == "lenet_relu_fmnist"
+    missing = {spec.key for spec in study.runs() if spec.problem == "linreg"
                or (spec.problem == "sparse_logreg" and spec.optimizer == "adam")}
     clone = clone_with_records(quick, tmp_path / "clone", "quick",
                                keep=lambda run_dir: str(run_dir.relative_to(quick / "results/quick/runs")) not in missing)
@@ -103,8 +105,9 @@ def test_a_clone_of_a_complete_study_trains_nothing_and_keeps_its_published_file
         os.utime(path, (time.time() - 3600 + len(str(path)), time.time() - 3600 + len(str(path))))
     dry = snakemake(clone, "-n", "--cores", "2", "--configfile", "config/quick.yaml").stdout
     assert not training_jobs(dry) and "train" not in planned_jobs(dry)
-    # only MLflow, which git does not hold, is built again from the records (and the selection checked on it)
-    assert set(planned_jobs(dry)) <= {"mlflow_store", "mlflow_sync", "check_selection", "all"}
+    # only what git does not hold is built again from the records: MLflow (and the selection checked on it), and the
+    # results page (several MB of inline JavaScript)
+    assert set(planned_jobs(dry)) <= {"mlflow_store", "mlflow_sync", "check_selection", "explorer", "all"}
     snakemake(clone, "--cores", "2", "--configfile", "config/quick.yaml")
     after = {path: path.read_bytes() for path in before}
     assert after == before

@@ -1,9 +1,10 @@
-"""The quick study on a real one-node SLURM cluster, through the project's SLURM profile.
+"""A study on a real one-node SLURM cluster, through the project's SLURM profile.
 
 `scripts/slurm_cluster.sh up` starts munged, slurmctld and slurmd with a private state directory; Snakemake
-runs config/quick.yaml with `--workflow-profile profiles/slurm` in a private copy of the workflow; every job
-must go through sbatch, run to COMPLETED in SLURM, and the tables must equal those of the local run (the
-`quick` fixture) but for their wall-clock columns. The cluster is stopped afterwards, also on failure.
+runs the quick study cut to three problems (SLURM_STUDY) with `--workflow-profile profiles/slurm` in a private copy
+of the workflow; every job must go through sbatch, run to COMPLETED in SLURM, and the tables' rows must equal those
+of the same problems in the local run of the whole quick study (the `quick` fixture) but for their wall-clock
+columns. The cluster is stopped afterwards, also on failure.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import REPO_ROOT, copy_workflow, snakemake_command
+from workflow_helpers import REPO_ROOT, copy_workflow, snakemake_command, write_config
 
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
 # the daemons live in sbin, which a non-login PATH may lack
@@ -42,11 +43,18 @@ CLUSTER_SETTINGS = {"ADABENCH_SLURM_CPUS": "8", "ADABENCH_SLURM_MIN_JOB_AGE": "3
 #  and each stage waits for a status check). Every training job is still a SLURM job of its own. --cores 2 caps how many jobs of a
 #  group run at once, hence the CPUs and memory the group asks for; it limits nothing else on a cluster.
 SNAKEMAKE_OPTIONS = [
-    "--workflow-profile", "profiles/slurm", "--configfile", "config/quick.yaml",
+    "--workflow-profile", "profiles/slurm", "--configfile", "config/quick.yaml", "slurm-study.yaml",
     "--slurm-keep-successful-logs",
     "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
     "--groups", "aggregate=report", "tables=report", "protocol_tables=report", "figure=report", "--cores", "2",
 ]
+# Every stage of a study, with fewer jobs (each SLURM job costs Snakemake start-ups and status checks): a LeNet
+# (data fetched on the submitting node, prepared in a job), linreg, and sparse_logreg's tuning grid and reruns.
+SLURM_STUDY = {
+    "problems": {name: {"optimizers": []} for name in ("quadratic", "quadratic_rotated", "lenet_sigmoid_fmnist")},
+    "reference": {"problems": ["linreg", "lenet_relu_fmnist"]},
+    "tuning": {"problems": ["sparse_logreg"]},
+}
 RUN_TIMEOUT_S = 720
 TABLES = ["results/quick/tables/comparison.csv", "results/quick/tables/reproduction.csv"]
 WALL_CLOCK_COLUMNS = ["train_time_s", "wall_time_s"]
@@ -81,8 +89,9 @@ def slurm_cluster(request, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def slurm_quick(quick, slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
-    """The quick study run through SLURM in a private copy of the workflow: (its directory, Snakemake's log)."""
+    """SLURM_STUDY run through SLURM in a private copy of the workflow: (its directory, Snakemake's log)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm_quick"))
+    write_config(workdir, SLURM_STUDY, "slurm-study.yaml")
     log_path = workdir / "snakemake-slurm.log"
     command = snakemake_command(workdir, *SNAKEMAKE_OPTIONS)
     with log_path.open("w") as log:
@@ -125,7 +134,7 @@ def job_stats(output: str) -> dict[str, int]:
             if rule != "total"}
 
 
-def test_every_job_of_the_quick_study_went_through_sbatch(slurm_quick, slurm_cluster):
+def test_every_job_of_the_study_went_through_sbatch(slurm_quick, slurm_cluster):
     workdir, output = slurm_quick
     stats = job_stats(output)
     local = set(re.findall(r"^localrule (\w+):$", output, flags=re.M))
@@ -163,6 +172,8 @@ def test_slurm_run_reproduces_the_local_tables(slurm_quick, quick, table):
     workdir, _ = slurm_quick
     local, cluster = (pd.read_csv(directory / table) for directory in (quick, workdir))
     assert list(cluster.columns) == list(local.columns)
+    assert set(cluster.problem) == {"linreg", "lenet_relu_fmnist", "sparse_logreg"} & set(local.problem)
+    local = local[local.problem.isin(set(cluster.problem))].reset_index(drop=True)
     # everything but the wall-clock columns, to rounding
     local, cluster = (frame.drop(columns=[c for c in WALL_CLOCK_COLUMNS if c in frame]) for frame in (local, cluster))
     pd.testing.assert_frame_equal(cluster, local, check_exact=False, rtol=1e-9, atol=1e-12)

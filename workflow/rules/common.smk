@@ -31,6 +31,13 @@ def study_path(*parts):
     return STUDY.path(*parts)
 
 
+# Every input of the analysis is ancient: file times never decide what is rebuilt (a git clone sets them in
+# checkout order). An output is rebuilt when it is missing, when a job it reads from runs, or when adabench finds
+# it made from other records than the study's now and removes it (adabench.housekeeping).
+def by_content(inputs):
+    return {name: ancient(paths) for name, paths in inputs.items()}
+
+
 # MLflow: MLFLOW_TRACKING_URI (a shared server on a cluster) reaches every job
 if "MLFLOW_TRACKING_URI" in os.environ:
 
@@ -74,7 +81,7 @@ if workflow.is_main_process:
 
 def run_tables(wildcards):
     """Where the analysis finds the study's runs: the plan, and the tuned plan where the study tunes."""
-    return {"plan": PLAN, **({"tuned_runs": TUNED_RUNS} if TUNING else {})}
+    return by_content({"plan": PLAN, **({"tuned_runs": TUNED_RUNS} if TUNING else {})})
 
 
 def job_inputs(wildcards):
@@ -88,7 +95,7 @@ def job_inputs(wildcards):
     if "data_file" in STUDY.options(job.problem):
         inputs["data"] = ancient(STUDY.options(job.problem)["data_file"])
     if job.tuned:
-        inputs["selection"] = SELECTION
+        inputs["selection"] = ancient(SELECTION)
         inputs["others"] = [job_marker(other.id) for other in JOBS.values()
                             if other.problem == job.problem and not other.tuned]
     return inputs
@@ -139,4 +146,4 @@ EXPLORER_DATA = [study_path("tuning", "selection.csv"), study_path("tuning", "lr
 
 
 def figure_inputs(wildcards):
-    return FIGURE_INPUTS[wildcards.figure]
+    return by_content(FIGURE_INPUTS[wildcards.figure])

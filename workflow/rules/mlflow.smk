@@ -17,7 +17,7 @@ rule mlflow_store:
 rule mlflow_sync:
     input:
         unpack(run_tables),
-        store=STORE,
+        store=ancient(STORE),
         markers=PENDING_MARKERS,
     output:
         SYNCED,

@@ -5,7 +5,7 @@
 
 rule select_tuned:
     input:
-        plan=PLAN,
+        plan=ancient(PLAN),
         markers=GRID_MARKERS,
     output:
         selection=SELECTION,
@@ -24,9 +24,7 @@ rule select_tuned:
 
 rule check_selection:
     input:
-        plan=PLAN,
-        selection=SELECTION,
-        synced=SYNCED,
+        **by_content(dict(plan=PLAN, selection=SELECTION, synced=SYNCED)),
     output:
         study_path("tuning", "selection_check.json"),
     conda:
