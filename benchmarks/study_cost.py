@@ -13,6 +13,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def hours(seconds: float) -> str:
-    return "unmeasured" if seconds != seconds else f"{seconds / 3600:.2f} h"
+    return "unmeasured" if math.isnan(seconds) else f"{seconds / 3600:.2f} h"
 
 
 def main(argv: list[str] | None = None) -> int:
