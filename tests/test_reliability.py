@@ -216,7 +216,7 @@ def test_a_link_inside_a_study_is_refused_but_a_linked_study_folder_is_fine(tmp_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (tmp_path / "results/linked").symlink_to(scratch)  # the study's folder itself on a scratch disk
-    snakemake(tmp_path, "results/linked/tables/comparison.csv", "--cores", "1", "--configfile", str(config))
+    snakemake(tmp_path, "results/linked/tables/comparison.csv", "--cores", "2", "--configfile", str(config))
     assert (scratch / "tables/comparison.csv").exists()
 
 

@@ -39,14 +39,16 @@ CLUSTER_SETTINGS = {"ADABENCH_SLURM_CPUS": "8", "ADABENCH_SLURM_MIN_JOB_AGE": "3
 #  --slurm-keep-successful-logs: the plugin deletes the SLURM log of every successful job otherwise.
 #  status checks: the first one a second after a submission (profile: 5 s) and, while nothing finishes,
 #  every 1, 11, 21, ... s (the plugin adds the 10 s steps itself; no option changes them).
-#  --groups: the report rules go to SLURM as one job (each job costs two Snakemake start-ups of CPU time,
-#  and each stage waits for a status check). Every training job is still a SLURM job of its own. --cores 2 caps how many jobs of a
-#  group run at once, hence the CPUs and memory the group asks for; it limits nothing else on a cluster.
+#  --groups: the rules after training (tables, figures, the page, the MLflow sync and its check) go to SLURM as one
+#  job (each job costs two Snakemake start-ups of CPU time, and each stage waits for a status check). Every
+#  training job is still a SLURM job of its own. --cores 2 caps how many jobs of a group run at once, hence the
+#  CPUs and memory the group asks for; it limits nothing else on a cluster.
 SNAKEMAKE_OPTIONS = [
     "--workflow-profile", "profiles/slurm", "--configfile", "config/quick.yaml", "slurm-study.yaml",
     "--slurm-keep-successful-logs",
     "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-    "--groups", "aggregate=report", "tables=report", "protocol_tables=report", "figure=report", "--cores", "2",
+    "--groups", *(f"{rule}=report" for rule in ("aggregate", "tables", "protocol_tables", "figure", "explorer",
+                                                "mlflow_sync", "check_selection")), "--cores", "2",
 ]
 # Every stage of a study, with fewer jobs (each SLURM job costs Snakemake start-ups and status checks): a LeNet
 # (data fetched on the submitting node, prepared in a job), linreg, and sparse_logreg's tuning grid and reruns.

@@ -111,7 +111,7 @@ def test_a_non_editable_install_runs_the_quick_study_from_a_copy_of_the_workflow
     write_config(workdir, {"study": "installed", "device": "cpu", "threads": 1, "seeds": [0], "tuning": None,
                            "reference": {"problems": ["quadratic"]},
                            "problems": {**problems, "quadratic": {"optimizers": ["adagrad", "adam"]}}})
-    run = subprocess.run([str(python), "-m", "snakemake", "--cores", "1", "--configfile", "test-config.yaml"],
+    run = subprocess.run([str(python), "-m", "snakemake", "--cores", "2", "--configfile", "test-config.yaml"],
                          cwd=workdir, capture_output=True, text=True, timeout=900,
                          env={**os.environ, "PATH": f"{environment / 'bin'}{os.pathsep}{os.environ['PATH']}"})
     assert run.returncode == 0, run.stderr[-3000:]

@@ -206,7 +206,7 @@ def small_config(**linreg_options) -> dict:
 def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     from adabench.trainer import train_run
 
-    config = small_config(epochs=40)
+    config = small_config(epochs=20)
     write_config(tmp_path, config)
     spec = RunSpec("linreg", "adagrad", {"lr": 0.1, "eps": 1.0e-8}, 0, config["problems"]["linreg"]["options"])
     run_dir = tmp_path / "results/small/runs" / spec.key
@@ -224,7 +224,7 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
             os.killpg(job.pid, 9)  # the whole job, as a node failure would
         job.wait()
     interrupted_at = epochs_recorded(run_dir)
-    assert 5 <= interrupted_at < 40 and not (run_dir / "summary.json").exists()
+    assert 5 <= interrupted_at < 20 and not (run_dir / "summary.json").exists()
 
     snakemake(tmp_path, "--unlock", snakefile=REPO_ROOT / "Snakefile")
     snakemake(tmp_path, *arguments, snakefile=REPO_ROOT / "Snakefile")

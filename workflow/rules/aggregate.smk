@@ -22,7 +22,7 @@ rule aggregate:
 
 rule tables:
     input:
-        runs=ancient(RUNS_TABLE),
+        runs=RUNS_TABLE,
     output:
         comparison=[
             report(study_path("tables", "comparison.csv"), caption="../report/comparison.rst", category="Tables"),
@@ -50,8 +50,8 @@ rule tables:
 
 rule protocol_tables:
     input:
-        runs=ancient(RUNS_TABLE),
-        curves=ancient(CURVES_TABLE),
+        runs=RUNS_TABLE,
+        curves=CURVES_TABLE,
     output:
         protocols=[
             report(study_path("tables", "protocols.csv"), caption="../report/protocols.rst", category="Tuning"),

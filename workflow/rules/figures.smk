@@ -30,16 +30,12 @@ rule figure:
 # figures, one self-contained HTML file (JavaScript inline) that works offline.
 rule explorer:
     input:
-        **by_content(
-            dict(
-                plan=PLAN,
-                problems=PROBLEMS_FILE,
-                runs=study_path("tables", "runs.parquet"),
-                curves=study_path("tables", "curves.parquet"),
-                tables=[path for path in TABLES if path.endswith(".csv")],
-                figures_data=EXPLORER_DATA,
-            )
-        ),
+        plan=ancient(PLAN),
+        problems=ancient(PROBLEMS_FILE),
+        runs=study_path("tables", "runs.parquet"),
+        curves=study_path("tables", "curves.parquet"),
+        tables=[path for path in TABLES if path.endswith(".csv")],
+        figures_data=EXPLORER_DATA,
     output:
         report(study_path("explorer.html"), caption="../report/explorer.rst", category="Explorer"),
     conda:

@@ -24,7 +24,9 @@ rule select_tuned:
 
 rule check_selection:
     input:
-        **by_content(dict(plan=PLAN, selection=SELECTION, synced=SYNCED)),
+        plan=ancient(PLAN),
+        selection=SELECTION,
+        synced=SYNCED,
     output:
         study_path("tuning", "selection_check.json"),
     conda:
