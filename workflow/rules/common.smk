@@ -31,14 +31,6 @@ def study_path(*parts):
     return STUDY.path(*parts)
 
 
-# Inputs whose producing job runs only when they are missing (adabench.housekeeping removes them when they no
-# longer hold) are ancient: their file times, which a git clone sets in checkout order, never rerun the records'
-# aggregation or the MLflow sync. (Snakemake does not rerun a job for an ancient input that exists even when the
-# job making it runs, so every other input keeps its file time.)
-def by_content(inputs):
-    return {name: ancient(paths) for name, paths in inputs.items()}
-
-
 # MLflow: MLFLOW_TRACKING_URI (a shared server on a cluster) reaches every job
 if "MLFLOW_TRACKING_URI" in os.environ:
 
@@ -80,9 +72,13 @@ if workflow.is_main_process:
     remove_stale_outputs(stale_outputs(STATE, JOBS), EXECUTES, print)
 
 
+# Inputs whose producing job runs only when they are missing (adabench.housekeeping removes them when they no
+# longer hold) are ancient: their file times, which a git clone sets in checkout order, never rerun the records'
+# aggregation or the MLflow sync. (Snakemake does not rerun a job for an ancient input that exists even when the
+# job making it runs, so every other input keeps its file time.)
 def run_tables(wildcards):
     """Where the analysis finds the study's runs: the plan, and the tuned plan where the study tunes."""
-    return by_content({"plan": PLAN, **({"tuned_runs": TUNED_RUNS} if TUNING else {})})
+    return {"plan": ancient(PLAN), **({"tuned_runs": ancient(TUNED_RUNS)} if TUNING else {})}
 
 
 def job_inputs(wildcards):
