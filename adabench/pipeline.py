@@ -15,6 +15,7 @@ from .atomic import atomic_write_text
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .joblog import LogFile, job_log
 from .records import RecordError, read_run, read_summary
+from .layout import StudyLayout
 from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
 from .spec import RunSpec
 from .status import write_progress
@@ -102,7 +103,7 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
                                                 for spec in specs], indent=2) + "\n")
 
 
-def ensure_store(study: Study, log) -> str:
+def ensure_store(study: StudyLayout, log) -> str:
     """The study's MLflow store and experiment, made whole: a damaged SQLite store of the study's own (MLflow's
     tables half created, or a file that fails SQLite's quick_check) is set aside and created anew, before MLflow
     opens it (MLflow keeps an engine per store, which would outlive the damaged file). Returns the experiment id."""
@@ -124,7 +125,7 @@ def ensure_store(study: Study, log) -> str:
     return ensure_experiment(tracking_uri, experiment, artifact_root)
 
 
-def create_store(study: Study, output: Path, log: LogFile) -> None:
+def create_store(study: StudyLayout, output: Path, log: LogFile) -> None:
     experiment_id = ensure_store(study, log)
     log(f"MLflow experiment {study.experiment!r} is {experiment_id} at {study.tracking_uri()}")
     atomic_write_text(Path(output), json.dumps({"tracking_uri": study.tracking_uri(),
@@ -138,7 +139,7 @@ def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: 
     from .tracking import configure_timeouts, sync_runs
 
     configure_timeouts(config["mlflow"]["timeout_s"])
-    study = Study(config)
+    study = StudyLayout(config)
     ensure_store(study, log)  # damaged since it was created: rebuilt, then filled from the records below
     records = []
     for directory in sorted(run_dirs):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,17 +22,11 @@ import torch
 
 from .config import settings_list
 from .data import DATA_FILE
+from .layout import StudyLayout
 from .plan import FROM_SELECTION, PLAN_COLUMNS, ROLES
 from .problems import PROBLEMS, problem_arguments
 from .reference import load_reference
 from .spec import RunSpec
-
-RESULTS_ROOT = Path("results")
-
-
-def sqlite_uri(path: Path) -> str:
-    """The MLflow tracking URI of a SQLite store at ``path``."""
-    return f"sqlite:///{Path(path).resolve()}"
 
 
 def lr_grid(tuning: dict) -> list[float]:
@@ -62,11 +55,9 @@ class Job:
                 "tuned_slots": [list(slot) for slot in self.tuned_slots]}
 
 
-class Study:
+class Study(StudyLayout):
     def __init__(self, config: dict):
-        self.config = config
-        self.name = config["study"]
-        self.root = RESULTS_ROOT / self.name
+        super().__init__(config)
         self.tuning = config.get("tuning")
         reference_problems = set(self.reference_problems())
         self.reference = [run for run in load_reference(config["reference"]["results"])
@@ -74,10 +65,7 @@ class Study:
         self._roles = self.expand()
         self.jobs = self.make_jobs()
 
-    # --- paths -------------------------------------------------------------------------------------------
-    def path(self, *parts: str) -> str:
-        return str(self.root.joinpath(*parts))
-
+    # --- paths ---------------------------------------------------------------------------------------------
     def run_dir(self, spec: RunSpec) -> Path:
         """The run's directory, checked to lie inside the study's runs (nothing in a key may escape it)."""
         runs = self.root / "runs"
@@ -85,29 +73,6 @@ class Study:
         if not directory.resolve().is_relative_to(runs.resolve()):
             raise ValueError(f"run key {spec.key!r} would leave {runs}")
         return directory
-
-    def job_marker(self, job_id: str) -> str:
-        return self.path("jobs", f"{job_id}.json")
-
-    def progress_file(self, job_id: str) -> str:
-        """Where a training job says, after every epoch, how far it is (read by `adabench status`)."""
-        return self.path("progress", f"{job_id}.json")
-
-    @property
-    def experiment(self) -> str:
-        return self.config["mlflow"]["experiment"] or f"adabench-{self.name}"
-
-    def tracking_uri(self) -> str:
-        """MLFLOW_TRACKING_URI (a shared server on a cluster) wins over the config; default a SQLite file of the
-        study's. Not a param of any rule: where MLflow lives changes nothing a job computes."""
-        return self.configured_uri() or sqlite_uri(self.root / "mlflow" / "mlflow.db")
-
-    def configured_uri(self) -> str | None:
-        return os.environ.get("MLFLOW_TRACKING_URI") or self.config["mlflow"]["tracking_uri"]
-
-    def default_store(self) -> bool:
-        """Whether MLflow is the study's own SQLite store (results/<study>/mlflow/mlflow.db)."""
-        return not self.configured_uri()
 
     # --- what each problem runs --------------------------------------------------------------------------
     def entry(self, problem: str) -> dict:
@@ -219,6 +184,19 @@ class Study:
         metric, mode = PROBLEMS.get(problem).headline
         printed = [run.printed[metric] for run in self.reference if run.problem == problem and metric in run.printed]
         return (max if mode == "max" else min)(printed) if printed else None
+
+    def targets(self) -> dict[str, float]:
+        """The target of each tuned problem that has one (time to target): the protocol tables' params."""
+        if not self.tuning:
+            return {}
+        return {problem: target for problem in self.tuning["problems"] if (target := self.target(problem)) is not None}
+
+    def reference_settings(self) -> list[dict]:
+        """The reference report's runs that the study reproduces, as plain data in the report's order: problem,
+        optimizer, the setting as run keys write it, and the numbers printed (the reproduction table's params)."""
+        return [{"problem": run.problem, "optimizer": run.optimizer,
+                 "setting": self.spec(run.problem, run.optimizer, run.hyperparameters, 0).setting,
+                 "printed": dict(run.printed)} for run in self.reference]
 
     # --- the plan ----------------------------------------------------------------------------------------
     def plan(self) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from .atomic import fsync_directory
 from .provenance import git_commit
 from .records import METRICS
 from .spec import RunSpec
-from .study import sqlite_uri
+from .layout import sqlite_uri
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow

@@ -5,16 +5,16 @@ import json
 import pandas as pd
 
 from adabench.analysis.tuning import select
+from adabench.layout import StudyLayout
 from adabench.pipeline import start_job
 from adabench.plan import read_plan, with_role
-from adabench.study import Study
 from adabench.tracking import grid_runs_from_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
 grid_keys = list(with_role(read_plan(sm.input.plan), "grid").key)
 made = pd.read_csv(sm.input.selection)
-study = Study(sm.config)
+study = StudyLayout(sm.config)
 recomputed = select(grid_runs_from_mlflow(study.tracking_uri(), study.experiment, grid_keys))
 merged = made.merge(recomputed, on=["problem", "optimizer"], suffixes=("", "_mlflow"), how="outer")
 mismatch = merged[merged.lr != merged.lr_mlflow]

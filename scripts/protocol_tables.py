@@ -5,16 +5,13 @@ import pandas as pd
 
 from adabench.analysis.protocols import paired_table, profile, protocol_table, time_to_target_table
 from adabench.analysis.tables import rounded, write_table
-from adabench.pipeline import start_job
-from adabench.study import Study
+from adabench.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-log = start_job(sm)
-study = Study(sm.config)
+log = job_log(sm)  # the tables and the rule's params alone: no registry read, no torch
 runs = pd.read_csv(sm.input.runs)
 curves = pd.read_csv(sm.input.curves)
-problems = list(study.tuning["problems"])
-targets = {problem: target for problem in problems if (target := study.target(problem)) is not None}
+problems, targets = sm.params.problems, sm.params.targets
 tables = {
     "protocols": protocol_table(runs, problems),
     "paired": paired_table(runs, problems),

@@ -77,7 +77,7 @@ def test_the_analysis_and_its_scripts_import_no_torch():
             "assert not [m for m in sys.modules if m.startswith('adabench.problems')]\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    for script in ("figure.py", "explorer.py", "aggregate.py"):
+    for script in ("figure.py", "explorer.py", "aggregate.py", "tables.py", "protocol_tables.py"):
         source = (REPO_ROOT / "scripts" / script).read_text()
         assert "adabench.pipeline" not in source and "import torch" not in source
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 from workflow_helpers import REPO_ROOT
 
 from adabench.analysis.tuning import chosen_lr, lr_sensitivity, select
@@ -80,3 +81,20 @@ def test_grid_and_tuned_jobs_of_a_study():
     selection = pd.concat([selection, selection.assign(problem="lenet_relu_fmnist")])
     plan = tuned_plan(study, selection).query("job == 'linreg-tuned-0'")
     assert [(row.optimizer, row.lr, row.seed) for row in plan.itertuples()][::3] == [("adam", 0.1, 0), ("sgd", 0.01, 0)]
+
+
+def test_the_targets_and_the_reproduced_settings_the_tables_receive():
+    """What the table rules get as params (no Study in their scripts): a configured target wins, else the reference
+    report's best headline value; the report's runs in its order, with their settings as run keys write them."""
+    study = Study(load_study_config(defaults=REPO_ROOT / "config.yaml"))
+    # the report's best LeNet test accuracies: sigmoid with Adam (88.99 %), relu with RMSProp (88.07 %)
+    assert study.targets() == pytest.approx({"lenet_sigmoid_fmnist": 0.8899, "lenet_relu_fmnist": 0.8807,
+                                             "sparse_logreg": 0.80, "linreg": 1.0e-6}, rel=1e-12)
+    reference = study.reference_settings()
+    assert [(run["problem"], run["optimizer"]) for run in reference][-4:] == [
+        ("lenet_sigmoid_fmnist", "adagrad"), ("lenet_sigmoid_fmnist", "adam"), ("lenet_sigmoid_fmnist", "adagrad_avg"),
+        ("lenet_relu_fmnist", "rmsprop")]
+    assert reference[-4]["setting"] == "lr=0.01,eps=1e-08" and reference[-4]["printed"]["test_acc"] == pytest.approx(0.778)
+    assert {run["setting"] for run in reference[-3:]} == {"lr=0.01"}
+    untuned = Study(validate_config(merge(load_study_config(defaults=REPO_ROOT / "config.yaml"), {"tuning": None})))
+    assert untuned.targets() == {}

@@ -43,19 +43,20 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
                   "boot_low", "boot_high", "best_epoch_median", "train_time_s", "wall_time_s", "diverged"]]
 
 
-def reproduction_table(runs: pd.DataFrame, reference: list[tuple]) -> pd.DataFrame:
+def reproduction_table(runs: pd.DataFrame, reference: list[dict]) -> pd.DataFrame:
     """Each number the reference report printed beside the reproduced mean ± std and its 95% CI over this
-    pipeline's seeds, from the study's runs of the same configuration. ``reference``: (the reference report's run
-    (adabench.reference.ReferenceRun), its setting as this pipeline's run keys write it)."""
+    pipeline's seeds, from the study's runs of the same configuration. ``reference``: the report's runs
+    (Study.reference_settings: problem, optimizer, setting as this pipeline's run keys write it, printed)."""
     rows = []
-    for run, setting in reference:
-        matching = runs[(runs.problem == run.problem) & (runs.optimizer == run.optimizer)
+    for run in reference:
+        problem, optimizer, setting = run["problem"], run["optimizer"], run["setting"]
+        matching = runs[(runs.problem == problem) & (runs.optimizer == optimizer)
                         & (runs.setting == setting) & runs.in_reference]
-        for metric, printed in run.printed.items():
+        for metric, printed in run["printed"].items():
             column = f"final_{metric}"
             values = matching[column] if column in matching else pd.Series(dtype=float)
             summary = summarize(pd.DataFrame({"value": values, "g": 0}), "value", "g").iloc[0] if len(values) else None
-            row = {"problem": run.problem, "optimizer": run.optimizer, "setting": setting,
+            row = {"problem": problem, "optimizer": optimizer, "setting": setting,
                    "metric": metric, "reference_value": printed, "n": 0, "mean": math.nan, "std": math.nan,
                    "t_low": math.nan, "t_high": math.nan, "in_ci": "no runs"}
             if summary is not None and summary["n"] > 0:
