@@ -1,12 +1,16 @@
 """Where a study lives: its folder under ``results/`` and its MLflow store, from the config alone.
 
-Light (no torch, no problem classes): the MLflow jobs, the tables and the housekeeping need where things are, not
-the runs a Study plans. adabench.study.Study is a StudyLayout that also plans.
+Light (no torch, no problem classes): the MLflow jobs and the selection check need where things are, not the runs a
+study plans. adabench.study builds on it: StudyProblems (what each problem runs), Study (the plan).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
 
 RESULTS_ROOT = Path("results")
 
@@ -24,6 +28,14 @@ class StudyLayout:
 
     def path(self, *parts: str) -> str:
         return str(self.root.joinpath(*parts))
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        """The run's directory, checked to lie inside the study's runs (nothing in a key may escape it)."""
+        runs = self.root / "runs"
+        directory = runs / spec.key
+        if not directory.resolve().is_relative_to(runs.resolve()):
+            raise ValueError(f"run key {spec.key!r} would leave {runs}")
+        return directory
 
     def job_marker(self, job_id: str) -> str:
         return self.path("jobs", f"{job_id}.json")

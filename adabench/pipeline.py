@@ -14,12 +14,13 @@ import torch
 from .atomic import atomic_write_text
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .joblog import LogFile, job_log
+from .plan import read_plan
 from .records import RecordError, read_run, read_summary
 from .layout import StudyLayout
 from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
 from .spec import RunSpec
 from .status import write_progress
-from .study import Study
+from .study import StudyProblems
 from .trainer import train_population
 
 
@@ -52,31 +53,31 @@ def die_with_parent(log, interval: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
-def complete_runs_of(study: Study, problem: str) -> list[dict]:
-    """The verified summaries of the study's complete runs of ``problem`` (planned ones; tuned reruns are found by
+def complete_runs_of(plan: Path, problem: str) -> list[dict]:
+    """The verified summaries of the complete runs of ``problem`` in the study's plan (tuned reruns are found by
     their own jobs): what a job's new runs will be compared with."""
     summaries = []
-    for spec in study.runs():
-        if spec.problem == problem:
-            try:
-                summaries.append(read_summary(study.run_dir(spec)))
-            except RecordError:
-                continue
+    for run_dir in read_plan(plan).query("problem == @problem").run_dir:
+        try:
+            summaries.append(read_summary(Path(run_dir)))
+        except RecordError:
+            continue
     return summaries
 
 
-def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, log: LogFile,
+def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, log: LogFile, plan: Path,
               selection: str | None = None) -> None:
     """Train one job's population: ``job`` as the rule's params give it (Job.params: its runs, and tuned slots
-    whose learning rate ``selection`` gives). Runs already complete are skipped, so a failed job loses nothing
-    that finished before it; SIGTERM stops after the current epoch with every checkpoint written."""
+    whose learning rate ``selection`` gives); the study's other runs of its problem are read from ``plan``. Runs
+    already complete are skipped, so a failed job loses nothing that finished before it; SIGTERM stops after the
+    current epoch with every checkpoint written."""
     from .analysis.tuning import chosen_lr
     from .tracking import mlflow_trackers
 
     stop_on_sigterm()
     die_with_parent(log)
     torch.set_num_threads(threads)
-    study = Study(config)
+    study = StudyProblems(config)
     specs = [RunSpec.from_dict(run) for run in job["runs"]]
     if job["tuned_slots"]:
         chosen = pd.read_csv(selection)
@@ -93,7 +94,7 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
     try:
         train_population([(spec, study.run_dir(spec)) for spec in specs], device=study.device(job["problem"]),
                          deterministic=config["deterministic"], trackers=trackers, log=log, on_epoch=on_epoch,
-                         trained_beside=complete_runs_of(study, job["problem"]))
+                         trained_beside=complete_runs_of(plan, job["problem"]))
     except Preempted as stop:
         log(str(stop))
         sys.exit(PREEMPTED_EXIT_CODE)  # the scheduler requeues or Snakemake retries; the rerun resumes

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,26 +54,10 @@ class Job:
                 "tuned_slots": [list(slot) for slot in self.tuned_slots]}
 
 
-class Study(StudyLayout):
-    def __init__(self, config: dict):
-        super().__init__(config)
-        self.tuning = config.get("tuning")
-        reference_problems = set(self.reference_problems())
-        self.reference = [run for run in load_reference(config["reference"]["results"])
-                          if run.problem in reference_problems]
-        self._roles = self.expand()
-        self.jobs = self.make_jobs()
+class StudyProblems(StudyLayout):
+    """What each problem of a study runs, from the config alone: options, seeds, optimizers, device, population
+    size and a run's spec. No plan is made: what a training job needs of its study."""
 
-    # --- paths ---------------------------------------------------------------------------------------------
-    def run_dir(self, spec: RunSpec) -> Path:
-        """The run's directory, checked to lie inside the study's runs (nothing in a key may escape it)."""
-        runs = self.root / "runs"
-        directory = runs / spec.key
-        if not directory.resolve().is_relative_to(runs.resolve()):
-            raise ValueError(f"run key {spec.key!r} would leave {runs}")
-        return directory
-
-    # --- what each problem runs --------------------------------------------------------------------------
     def entry(self, problem: str) -> dict:
         return self.config["problems"][problem]
 
@@ -107,13 +90,26 @@ class Study(StudyLayout):
     def device(self, problem: str) -> str:
         return self.entry(problem).get("device", self.config["device"])
 
-    def reference_problems(self) -> list[str]:
-        chosen = self.config["reference"]["problems"]
-        return [p for p in self.config["problems"] if chosen is None or p in chosen]
-
     def spec(self, problem: str, optimizer: str, hyperparameters: dict, seed: int, grid: bool = False) -> RunSpec:
         options = self.grid_options(problem) if grid else self.options(problem)
         return RunSpec(problem, optimizer, dict(hyperparameters), seed, options, self.config["precision"])
+
+
+class Study(StudyProblems):
+    """The study's plan: every run with its roles, and the jobs that train them."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.tuning = config.get("tuning")
+        reference_problems = set(self.reference_problems())
+        self.reference = [run for run in load_reference(config["reference"]["results"])
+                          if run.problem in reference_problems]
+        self._roles = self.expand()
+        self.jobs = self.make_jobs()
+
+    def reference_problems(self) -> list[str]:
+        chosen = self.config["reference"]["problems"]
+        return [p for p in self.config["problems"] if chosen is None or p in chosen]
 
     def expand(self) -> dict[str, tuple[RunSpec, set[str]]]:
         """Every run known before training, by key, with its roles (the tuned reruns come from the selection)."""

@@ -94,7 +94,8 @@ def test_the_targets_and_the_reproduced_settings_the_tables_receive():
     assert [(run["problem"], run["optimizer"]) for run in reference][-4:] == [
         ("lenet_sigmoid_fmnist", "adagrad"), ("lenet_sigmoid_fmnist", "adam"), ("lenet_sigmoid_fmnist", "adagrad_avg"),
         ("lenet_relu_fmnist", "rmsprop")]
-    assert reference[-4]["setting"] == "lr=0.01,eps=1e-08" and reference[-4]["printed"]["test_acc"] == pytest.approx(0.778)
+    assert reference[-4]["setting"] == "lr=0.01,eps=1e-08"
+    assert reference[-4]["printed"]["test_acc"] == pytest.approx(0.778)
     assert {run["setting"] for run in reference[-3:]} == {"lr=0.01"}
     untuned = Study(validate_config(merge(load_study_config(defaults=REPO_ROOT / "config.yaml"), {"tuning": None})))
     assert untuned.targets() == {}

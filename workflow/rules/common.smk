@@ -82,13 +82,14 @@ def run_tables(wildcards):
 
 
 def job_inputs(wildcards):
-    """A job needs the MLflow store created (a fresh SQLite store must not be created by jobs at once) and its
-    data; a job with tuned runs whose learning rate the grid has not decided yet also the selection, and it waits
-    for the other jobs of its problem (a tuned run may be one of theirs: never train one directory in two jobs at
-    once). What the job trains is its params. The rest is ancient: a store or dataset made again (the same content,
+    """A job needs the MLflow store created (a fresh SQLite store must not be created by jobs at once), the plan
+    (its problem's runs trained before it are checked against its own: the same data) and its data; a job with
+    tuned runs whose learning rate the grid has not decided yet also the selection, and it waits for the other
+    jobs of its problem (a tuned run may be one of theirs: never train one directory in two jobs at once). What
+    the job trains is its params. The rest is ancient: a store, plan or dataset made again (the same content,
     checksummed) makes no job run again."""
     job = JOBS[wildcards.job]
-    inputs = {"store": ancient(STORE)}
+    inputs = {"store": ancient(STORE), "plan": ancient(PLAN)}
     if "data_file" in STUDY.options(job.problem):
         inputs["data"] = ancient(STUDY.options(job.problem)["data_file"])
     if job.tuned:
