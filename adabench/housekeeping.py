@@ -6,9 +6,11 @@ run would do.
 """
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import sys
+from base64 import urlsafe_b64decode
 from pathlib import Path
 
 from .locks import Locked, ProcessLock, describe
@@ -83,13 +85,12 @@ def clear_stale_snakemake_locks(snakemake_dir: Path, study: Study, log) -> None:
     """Remove Snakemake's directory locks of this study's outputs. Called while this process holds the study's
     lock, so the Snakemake that took them is gone (killed: SIGKILL, a power cut); without this a plain rerun
     would be refused until --unlock. Locks of other studies' outputs are left alone."""
-    root = str(study.root)
     for output_lock in sorted((Path(snakemake_dir) / "locks").glob("*.output.lock")):
         try:
             files = output_lock.read_text().split()
         except OSError:
             continue
-        if any(Path(name).as_posix().startswith(root + "/") or f"/{root}/" in name for name in files):
+        if any(in_study(name, study) for name in files):
             number = output_lock.name.split(".")[0]
             for lock in (output_lock, output_lock.with_name(f"{number}.input.lock")):
                 lock.unlink(missing_ok=True)
@@ -185,6 +186,35 @@ def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
         if fault := store_fault(database):
             return [(marker, f"its store {database} is damaged ({fault})")]
     return []
+
+
+def in_study(name: str, study: Study) -> bool:
+    """Whether a path as Snakemake writes it (relative to the working directory, or absolute) is the study's."""
+    root = str(study.root)
+    return Path(name).as_posix().startswith(root + "/") or f"/{root}/" in name
+
+
+def incomplete_outputs(snakemake_dir: Path, study: Study) -> list[tuple[Path, str]]:
+    """The study's outputs that exist although Snakemake marked them incomplete: a Snakemake killed while their
+    job ran (a job's own process may even finish writing after Snakemake is gone). Snakemake reruns such a job
+    ("forced"), but then skips the jobs reading its output as an ancient input, even those whose own outputs are
+    missing: a plain rerun made only the plan and the MLflow store, and ended without training. Removed first, the
+    output is missing instead, and Snakemake plans every job that needs it. Read from Snakemake's file persistence
+    (.snakemake/incomplete/: each marker named by the output's path in URL-safe base64, cut into parts of which all
+    but the last begin with "@"); markers of other studies' outputs are left alone."""
+    found = []
+    folder = Path(snakemake_dir) / "incomplete"
+    for marker in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if not marker.is_file() or marker.name == "migration_underway":
+            continue
+        encoded = "".join(part.removeprefix("@") for part in marker.relative_to(folder).parts)
+        try:
+            name = urlsafe_b64decode(encoded).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+        if in_study(name, study) and Path(name).is_file():
+            found.append((Path(name), "a Snakemake killed while its job ran left it marked incomplete"))
+    return found
 
 
 def remove_stale_outputs(stale: list[tuple[Path, str]], executes: bool, log) -> None:

@@ -283,7 +283,8 @@ def test_a_config_change_after_damage_rebuilds_the_tables_for_the_new_config(stu
     assert "Nothing to be done" in snakemake(study, "-n", *COMMAND).stdout
 
 
-def training_processes(workdir: Path) -> list[int]:
+def training_processes(workdir: Path, script: str = "train.py") -> list[int]:
+    """The processes of the study's jobs of one rule (by its script): training jobs unless said otherwise."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -291,7 +292,7 @@ def training_processes(workdir: Path) -> list[int]:
                 command = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if str(workdir) in command and "train.py" in command:
+            if str(workdir) in command and script in command:
                 found.append(int(entry.name))
     return found
 
@@ -315,18 +316,23 @@ def fresh(study: Path) -> None:
 
 
 def test_killing_snakemake_alone_ends_its_training_jobs_and_a_plain_rerun_finishes(study, uninterrupted):
+    """Snakemake killed alone (as a killed terminal would), twice: while its plan job runs, whose own process then
+    finishes the plan (an output that exists, marked incomplete by Snakemake), and while a training job runs."""
     fresh(study)
-    snakemake_process = start_study(study)
-    try:
-        wait_for(lambda: training_processes(study), 120, "training job")
-        os.kill(snakemake_process.pid, signal.SIGKILL)  # Snakemake alone, as a killed terminal would
-        snakemake_process.wait()
-        # the orphaned jobs notice (within a second of their watcher starting, once their imports are done): no
-        # rerun will train a directory beside them; the bound only keeps a hung test from waiting forever
-        wait_for(lambda: not training_processes(study), 600, "end of the orphaned training jobs")
-    finally:
-        if snakemake_process.poll() is None:
-            os.killpg(snakemake_process.pid, signal.SIGKILL)
+    for script in ("plan.py", "train.py"):
+        snakemake_process = start_study(study)
+        try:
+            # a run after the first kill must plan the training too, not only the plan job it left incomplete
+            wait_for(lambda: training_processes(study, script), 120, f"{script} job")
+            os.kill(snakemake_process.pid, signal.SIGKILL)
+            snakemake_process.wait()
+            # orphaned training jobs notice (within a second of their watcher starting, once their imports are
+            # done): no rerun will train a directory beside them; the bound only keeps a hung test from waiting
+            wait_for(lambda: not training_processes(study, script), 600, f"end of the orphaned {script} job")
+        finally:
+            if snakemake_process.poll() is None:
+                os.killpg(snakemake_process.pid, signal.SIGKILL)
+        assert (study / ROOT / "plan.csv").is_file()
     assert list((study / ".snakemake/locks").glob("*.lock"))  # the killed Snakemake's lock is still there
     rerun = run_study(study)
     assert "the Snakemake that took it is gone" in rerun.stdout + rerun.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 
 from adabench.config import ConfigError, validate_config
-from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, invocation_executes, refuse_symlinks,
-                                   remove_stale_outputs, stale_outputs, take_study_lock)
+from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, incomplete_outputs, invocation_executes,
+                                   refuse_symlinks, remove_stale_outputs, stale_outputs, take_study_lock)
 from adabench.problems import PROBLEMS
 from adabench.state import read_state
 from adabench.study import Study
@@ -69,7 +69,7 @@ if workflow.is_main_process:
         raise WorkflowError(str(error)) from None
     if EXECUTES:
         clear_stale_snakemake_locks(Path(".snakemake"), STUDY, print)
-    remove_stale_outputs(stale_outputs(STATE, JOBS), EXECUTES, print)
+    remove_stale_outputs(stale_outputs(STATE, JOBS) + incomplete_outputs(Path(".snakemake"), STUDY), EXECUTES, print)
 
 
 # Inputs whose producing job runs only when they are missing (adabench.housekeeping removes them when they no
