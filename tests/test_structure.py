@@ -86,6 +86,8 @@ def test_a_non_editable_install_runs_the_quick_study_from_a_copy_of_the_workflow
     """`pip install .` (not -e) into a fresh virtual environment that borrows the installed dependencies, then
     `adabench list` and a small study from a copy of the workflow files, away from the checkout."""
     environment = tmp_path / "venv"
+    # the installed package alone: a PYTHONPATH naming a checkout (a worktree, say) would shadow it
+    clean = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     subprocess.run([sys.executable, "-m", "venv", str(environment)], check=True, timeout=300)
     python = environment / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -100,10 +102,10 @@ def test_a_non_editable_install_runs_the_quick_study_from_a_copy_of_the_workflow
     assert installed.returncode == 0, installed.stderr
     shutil.rmtree(source)  # nothing may come from the checkout now
     where = subprocess.run([str(python), "-c", "import adabench; print(adabench.__file__)"], cwd=tmp_path,
-                           capture_output=True, text=True, check=True).stdout
+                           capture_output=True, text=True, check=True, env=clean).stdout
     assert where.startswith(str(site))
     listed = subprocess.run([str(environment / "bin" / "adabench"), "list"], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, env=clean)
     assert listed.returncode == 0 and "optimizer adagrad:" in listed.stdout, listed.stderr
 
     workdir = copy_workflow(tmp_path / "work")
@@ -113,6 +115,6 @@ def test_a_non_editable_install_runs_the_quick_study_from_a_copy_of_the_workflow
                            "problems": {**problems, "quadratic": {"optimizers": ["adagrad", "adam"]}}})
     run = subprocess.run([str(python), "-m", "snakemake", "--cores", "2", "--configfile", "test-config.yaml"],
                          cwd=workdir, capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "PATH": f"{environment / 'bin'}{os.pathsep}{os.environ['PATH']}"})
+                         env={**clean, "PATH": f"{environment / 'bin'}{os.pathsep}{os.environ['PATH']}"})
     assert run.returncode == 0, run.stderr[-3000:]
     assert (workdir / "results/installed/tables/reproduction.md").read_text().count("| equal |") == 3
