@@ -25,19 +25,6 @@ REFERENCE_COPY = REPO_ROOT / "config" / "reference_results.yaml"
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "seed_results.yaml"
 
 
-def pytest_collection_modifyitems(items):
-    """For `pytest -n 2 --dist loadgroup` (make test): tests that share an expensive fixture run in one worker, so
-    that it is built once. Every test of the quick study (a session fixture) in one group; the tests of a module
-    with module fixtures (a damaged study, a tracking server, a smoke run) in one group per module; every other
-    test on its own."""
-    for item in items:
-        fixtures = item._fixtureinfo.name2fixturedefs
-        if "quick" in fixtures:
-            item.add_marker(pytest.mark.xdist_group("quick"))
-        elif any(definitions[-1].scope == "module" for definitions in fixtures.values()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
-
 @pytest.fixture(scope="session")
 def reference_results() -> dict:
     return yaml.safe_load(REFERENCE_COPY.read_text())
