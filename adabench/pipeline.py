@@ -14,9 +14,9 @@ import torch
 from .atomic import atomic_write_text
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .joblog import LogFile, job_log
+from .layout import StudyLayout
 from .plan import read_plan
 from .records import RecordError, read_run, read_summary
-from .layout import StudyLayout
 from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
 from .spec import RunSpec
 from .status import write_progress
@@ -57,7 +57,8 @@ def complete_runs_of(plan: Path, problem: str) -> list[dict]:
     """The verified summaries of the complete runs of ``problem`` in the study's plan (tuned reruns are found by
     their own jobs): what a job's new runs will be compared with."""
     summaries = []
-    for run_dir in read_plan(plan).query("problem == @problem").run_dir:
+    runs = read_plan(plan)
+    for run_dir in runs[(runs.problem == problem) & (runs.run_dir != "")].run_dir:  # a tuned slot has none yet
         try:
             summaries.append(read_summary(Path(run_dir)))
         except RecordError:

@@ -57,8 +57,9 @@ GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
 GRID_MARKERS = [job_marker(job.id) for job in JOBS.values() if any(spec.key in GRID_KEYS for spec in job.runs)]
 
 # The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
-# locks of a Snakemake of this study that is gone. Outputs that no longer hold (adabench.housekeeping.stale_outputs)
-# are removed, so that Snakemake builds them and what reads them again; a dry run or a report only says so.
+# locks of a Snakemake of this study that is gone. Outputs that no longer hold (adabench.housekeeping.stale_outputs),
+# and those a killed Snakemake left marked incomplete (incomplete_outputs), are removed, so that Snakemake builds them
+# and what reads them again; a dry run or a report only says so.
 if workflow.is_main_process:
     EXECUTES = invocation_executes()
     try:
