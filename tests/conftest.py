@@ -1,6 +1,8 @@
 """Shared fixtures: adabench importable from this checkout, the reference report's reference numbers, runs of the CLI."""
 from __future__ import annotations
 
+import fcntl
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,13 +70,29 @@ def start_train():
 
 
 @pytest.fixture(scope="session")
-def quick(tmp_path_factory):
-    """The quick study run once, end to end, locally, in a private copy of the workflow; then its report."""
+def quick(tmp_path_factory, worker_id):
+    """The quick study run end to end, locally, in a private copy of the workflow; then its report.
+
+    It is built once per test session, by whichever pytest-xdist worker asks first (the others wait on a file
+    lock: the build uses both cores anyway), and each worker gets its own copy, modification times kept, so a
+    test that edits or reruns it never races a test of another worker.
+    """
     from workflow_helpers import copy_workflow, snakemake
 
-    workdir = copy_workflow(tmp_path_factory.mktemp("quick"))
-    snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
-    snakemake(workdir, "--configfile", "config/quick.yaml", "--report", "report.html")
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the session's folder, above each worker's own
+    built = shared / "quick-built"
+    with open(shared / "quick.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (built / "BUILT").exists():
+            shutil.rmtree(built, ignore_errors=True)  # a build that failed part way in an earlier worker
+            copy_workflow(built)
+            snakemake(built, "--cores", "2", "--configfile", "config/quick.yaml")
+            snakemake(built, "--configfile", "config/quick.yaml", "--report", "report.html")
+            (built / "BUILT").touch()
+    workdir = tmp_path_factory.mktemp("quick")
+    shutil.copytree(built, workdir, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns("BUILT"))
     return workdir
 
 
