@@ -1,4 +1,4 @@
-"""Shared fixtures: adabench importable from this checkout, the reference report's reference numbers, runs of the CLI."""
+"""Shared fixtures: the reference report's numbers, runs of the CLI, the quick and fault studies built once."""
 from __future__ import annotations
 
 import fcntl
@@ -70,30 +70,61 @@ def start_train():
 
 
 @pytest.fixture(scope="session")
-def quick(tmp_path_factory, worker_id):
-    """The quick study run end to end, locally, in a private copy of the workflow; then its report.
+def built_once(tmp_path_factory, worker_id):
+    """``built_once(name, build)``: a private copy (modification times kept) of the folder that ``build(folder)``
+    fills, built once per test session.
 
-    It is built once per test session, by whichever pytest-xdist worker asks first (the others wait on a file
-    lock: the build uses both cores anyway), and each worker gets its own copy, modification times kept, so a
-    test that edits or reruns it never races a test of another worker.
+    Whichever pytest-xdist worker asks first builds it; the others wait on a file lock (a build runs Snakemake on
+    both cores anyway). Each worker gets a copy of its own, so a test that edits or reruns it never races a test
+    of another worker.
     """
-    from workflow_helpers import copy_workflow, snakemake
-
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":
         shared = shared.parent  # the session's folder, above each worker's own
-    built = shared / "quick-built"
-    with open(shared / "quick.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (built / "BUILT").exists():
-            shutil.rmtree(built, ignore_errors=True)  # a build that failed part way in an earlier worker
-            copy_workflow(built)
-            snakemake(built, "--cores", "2", "--configfile", "config/quick.yaml")
-            snakemake(built, "--configfile", "config/quick.yaml", "--report", "report.html")
-            (built / "BUILT").touch()
-    workdir = tmp_path_factory.mktemp("quick")
-    shutil.copytree(built, workdir, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns("BUILT"))
-    return workdir
+
+    def copy_of(name: str, build) -> Path:
+        built, done = shared / f"{name}-built", shared / f"{name}.built"
+        with open(shared / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.exists():
+                shutil.rmtree(built, ignore_errors=True)  # what a build that failed in another worker left
+                build(built)
+                done.touch()
+        copy = tmp_path_factory.mktemp(name)
+        shutil.copytree(built, copy, symlinks=True, dirs_exist_ok=True)
+        return copy
+
+    return copy_of
+
+
+def build_quick_study(workdir: Path) -> None:
+    from workflow_helpers import copy_workflow, snakemake
+
+    copy_workflow(workdir)
+    snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
+    snakemake(workdir, "--configfile", "config/quick.yaml", "--report", "report.html")
+
+
+@pytest.fixture(scope="session")
+def quick(built_once):
+    """The quick study run end to end, locally, in a private copy of the workflow; then its report."""
+    return built_once("quick", build_quick_study)
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(built_once):
+    """The fault study (tests/fault_study.py) run once without faults."""
+    from fault_study import build_fault_study
+
+    return built_once("faults", build_fault_study)
+
+
+@pytest.fixture
+def study(uninterrupted, tmp_path) -> Path:
+    """A copy of the finished fault study (modification times kept), to break."""
+    copy = tmp_path / "study"
+    shutil.copytree(uninterrupted, copy, symlinks=True)
+    return copy
 
 
 @pytest.fixture

@@ -32,23 +32,23 @@ def interrupt(spec: RunSpec, out_dir: Path, after: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
+def uninterrupted_linreg(tmp_path_factory) -> Path:
     out_dir = tmp_path_factory.mktemp("uninterrupted")
     train_run(LINREG, out_dir, device="cpu")
     return out_dir
 
 
-def test_resumed_run_equals_uninterrupted(tmp_path, stop_flag, uninterrupted, read_metrics):
+def test_resumed_run_equals_uninterrupted(tmp_path, stop_flag, uninterrupted_linreg, read_metrics):
     interrupt(LINREG, tmp_path, STOP_AFTER)
     summary = train_run(LINREG, tmp_path, device="cpu")
     assert summary["resumed_from"] == STOP_AFTER
     assert summary["epochs_completed"] == LINREG.problem_options["epochs"]
     # bit for bit, final parameters included: w1, w2 and b are the model's float32 values, written exactly
-    pd.testing.assert_frame_equal(read_metrics(tmp_path), read_metrics(uninterrupted), check_exact=True)
+    pd.testing.assert_frame_equal(read_metrics(tmp_path), read_metrics(uninterrupted_linreg), check_exact=True)
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_resume_depends_on_the_saved_optimizer_state(tmp_path, stop_flag, uninterrupted, read_metrics):
+def test_resume_depends_on_the_saved_optimizer_state(tmp_path, stop_flag, uninterrupted_linreg, read_metrics):
     # The test above has teeth only if the accumulators matter: restart them from zero in the checkpoint.
     checkpoint_path = interrupt(LINREG, tmp_path, STOP_AFTER)
     checkpoint = torch.load(checkpoint_path, weights_only=True)
@@ -58,7 +58,7 @@ def test_resume_depends_on_the_saved_optimizer_state(tmp_path, stop_flag, uninte
     torch.save(checkpoint, checkpoint_path)
 
     train_run(LINREG, tmp_path, device="cpu")
-    tampered, expected = read_metrics(tmp_path), read_metrics(uninterrupted)
+    tampered, expected = read_metrics(tmp_path), read_metrics(uninterrupted_linreg)
     before = tampered["epoch"] <= STOP_AFTER
     pd.testing.assert_frame_equal(tampered[before], expected[before], check_exact=True)
     params = ["w1", "w2", "b"]

@@ -11,7 +11,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from workflow_helpers import REPO_ROOT, copy_workflow, quick_config, write_config
 
 PACKAGE = REPO_ROOT / "adabench"
