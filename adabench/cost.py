@@ -1,12 +1,12 @@
 """What a study costs before it runs: its jobs (populations), runs and epochs per stage and problem, and, from
 runs already measured on some machine, the seconds that machine needs for them.
 
-The plan (adabench.study) says which runs each job trains. A job trains its runs as one population, so it costs
-the seconds of one epoch of that population times its epochs; a measured run's summary says what that was on its
-machine: its wall time over its epochs, shared among the members of its population (``population_size``). That
-rate, per member and epoch, is taken from finished runs that trained the same problem with the same options
-(the number of epochs aside) and, when there are any, with the same population size as the job.
-Nothing is assumed for problems without such a measurement: their seconds stay empty.
+The plan (plan.csv's table, which adabench.study makes) says which runs each job trains. A job trains its runs as
+one population, so it costs the seconds of one epoch of that population times its epochs; a measured run's summary
+says what that was on its machine: its wall time over its epochs, shared among the members of its population
+(``population_size``). That rate, per member and epoch, is taken from finished runs that trained the same problem
+with the same options (the number of epochs aside) and, when there are any, with the same population size as the
+job. Nothing is assumed for problems without such a measurement: their seconds stay empty.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .spec import canonical_options
-from .study import Study
+from .study import StudyProblems
 
 STAGES = ("study", "grid", "tuned")
 # options that say how long a run is, not what it computes per epoch
@@ -45,20 +45,19 @@ def stage_of(roles: str) -> str:
     return "study" if roles & {"study", "reference"} else "grid" if "grid" in roles else "tuned"
 
 
-def planned_jobs(config: dict) -> pd.DataFrame:
-    """One row per (job, stage) of the study's plan: problem, population size of the job, runs of that stage in
-    it, the epochs each trains, and the per-epoch options.
+def planned_jobs(plan: pd.DataFrame, problems: StudyProblems) -> pd.DataFrame:
+    """One row per (job, stage) of a study's plan (plan.csv's columns; ``Study.plan()`` before the study is
+    planned): problem, population size of the job, runs of that stage in it, the epochs each trains, and the
+    per-epoch options (the study's config says them: ``problems``).
 
     The tuned reruns' learning rates are chosen from the grid, so they are counted as new runs: an upper bound, as
     a chosen setting equal to a study setting is not trained again.
     """
-    study = Study(config)
-    plan = study.plan()
-    plan["stage"] = plan.roles.map(stage_of)
+    plan = plan.assign(stage=plan.roles.map(stage_of))
     rows, population = [], plan.job.value_counts()
     for (job, stage), part in plan.groupby(["job", "stage"], sort=False):
         problem = part.problem.iloc[0]
-        options = study.grid_options(problem) if stage == "grid" else study.options(problem)
+        options = problems.grid_options(problem) if stage == "grid" else problems.options(problem)
         rows.append({"stage": stage, "problem": problem, "job": job, "population": int(population[job]),
                      "runs": len(part), "epochs": planned_epochs(problem, options),
                      "options": per_epoch_options(problem, options)})

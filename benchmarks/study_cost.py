@@ -19,6 +19,7 @@ from pathlib import Path
 
 from adabench.config import ConfigError, load_study_config
 from adabench.cost import cost_table, measured_epoch_seconds, planned_jobs, slot_estimate
+from adabench.study import Study
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(path) for path in args.measured if not path.is_dir()]
     if missing:
         sys.exit(f"study_cost: no such directory: {', '.join(missing)}")
-    jobs = planned_jobs(config)
+    # the plan the workflow's plan rule would write for this config (the study need not have been run yet)
+    study = Study(config)
+    jobs = planned_jobs(study.plan(), study)
     table = cost_table(jobs, measured_epoch_seconds(args.measured))
 
     print(f"study {config['study']}: {jobs.job.nunique()} training jobs, {table.runs.sum()} runs, "

@@ -13,6 +13,8 @@ from workflow_helpers import REPO_ROOT
 
 from adabench.config import load_study_config, merge, validate_config
 from adabench.cost import cost_table, measured_epoch_seconds, planned_jobs, slot_estimate
+from adabench.plan import read_plan
+from adabench.study import Study, StudyProblems
 
 SCRIPT = REPO_ROOT / "benchmarks" / "study_cost.py"
 LENET_OPTIONS = {"epochs": 4, "batch_size": 128, "validation_size": 500}
@@ -33,12 +35,17 @@ def small_config() -> dict:
                    "lr_grid": {"low": 0.01, "high": 0.1, "points": 2}, "grid_seeds": [0, 1]}}))
 
 
+def small_study_jobs() -> pd.DataFrame:
+    study = Study(small_config())
+    return planned_jobs(study.plan(), study)
+
+
 def by_stage_and_problem(table: pd.DataFrame) -> dict:
     return {(row.stage, row.problem): (row.jobs, row.runs, row.epochs) for row in table.itertuples()}
 
 
 def test_the_plan_counts_each_run_once_and_its_populations():
-    jobs = planned_jobs(small_config())
+    jobs = small_study_jobs()
     table = cost_table(jobs, measured_epoch_seconds([]))
     assert by_stage_and_problem(table) == {
         # linreg: adagrad and sgd at two lrs, 2 seeds each; the LeNet: 4 seeds, in 2 populations of 2
@@ -80,7 +87,7 @@ def test_measured_seconds_are_per_member_and_epoch_from_runs_with_the_same_optio
     write_summary(tmp_path, "e", "lenet_sigmoid_fmnist", options, 400.0, 2, status="diverged")
     write_summary(tmp_path, "f", "lenet_sigmoid_fmnist", options, 400.0, 4, resumed_from=3)
 
-    jobs = planned_jobs(small_config())
+    jobs = small_study_jobs()
     table = cost_table(jobs, measured_epoch_seconds([tmp_path])).set_index(["stage", "problem"])
 
     lenet = table.loc[("grid", "lenet_sigmoid_fmnist")]
@@ -100,8 +107,11 @@ def test_the_slot_estimate_spreads_the_work_over_parallel_jobs():
 
 
 def test_the_quick_plan_names_every_run_the_quick_study_trained(quick):
-    jobs = planned_jobs(load_study_config(REPO_ROOT / "config/quick.yaml", defaults=REPO_ROOT / "config.yaml"))
-    plan = pd.read_csv(quick / "results/quick/plan.csv", keep_default_na=False)
+    config = load_study_config(REPO_ROOT / "config/quick.yaml", defaults=REPO_ROOT / "config.yaml")
+    plan = read_plan(quick / "results/quick/plan.csv")
+    jobs = planned_jobs(plan, StudyProblems(config))
+    # what the script prices before a study is planned is what the plan rule wrote
+    pd.testing.assert_frame_equal(planned_jobs(Study(config).plan(), Study(config)), jobs)
     trained = {str(path.parent.relative_to(quick / "results/quick/runs"))
                for path in (quick / "results/quick/runs").rglob("summary.json")}
     known = set(plan.key) - {""}
