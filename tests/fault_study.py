@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
-from workflow_helpers import copy_workflow, snakemake, write_config
+from workflow_helpers import comparable, copy_workflow, snakemake, write_config
 
 from adabench.plan import read_plan
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
@@ -35,14 +35,10 @@ TARGETS = [str(ROOT / "tables" / f"{name}.csv") for name in ("comparison", "repr
                                                               "paired_tests", "time_to_target")]
 TARGETS += [str(ROOT / "tuning/selection_check.json"), str(ROOT / "mlflow/synced.json")]
 COMMAND = [*TARGETS, "--cores", "2", "--configfile", "faults.yaml"]
-# how long training took, and how runs were grouped to train: not what they computed
-CLOCK_COLUMNS = {"train_time_s", "wall_time_s", "final_time_s", "median_seconds", "population_size", "step_time_s",
-                 "final_step_time_s"}
 
 
 def run_study(workdir: Path, check: bool = True, **popen) -> subprocess.CompletedProcess:
     return snakemake(workdir, *COMMAND, check=check, **popen)
-
 
 
 def build_fault_study(workdir: Path) -> None:
@@ -54,7 +50,7 @@ def build_fault_study(workdir: Path) -> None:
 def tables(workdir: Path) -> dict[str, pd.DataFrame]:
     found = {Path(target).stem: pd.read_csv(workdir / target) for target in TARGETS if target.endswith(".csv")}
     found["runs"] = pd.read_csv(workdir / ROOT / "tables/runs.csv")
-    return {name: table.drop(columns=[c for c in table if c in CLOCK_COLUMNS]) for name, table in found.items()}
+    return {name: comparable(table) for name, table in found.items()}
 
 
 def assert_same_tables(workdir: Path, uninterrupted: Path) -> dict[str, pd.DataFrame]:

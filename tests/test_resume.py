@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_helpers import copy_workflow, quick_config, snakemake, snakemake_command, write_config
+from workflow_helpers import comparable, copy_workflow, quick_config, snakemake, snakemake_command, write_config
 
 from adabench.config import load_study_config
 from adabench.state import read_state
@@ -25,8 +25,6 @@ from adabench.study import Study
 # figures and the records of complete runs
 PUBLISHED = ["plan.csv", "problems.json", "tables", "tuning", "figures"]
 RECORD_FILES = ("summary.json", "metrics.csv")
-# the columns of the tables that hold measured seconds: the only ones two trainings of a study may differ in
-TIME_COLUMNS = re.compile(r"(^|_)(seconds|time_s|train_s|wall_time_s|step_time_s)$|train_time_s")
 
 
 def clone_with_records(source: Path, destination: Path, study: str, keep=lambda run_dir: True) -> Path:
@@ -58,12 +56,6 @@ def planned_jobs(dry_run: str) -> dict[str, int]:
 
 def training_jobs(dry_run: str) -> set[str]:
     return set(re.findall(r"wildcards: job=([\w.-]+)", dry_run))
-
-
-def comparable(table: pd.DataFrame) -> pd.DataFrame:
-    """Without what says how the runs were trained, not what they computed: seconds, and how runs were grouped."""
-    return table.drop(columns=[column for column in table.columns
-                               if TIME_COLUMNS.search(column) or column == "population_size"])
 
 
 def assert_same_tables(a: Path, b: Path) -> None:

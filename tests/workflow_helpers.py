@@ -1,17 +1,22 @@
 """Running the real Snakemake workflow of this checkout in a temporary directory."""
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from adabench.config import load_study_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the columns of the tables that hold measured times (and ratios of them) or say how runs were grouped to train: the
+# only ones in which two trainings of a study may differ
+MEASURED_COLUMNS = re.compile(r"(^|_)(seconds|time_s|train_s|ms|ratio)$|^population_size$")
 # the workflow itself; the adabench package is installed (pip install -e .)
 WORKFLOW_FILES = ["Snakefile", "workflow", "scripts", "config", "config.yaml", "environment.yml", "profiles"]
 
@@ -60,3 +65,8 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def comparable(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without its measured seconds and population sizes: what two trainings of a study computed."""
+    return table.drop(columns=[column for column in table.columns if MEASURED_COLUMNS.search(column)])
