@@ -110,8 +110,11 @@ def test_the_quick_plan_names_every_run_the_quick_study_trained(quick):
     config = load_study_config(REPO_ROOT / "config/quick.yaml", defaults=REPO_ROOT / "config.yaml")
     plan = read_plan(quick / "results/quick/plan.csv")
     jobs = planned_jobs(plan, StudyProblems(config))
-    # what the script prices before a study is planned is what the plan rule wrote
-    pd.testing.assert_frame_equal(planned_jobs(Study(config).plan(), Study(config)), jobs)
+    # what the script prices before a study is planned is what the plan rule wrote (rows in another order: the
+    # workflow's config lists the problems in another order)
+    computed = planned_jobs(Study(config).plan(), Study(config))
+    pd.testing.assert_frame_equal(*(table.sort_values(["job", "stage"]).reset_index(drop=True)
+                                    for table in (computed, jobs)))
     trained = {str(path.parent.relative_to(quick / "results/quick/runs"))
                for path in (quick / "results/quick/runs").rglob("summary.json")}
     known = set(plan.key) - {""}

@@ -14,9 +14,10 @@ import yaml
 from adabench.config import load_study_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# the columns of the tables that hold measured times (and ratios of them) or say how runs were grouped to train: the
+# the columns of the tables that say how and with which code runs were trained, not what they computed: measured
+# times (and ratios of them), population sizes, the git commit (a rerun after a commit records the new one); the
 # only ones in which two trainings of a study may differ
-MEASURED_COLUMNS = re.compile(r"(^|_)(seconds|time_s|train_s|ms|ratio)$|^population_size$")
+HOW_TRAINED_COLUMNS = re.compile(r"(^|_)(seconds|time_s|train_s|ms|ratio)$|^(population_size|git_commit)$")
 # the workflow itself; the adabench package is installed (pip install -e .)
 WORKFLOW_FILES = ["Snakefile", "workflow", "scripts", "config", "config.yaml", "environment.yml", "profiles"]
 
@@ -68,5 +69,5 @@ def free_port() -> int:
 
 
 def comparable(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` without its measured seconds and population sizes: what two trainings of a study computed."""
-    return table.drop(columns=[column for column in table.columns if MEASURED_COLUMNS.search(column)])
+    """``table`` without the columns that say how its runs were trained: what two trainings of a study computed."""
+    return table.drop(columns=[column for column in table.columns if HOW_TRAINED_COLUMNS.search(column)])
