@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,17 @@ def study(uninterrupted, tmp_path) -> Path:
     copy = tmp_path / "study"
     shutil.copytree(uninterrupted, copy, symlinks=True)
     return copy
+
+
+@pytest.fixture(autouse=True)
+def unchanged_environment():
+    """What a test's code puts in os.environ (configure_timeouts sets MLflow's HTTP time-outs there) stays in its
+    test: a later test's subprocesses in this worker would inherit it (a 2-second MLflow time-out failed a tracking
+    server's study)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

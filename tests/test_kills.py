@@ -152,8 +152,12 @@ def test_a_tracking_server_killed_mid_study_stops_no_training_and_a_rerun_heals_
     tracking_server.start()
     process = subprocess.Popen(snakemake_command(study, *COMMAND), cwd=study, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: list((study / ROOT / "jobs").glob("*.json")) if (study / ROOT / "jobs").exists() else [],
-             240, "finished training job")
+
+    def finished_jobs() -> list[Path]:
+        return list((study / ROOT / "jobs").glob("*.json"))
+
+    wait_for(lambda: finished_jobs() or process.poll() is not None, 240, "finished training job")
+    assert finished_jobs(), f"Snakemake ended before any training job finished:\n{process.communicate()[0][-3000:]}"
     tracking_server.stop()
     output, _ = process.communicate(timeout=600)
     assert process.returncode != 0 and "Error in rule mlflow_sync" in output  # MLflow stayed down to the end
