@@ -54,7 +54,7 @@ def tables(workdir: Path) -> dict[str, pd.DataFrame]:
 
 
 def assert_same_tables(workdir: Path, uninterrupted: Path) -> dict[str, pd.DataFrame]:
-    """The tables equal the uninterrupted run's (clock columns aside); returns them."""
+    """The tables equal the uninterrupted run's (what says how runs were trained aside); returns them."""
     mine, reference = tables(workdir), tables(uninterrupted)
     for name in reference:
         pd.testing.assert_frame_equal(mine[name], reference[name], check_exact=False, rtol=1e-6, atol=1e-12,

@@ -35,8 +35,9 @@ def small_config() -> dict:
                    "lr_grid": {"low": 0.01, "high": 0.1, "points": 2}, "grid_seeds": [0, 1]}}))
 
 
-def small_study_jobs() -> pd.DataFrame:
-    study = Study(small_config())
+def planned_jobs_of(config: dict) -> pd.DataFrame:
+    """The jobs of ``config``'s plan, made as the plan rule makes it (what benchmarks/study_cost.py prices)."""
+    study = Study(config)
     return planned_jobs(study.plan(), study)
 
 
@@ -45,7 +46,7 @@ def by_stage_and_problem(table: pd.DataFrame) -> dict:
 
 
 def test_the_plan_counts_each_run_once_and_its_populations():
-    jobs = small_study_jobs()
+    jobs = planned_jobs_of(small_config())
     table = cost_table(jobs, measured_epoch_seconds([]))
     assert by_stage_and_problem(table) == {
         # linreg: adagrad and sgd at two lrs, 2 seeds each; the LeNet: 4 seeds, in 2 populations of 2
@@ -87,7 +88,7 @@ def test_measured_seconds_are_per_member_and_epoch_from_runs_with_the_same_optio
     write_summary(tmp_path, "e", "lenet_sigmoid_fmnist", options, 400.0, 2, status="diverged")
     write_summary(tmp_path, "f", "lenet_sigmoid_fmnist", options, 400.0, 4, resumed_from=3)
 
-    jobs = small_study_jobs()
+    jobs = planned_jobs_of(small_config())
     table = cost_table(jobs, measured_epoch_seconds([tmp_path])).set_index(["stage", "problem"])
 
     lenet = table.loc[("grid", "lenet_sigmoid_fmnist")]
@@ -112,7 +113,7 @@ def test_the_quick_plan_names_every_run_the_quick_study_trained(quick):
     jobs = planned_jobs(plan, StudyProblems(config))
     # what the script prices before a study is planned is what the plan rule wrote (rows in another order: the
     # workflow's config lists the problems in another order)
-    computed = planned_jobs(Study(config).plan(), Study(config))
+    computed = planned_jobs_of(config)
     pd.testing.assert_frame_equal(*(table.sort_values(["job", "stage"]).reset_index(drop=True)
                                     for table in (computed, jobs)))
     trained = {str(path.parent.relative_to(quick / "results/quick/runs"))

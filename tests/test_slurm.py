@@ -175,5 +175,5 @@ def test_slurm_run_reproduces_the_local_tables(slurm_quick, quick, table):
     assert list(cluster.columns) == list(local.columns)
     assert set(cluster.problem) == {"linreg", "lenet_relu_fmnist", "sparse_logreg"} & set(local.problem)
     local = local[local.problem.isin(set(cluster.problem))].reset_index(drop=True)
-    # everything but the measured seconds, to rounding
+    # everything but what says how the runs were trained (seconds, commit), to rounding
     pd.testing.assert_frame_equal(comparable(cluster), comparable(local), check_exact=False, rtol=1e-9, atol=1e-12)
