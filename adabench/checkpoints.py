@@ -33,7 +33,8 @@ def load_checkpoint(out_dir: Path, identity: dict, device: torch.device, log) ->
         checkpoint = torch.load(path, weights_only=True, map_location=device)
         if not isinstance(checkpoint, dict) or checkpoint.get("identity") != identity:
             raise RecordError("a checkpoint of another configuration")
-        for name in ("params", "optimizer", "batch_order", "records", "steps", "train_time", "step_time", "epoch"):
+        for name in ("params", "optimizer", "batch_order", "records", "steps", "train_time", "step_time", "epoch",
+                     "wall_time"):
             if name not in checkpoint:
                 raise RecordError(f"no {name!r}")
     except Exception as error:  # noqa: BLE001 - whatever a damaged file raises, the answer is the same

@@ -66,6 +66,7 @@ class Member:
     step_time: float
     epoch: int
     resumed_from: int
+    earlier_wall_time: float  # seconds its training jobs ran before this one resumed it (from the checkpoint)
     tracker: "GuardedTracker | None" = None
     status: str | None = None  # set when the member stops: "finished" or "diverged"
 
@@ -203,12 +204,12 @@ class PopulationTrainer:
             torch.manual_seed(spec.seed)
             model = self.problem.build_model()
             params = {name: value.detach() for name, value in model.named_parameters()}
-            return Member(spec, out_dir, position, generator, params, None, [], 0, 0.0, 0.0, 0, 0)
+            return Member(spec, out_dir, position, generator, params, None, [], 0, 0.0, 0.0, 0, 0, 0.0)
         generator.set_state(checkpoint["batch_order"].cpu())  # a CPU generator, whatever the device
         self.log(f"{spec.key}: resuming after {self.unit} {checkpoint['epoch']}")
         return Member(spec, out_dir, position, generator, checkpoint["params"], checkpoint["optimizer"],
                       checkpoint["records"], checkpoint["steps"], checkpoint["train_time"], checkpoint["step_time"],
-                      checkpoint["epoch"], checkpoint["epoch"])
+                      checkpoint["epoch"], checkpoint["epoch"], checkpoint["wall_time"])
 
     def record_initial_state(self) -> None:
         if not self.problem.records_initial_state or all(member.records for member in self.members):
@@ -304,7 +305,13 @@ class PopulationTrainer:
             "train_time": member.train_time,
             "step_time": member.step_time,
             "epoch": member.epoch,
+            "wall_time": self.wall_time(member),
         }, member.out_dir / CHECKPOINT)
+
+    def wall_time(self, member: Member) -> float:
+        """Seconds of wall time of the jobs that trained ``member``: this one's so far, and those before a resume
+        (so a study's cost counts every process, not only the one that finished the run)."""
+        return member.earlier_wall_time + time.perf_counter() - self.wall_start
 
     def run_environment(self) -> dict:
         """The environment as it really was: not deterministic if any operation ran without a deterministic
@@ -319,7 +326,7 @@ class PopulationTrainer:
         summary = build_summary(spec, status, unit, records, self.problem.epochs, self.problem.headline,
                                 self.problem.selection, steps=member.steps, train_time_s=member.train_time,
                                 step_time_s=member.step_time,
-                                wall_time_s=time.perf_counter() - self.wall_start, resumed_from=member.resumed_from,
+                                wall_time_s=self.wall_time(member), resumed_from=member.resumed_from,
                                 population_size=self.size, data_digest=self.problem.data_digest,
                                 environment=self.run_environment())
         # the records first: MLflow, a view of them, may fail without losing the run

@@ -65,6 +65,19 @@ def test_resume_depends_on_the_saved_optimizer_state(tmp_path, stop_flag, uninte
     assert (tampered.loc[~before, params] != expected.loc[~before, params]).any(axis=1).all()
 
 
+def test_a_resumed_runs_wall_time_counts_the_jobs_before_the_resume(tmp_path, stop_flag):
+    # the cost of a study counts every process that trained a run, not only the one that finished it
+    checkpoint_path = interrupt(LINREG, tmp_path, STOP_AFTER)
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    assert checkpoint["wall_time"] > 0
+    earlier = 1e6  # stands for a long first job: far more than this test's own seconds
+    checkpoint["wall_time"] = earlier
+    torch.save(checkpoint, checkpoint_path)
+    started = time.perf_counter()
+    summary = train_run(LINREG, tmp_path, device="cpu")
+    assert earlier < summary["wall_time_s"] <= earlier + time.perf_counter() - started
+
+
 CLI_LINREG = ["--problem", "linreg", "--optimizer", "adagrad", "--lr", "0.1", "--seed", "0",
               "--option", "epochs=200", "--option", "n_samples=64"]
 
