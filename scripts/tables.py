@@ -1,11 +1,11 @@
-"""Snakemake rule `tables`: the comparison table, the reproduction of the reference report and the optimizers'
-step costs (CSV, Markdown, LaTeX)."""
+"""Snakemake rule `tables`: the comparison table, the reproduction of the reference report, the optimizers'
+step costs and what the study cost per machine (CSV, Markdown, LaTeX)."""
 from pathlib import Path
 
 import pandas as pd
 
-from adabench.analysis.tables import (comparison_table, display_comparison, display_reproduction, overhead_table,
-                                      reproduction_table, rounded, write_table)
+from adabench.analysis.tables import (comparison_table, compute_table, display_comparison, display_reproduction,
+                                      overhead_table, reproduction_table, rounded, write_table)
 from adabench.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
@@ -17,5 +17,7 @@ reproduction = reproduction_table(runs, sm.params.reference)
 write_table(reproduction, display_reproduction(reproduction), Path(sm.output.reproduction[0]).with_suffix(""))
 overhead = overhead_table(runs)
 write_table(overhead, rounded(overhead), Path(sm.output.overhead[0]).with_suffix(""))
+compute = compute_table(runs)
+write_table(compute, rounded(compute), Path(sm.output.compute[0]).with_suffix(""))
 log(f"comparison: {len(comparison)} rows; reproduction of the reference report: {len(reproduction)} rows; "
-    f"optimizer overhead: {len(overhead)} rows")
+    f"optimizer overhead: {len(overhead)} rows; compute: {len(compute)} rows")

@@ -20,8 +20,8 @@ from adabench.state import tuned_plan
 from adabench.study import Study
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 
-TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "optimizer_overhead", "protocols", "paired_tests",
-                                       "time_to_target") for ext in ("md", "tex", "csv")]
+TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "optimizer_overhead", "compute", "protocols",
+                                       "paired_tests", "time_to_target") for ext in ("md", "tex", "csv")]
 FIGURES = ["learning_curves", "trajectories", "final_metric", "effective_lr", "feature_errors", "gerschgorin",
            "lr_sensitivity", "performance_profile", "time_to_target"]
 

@@ -34,7 +34,8 @@ TABLES = [("tables/comparison.csv", "Every optimizer, the study's settings"),
           ("tables/paired_tests.csv", "Paired tests against AdaGrad"),
           ("tables/time_to_target.csv", "Time to target"),
           ("tuning/selection.csv", "Tuned learning rates (chosen on validation)"),
-          ("tables/optimizer_overhead.csv", "Optimizer overhead per step")]
+          ("tables/optimizer_overhead.csv", "Optimizer overhead per step"),
+          ("tables/compute.csv", "What the study cost, per machine")]
 TABLE_LAYOUT = {"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
 
 

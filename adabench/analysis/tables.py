@@ -144,3 +144,25 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     columns = ["problem", "optimizer", "runs", "step_ms", "step_ratio", "total_ms", "total_ratio", "relative_to",
                "machines"]
     return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
+
+
+MACHINE_COLUMNS = ["device", "device_name", "threads", "torch"]
+
+
+def compute_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """What the study cost, per machine (device, its name, threads per job, torch) and in all: runs and epochs,
+    hours of training (the runs' own ``train_time_s``: passes and optimizer steps), hours of training jobs (each
+    run's share of its population job's wall time, evaluation and setup included: ``wall_time_s`` over the
+    population's size) and those times the job's threads (core-hours on a CPU). A run that resumed counts on the
+    machine that finished it."""
+    shares = runs.assign(training_hours=runs.train_time_s / 3600,
+                         job_hours=runs.wall_time_s / runs.population_size / 3600)
+    shares["thread_hours"] = shares.job_hours * shares.threads
+    totals = {"runs": ("run_key", "count"), "epochs": ("epochs_completed", "sum"),
+              "training_hours": ("training_hours", "sum"), "job_hours": ("job_hours", "sum"),
+              "thread_hours": ("thread_hours", "sum")}
+    per_machine = shares.groupby(MACHINE_COLUMNS, dropna=False).agg(**totals).reset_index()
+    if len(per_machine) > 1:
+        everything = shares.assign(**{name: "all" for name in MACHINE_COLUMNS}).groupby(MACHINE_COLUMNS).agg(**totals)
+        per_machine = pd.concat([per_machine, everything.reset_index()], ignore_index=True)
+    return per_machine[MACHINE_COLUMNS + list(totals)]

@@ -40,6 +40,11 @@ rule tables:
             study_path("tables", "optimizer_overhead.md"),
             study_path("tables", "optimizer_overhead.tex"),
         ],
+        compute=[
+            report(study_path("tables", "compute.csv"), caption="../report/compute.rst", category="Tables"),
+            study_path("tables", "compute.md"),
+            study_path("tables", "compute.tex"),
+        ],
     params:
         # the reference report's runs and printed numbers: a change (config reference) redraws the table
         reference=STUDY.reference_settings(),

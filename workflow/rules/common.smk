@@ -111,7 +111,7 @@ def job_gpus(wildcards):
 
 
 # --- tables and figures ----------------------------------------------------------------------------------------
-TABLE_NAMES = ["comparison", "reproduction", "optimizer_overhead"] + (
+TABLE_NAMES = ["comparison", "reproduction", "optimizer_overhead", "compute"] + (
     ["protocols", "paired_tests", "time_to_target"] if TUNING else [])
 TABLES = expand(study_path("tables", "{table}.{ext}"), table=TABLE_NAMES, ext=["md", "tex", "csv"])
 if TUNING:

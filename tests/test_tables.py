@@ -1,0 +1,51 @@
+"""The tables drawn from the runs table: what each optimizer's step costs, and what the study cost per machine."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from adabench.analysis.tables import compute_table, overhead_table
+
+
+def run(key: str, problem: str, optimizer: str, steps: int, step_s: float, train_s: float, wall_s: float = 0.0,
+        size: int = 1, device_name: str = "AMD EPYC", threads: int = 1, epochs: int = 1) -> dict:
+    return {"run_key": key, "problem": problem, "optimizer": optimizer, "steps": steps, "step_time_s": step_s,
+            "train_time_s": train_s, "wall_time_s": wall_s, "population_size": size, "device": "cpu",
+            "device_name": device_name, "threads": threads, "torch": "2.14.1", "epochs_completed": epochs}
+
+
+def test_overhead_is_per_step_relative_to_sgd_on_the_same_problem():
+    runs = pd.DataFrame([
+        run("a1", "p", "sgd", 100, 0.1, 1.0), run("a2", "p", "sgd", 100, 0.3, 1.0),  # median step 2 ms
+        run("b1", "p", "adagrad", 100, 0.6, 1.5),
+        run("c1", "q", "adam", 10, 0.05, 0.5), run("c2", "q", "adagrad", 10, 0.02, 0.2),  # no SGD: the cheapest
+    ])
+    table = overhead_table(runs).set_index(["problem", "optimizer"])
+    assert table.loc[("p", "sgd"), "step_ms"] == pytest.approx(2.0)
+    assert table.loc[("p", "adagrad"), "step_ratio"] == pytest.approx(3.0)
+    assert table.loc[("p", "adagrad"), "total_ratio"] == pytest.approx(1.5)
+    assert set(table.loc["q", "relative_to"]) == {"adagrad"}
+    assert table.loc[("q", "adam"), "step_ratio"] == pytest.approx(2.5)
+    assert table.loc[("p", "sgd"), "runs"] == 2 and table.loc[("p", "sgd"), "machines"] == "AMD EPYC"
+
+
+def test_compute_shares_each_jobs_wall_time_among_its_members_per_machine():
+    runs = pd.DataFrame(
+        # a population of 4 on one thread: 7200 s of job wall time is 2 hours, whatever the number of members
+        [run(f"e{i}", "p", "sgd", 10, 1.0, 900.0, wall_s=7200.0, size=4, epochs=20) for i in range(4)]
+        # a lone run on a machine with 4 threads per job: 1 hour of job, 4 thread-hours
+        + [run("x", "p", "adam", 10, 1.0, 1800.0, wall_s=3600.0, device_name="Intel Xeon", threads=4, epochs=20)])
+    table = compute_table(runs).set_index("device_name")
+    assert list(table.index) == ["AMD EPYC", "Intel Xeon", "all"]
+    epyc, xeon, everything = table.loc["AMD EPYC"], table.loc["Intel Xeon"], table.loc["all"]
+    assert (epyc.runs, epyc.epochs) == (4, 80) and (xeon.runs, xeon.epochs) == (1, 20)
+    assert epyc.training_hours == pytest.approx(1.0) and epyc.job_hours == pytest.approx(2.0)
+    assert epyc.thread_hours == pytest.approx(2.0)
+    assert xeon.job_hours == pytest.approx(1.0) and xeon.thread_hours == pytest.approx(4.0)
+    assert (everything.runs, everything.job_hours, everything.thread_hours) == (5, pytest.approx(3.0),
+                                                                               pytest.approx(6.0))
+
+
+def test_compute_of_one_machine_has_no_total_row():
+    table = compute_table(pd.DataFrame([run("a", "p", "sgd", 1, 1.0, 3600.0, wall_s=3600.0)]))
+    assert len(table) == 1 and table.job_hours.iloc[0] == pytest.approx(1.0)
