@@ -110,8 +110,9 @@ def ensure_store(study: StudyLayout, log) -> str:
     tables half created, or a file that fails SQLite's quick_check) is set aside and created anew, before MLflow
     opens it (MLflow keeps an engine per store, which would outlive the damaged file). Returns the experiment id."""
     from .records import set_aside
-    from .tracking import create_sqlite_store, ensure_experiment, store_fault
+    from .tracking import configure_timeouts, create_sqlite_store, ensure_experiment, store_fault
 
+    configure_timeouts(study.config["mlflow"]["timeout_s"])  # a dead tracking server fails the job in seconds
     tracking_uri, experiment = study.tracking_uri(), study.experiment
     local = tracking_uri.startswith("sqlite:///")
     if local:
@@ -138,9 +139,8 @@ def create_store(study: StudyLayout, output: Path, log: LogFile) -> None:
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
     from .sources import write_sources
-    from .tracking import configure_timeouts, sync_runs
+    from .tracking import sync_runs
 
-    configure_timeouts(config["mlflow"]["timeout_s"])
     study = StudyLayout(config)
     ensure_store(study, log)  # damaged since it was created: rebuilt, then filled from the records below
     records = []

@@ -10,6 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from training_helpers import StopAfter
 
+from adabench.layout import StudyLayout
+from adabench.pipeline import ensure_store
 from adabench.records import read_run, read_summary
 from adabench.runtime import STOP_REQUESTED, Preempted
 from adabench.spec import RunSpec
@@ -128,26 +130,39 @@ def test_a_half_created_store_is_detected_and_a_new_one_is_created_atomically(tm
     assert [path.name for path in fresh.parent.iterdir()] == ["mlflow.db"]  # no temporary file left behind
 
 
-def test_a_hung_tracking_server_costs_seconds_not_minutes(tmp_path):
-    """A server that accepts connections and never answers: the job gives MLflow up within seconds."""
+@pytest.fixture
+def hung_server() -> str:
+    """The address of a server that accepts connections and never answers."""
     import socket
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
-    uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_a_hung_tracking_server_costs_a_training_job_seconds_not_minutes(tmp_path, hung_server):
     lines = []
-    try:
-        start = time.monotonic()
-        trackers = mlflow_trackers(uri, EXPERIMENT, 2, lines.append)
-        spec = quadratic()
-        summary = train_run(spec, tmp_path / "run", device="cpu", tracker=trackers(spec), log=lines.append)
-        elapsed = time.monotonic() - start
-    finally:
-        listener.close()
+    start = time.monotonic()
+    trackers = mlflow_trackers(hung_server, EXPERIMENT, 2, lines.append)
+    spec = quadratic()
+    summary = train_run(spec, tmp_path / "run", device="cpu", tracker=trackers(spec), log=lines.append)
+    elapsed = time.monotonic() - start
     assert summary["status"] == "finished"
-    assert any(f"MLflow at {uri} is unavailable" in line for line in lines)
+    assert any(f"MLflow at {hung_server} is unavailable" in line for line in lines)
     assert elapsed < 30, elapsed  # MLflow's own defaults retry for minutes
+
+
+def test_a_hung_tracking_server_fails_the_store_job_in_seconds_not_minutes(hung_server):
+    # the mlflow_store job runs before any training: it fails (the study needs its experiment) within the
+    # config's mlflow.timeout_s, not after MLflow's own minutes of retries
+    config = {"study": "hung", "mlflow": {"experiment": None, "tracking_uri": hung_server, "timeout_s": 1}}
+    start = time.monotonic()
+    with pytest.raises(Exception, match="127.0.0.1"):
+        ensure_store(StudyLayout(config), print)
+    elapsed = time.monotonic() - start
+    assert elapsed < 30, elapsed
 
 
 def test_a_locked_store_stops_no_training_and_the_sync_catches_up(store, tmp_path):
