@@ -123,9 +123,25 @@ def trained_epochs(run_dir: Path) -> int:
     return int(frame.iloc[:, 0].max()) if len(frame) else 0
 
 
-def remaining_seconds(table: pd.DataFrame, study: Study) -> tuple[float, list[str]]:
-    """One-job seconds of the epochs left, at the rate this study's own finished runs measured on this machine
-    (the cost planner's seconds per run and epoch), and the problems with work left but no measurement."""
+def live_rates(study: Study, jobs: list[RunningJob]) -> dict[tuple[str, str], float]:
+    """Seconds per run and epoch that the running jobs measure now (their last epoch over their population's size),
+    per problem and per-epoch options: how fast this machine trains with what shares it at this moment."""
+    rates: dict[tuple[str, str], list[float]] = {}
+    for running in jobs:
+        job = study.jobs.get(running.job)
+        if job is None or running.stalled or not running.seconds_per_epoch or not running.size:
+            continue
+        options = job.runs[0].problem_options if job.runs else study.options(job.problem)
+        rates.setdefault((job.problem, per_epoch_options(job.problem, options)), []).append(
+            running.seconds_per_epoch / running.size)
+    return {key: float(pd.Series(values).median()) for key, values in rates.items()}
+
+
+def remaining_seconds(table: pd.DataFrame, study: Study, jobs: list[RunningJob] = ()) -> tuple[float, list[str]]:
+    """One-job seconds of the epochs left, and the problems with work left but no measurement. The rate of a problem
+    is the one its running jobs measure now, else the one this study's finished runs measured on this machine (the
+    cost planner's seconds per run and epoch): finished runs may have shared the machine with other work."""
+    live = live_rates(study, list(jobs))
     measured = measured_epoch_seconds([study.root / "runs"])
     here = measured[measured.device_name == cpu_model()]
     measured = here if len(here) else measured  # this machine's rates where it has measured any
@@ -135,7 +151,9 @@ def remaining_seconds(table: pd.DataFrame, study: Study) -> tuple[float, list[st
         if epochs <= 0:
             continue
         rates = measured[(measured.problem == problem) & (measured.options == options)].s_per_member_epoch
-        if rates.empty:
+        if (problem, options) in live:
+            total += epochs * live[(problem, options)]
+        elif rates.empty:
             unmeasured.append(problem)
         else:
             total += epochs * float(rates.median())
@@ -177,11 +195,12 @@ def report(state: StudyState, now: float | None = None) -> str:
         else:
             lines.append(f"  {job.job}: {job.unit} {job.epoch}/{job.epochs}, {job.active} of {job.size} runs active, "
                          f"{job.seconds_per_epoch:.1f} s/{job.unit}, job ETA {duration(job.eta_s)} [{where}]")
-    seconds, unmeasured = remaining_seconds(table, study)
+    seconds, unmeasured = remaining_seconds(table, study, jobs)
     if table.done.sum() < table.epochs.sum():
         parallel = max(1, len([job for job in jobs if not job.stalled]))
-        lines.append(f"left: {duration(seconds)} of one-job training at the seconds per run-epoch this study's runs "
-                     f"measured; ETA {duration(seconds / parallel)} at {parallel} job(s) at a time"
+        lines.append(f"left: {duration(seconds)} of one-job training at the seconds per run-epoch the running jobs "
+                     f"measure (else this study's finished runs); ETA {duration(seconds / parallel)} at {parallel} "
+                     "job(s) at a time"
                      + (f" (not counting {', '.join(unmeasured)}: nothing measured yet)" if unmeasured else ""))
     else:
         lines.append("every run is complete")

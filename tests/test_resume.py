@@ -18,7 +18,8 @@ from workflow_helpers import comparable, copy_workflow, quick_config, snakemake,
 
 from adabench.config import load_study_config
 from adabench.state import read_state
-from adabench.status import report, running_jobs, write_progress
+from adabench.cost import per_epoch_options
+from adabench.status import remaining_seconds, report, running_jobs, write_progress
 from adabench.study import Study
 
 # what a published study keeps in git (.gitignore): its plan, the declarations of its problems, tables, tuning tables,
@@ -191,6 +192,30 @@ def test_status_counts_runs_and_epochs_and_names_a_stalled_job(quick, tmp_path, 
     finally:
         progress.unlink()
         gone.unlink()
+
+
+def test_the_eta_takes_the_pace_of_the_running_jobs_where_there_are_any(quick, monkeypatch):
+    monkeypatch.chdir(quick)
+    study = Study(quick_config())
+    job = next(job for job in study.jobs.values() if job.problem == "sparse_logreg" and job.runs)
+    options = per_epoch_options("sparse_logreg", job.runs[0].problem_options)
+    # ten run-epochs of that job's kind left; its finished runs measured some rate, the running job another
+    left = pd.DataFrame([{"stage": "study", "problem": "sparse_logreg", "complete": 0, "runs": 1, "done": 0,
+                          "epochs": 10, "options": options}])
+    finished_only, unmeasured = remaining_seconds(left, study)
+    assert finished_only > 0 and unmeasured == []
+    progress = Path(study.progress_file(job.id))
+    write_progress(progress, job.id, "sparse_logreg",
+                   {"unit": "epoch", "epoch": 1, "epochs": 3, "active": 4, "size": 4, "seconds_per_epoch": 1000.0,
+                    "eta_s": 2000.0})
+    try:
+        jobs = running_jobs(study)
+        assert remaining_seconds(left, study, jobs) == (10 * 1000.0 / 4, [])
+        # a stalled job's pace is not this machine's pace
+        stalled = running_jobs(study, now=time.time() + 10_000)
+        assert remaining_seconds(left, study, stalled) == (finished_only, [])
+    finally:
+        progress.unlink()
 
 
 def test_each_training_job_logs_one_progress_line_per_epoch(quick):
