@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from browser import CHROMIUM, in_browser
-from workflow_helpers import quick_config
+from workflow_helpers import REPO_ROOT, quick_config
 
 import adabench
 from adabench.analysis.tables import comparison_table
@@ -84,3 +84,16 @@ def test_the_results_page_loads_offline_sorts_filters_and_draws_a_curve_per_opti
     assert found["filtered"] and all("sparse_logreg" in row for row in found["filtered"])
     assert sorted(found["traces"]) == sorted(optimizers)
     assert (ARTIFACTS / "explorer-quick.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_the_readmes_pictures_of_a_page_are_taken_by_one_command(quick, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "docs/screenshot.py"),
+                             str(quick / "results/quick/explorer.html"), str(tmp_path / "pictures/quick")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    top, curves = tmp_path / "pictures/quick.png", tmp_path / "pictures/quick-curves.png"
+    assert result.stdout.split() == [str(top), str(curves)]
+    for picture in (top, curves):
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
+    assert top.read_bytes() != curves.read_bytes()  # the second is scrolled to the curves
