@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from adabench.analysis.protocols import paired_table, profile, protocol_table, time_to_target_table
+from adabench.analysis.protocols import (display_protocols, paired_table, profile, protocol_table,
+                                         time_to_target_table)
 from adabench.analysis.tables import rounded, write_table
 from adabench.joblog import job_log
 
@@ -17,7 +18,8 @@ tables = {
     "paired": paired_table(runs, problems),
     "times": time_to_target_table(runs, curves, targets, problems),
 }
+shown = {"protocols": display_protocols}  # side by side; the other tables as they are, rounded
 for name, table in tables.items():
-    write_table(table, rounded(table), Path(sm.output[name][0]).with_suffix(""))
+    write_table(table, shown.get(name, rounded)(table), Path(sm.output[name][0]).with_suffix(""))
     log(f"{name}: {len(table)} rows")
 profile(tables["times"]).to_csv(sm.output.profile, index=False)

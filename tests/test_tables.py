@@ -1,9 +1,11 @@
-"""The tables drawn from the runs table: what each optimizer's step costs, and what the study cost per machine."""
+"""The tables drawn from the runs table: what each optimizer's step costs, what the study cost per machine, and
+the protocols side by side as the Markdown shows them."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from adabench.analysis.protocols import display_protocols, protocol_table
 from adabench.analysis.tables import compute_table, overhead_table
 
 
@@ -49,3 +51,29 @@ def test_compute_shares_each_jobs_wall_time_among_its_members_per_machine():
 def test_compute_of_one_machine_has_no_total_row():
     table = compute_table(pd.DataFrame([run("a", "p", "sgd", 1, 1.0, 3600.0, wall_s=3600.0)]))
     assert len(table) == 1 and table.job_hours.iloc[0] == pytest.approx(1.0)
+
+
+def test_the_protocols_side_by_side_pair_each_optimizers_setting_result_and_rank():
+    rows = []
+    # reference protocol: adagrad at lr 0.01 (worse), adam at 0.01 and sgd (not tuned); tuned: adagrad at 0.1 wins
+    for seed, (ref_adagrad, ref_adam, ref_sgd, tuned_adagrad, tuned_adam) in enumerate(
+            [(0.70, 0.80, 0.60, 0.86, 0.84), (0.72, 0.82, 0.62, 0.88, 0.86)]):
+        for optimizer, setting, value, study, tuned in [("adagrad", "lr=0.01", ref_adagrad, True, False),
+                                                        ("adam", "lr=0.01", ref_adam, True, False),
+                                                        ("sgd", "lr=0.1", ref_sgd, True, False),
+                                                        ("adagrad", "lr=0.1", tuned_adagrad, False, True),
+                                                        ("adam", "lr=0.001", tuned_adam, False, True)]:
+            rows.append({"run_key": f"{optimizer}/{setting}/{seed}", "problem": "p", "optimizer": optimizer,
+                         "setting": setting, "seed": seed, "in_study": study, "in_tuned": tuned,
+                         "final_headline": value, "headline_metric": "test_acc", "headline_mode": "max",
+                         "status": "finished"})
+    shown = display_protocols(protocol_table(pd.DataFrame(rows), ["p"]))
+    assert list(shown.optimizer) == ["adagrad", "adam", "sgd"]  # best tuned first; untuned last
+    adagrad = shown.iloc[0]
+    assert (adagrad["metric"], adagrad["reference protocol"], adagrad["tuned protocol"]) == ("test_acc (max)",
+                                                                                          "lr=0.01", "lr=0.1")
+    assert adagrad["mean ± std (reference)"] == "0.7100 ± 0.0141" and adagrad["rank (reference)"] == "2"
+    assert adagrad["mean ± std (tuned)"] == "0.8700 ± 0.0141" and adagrad["rank (tuned)"] == "1"
+    assert adagrad["95% CI (t)"].startswith("[0.") and "–" not in adagrad.values
+    sgd = shown.iloc[2]
+    assert sgd["rank (reference)"] == "3" and (sgd["tuned protocol"], sgd["rank (tuned)"]) == ("–", "–")

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import area_under_curve, paired_comparisons, performance_profile, summarize, time_to_target
+from .tables import fmt
 
 # the reference protocol: the settings the study configures (lr 0.01 for every LeNet optimizer, as the reference
 # report ran them); the tuned protocol: each optimizer at the learning rate chosen on validation
@@ -44,6 +45,32 @@ def protocol_table(runs: pd.DataFrame, tuned_problems: list[str]) -> pd.DataFram
     table["rank"] = (table.assign(key=sign * table["mean"]).groupby(["problem", "protocol"]).key
                      .rank(method="min", na_option="bottom").astype(int))
     return table.sort_values(["problem", "protocol", "rank"]).reset_index(drop=True)
+
+
+def display_protocols(table: pd.DataFrame) -> pd.DataFrame:
+    """The protocols side by side, one row per problem and optimizer (per configured setting where the reference
+    protocol has several): its setting, final metric (mean ± std over seeds) and rank under each protocol, the
+    tuned one with its 95% CI. Best tuned first within each problem; an optimizer one protocol lacks shows "–"."""
+    def shown(protocol: str) -> pd.DataFrame:
+        part = table[table.protocol == protocol]
+        diverged = [f" ({d} diverged)" if d else "" for d in part.diverged]
+        return pd.DataFrame({"problem": part.problem, "metric": part.metric + " (" + part["mode"] + ")",
+                             "optimizer": part.optimizer, "setting": part.setting,
+                             "mean ± std": [f"{fmt(m)} ± {fmt(s)}{d}" for m, s, d in zip(part["mean"], part["std"],
+                                                                                         diverged)],
+                             "95% CI (t)": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(part.t_low, part.t_high)],
+                             "rank": part["rank"]})
+
+    reference, tuned = shown("reference protocol"), shown("tuned protocol")
+    side = reference.drop(columns="95% CI (t)").merge(tuned, on=["problem", "metric", "optimizer"], how="outer",
+                                                      suffixes=(" (reference)", " (tuned)"))
+    side = side.sort_values(["problem", "rank (tuned)", "rank (reference)"], kind="stable", na_position="last")
+    ranks = ["rank (reference)", "rank (tuned)"]
+    side[ranks] = side[ranks].apply(lambda column: column.map(lambda r: "–" if pd.isna(r) else str(int(r))))
+    return side.fillna("–").rename(columns={"setting (reference)": "reference protocol",
+                                            "setting (tuned)": "tuned protocol"})[
+        ["problem", "metric", "optimizer", "reference protocol", "mean ± std (reference)", "rank (reference)",
+         "tuned protocol", "mean ± std (tuned)", "95% CI (t)", "rank (tuned)"]].reset_index(drop=True)
 
 
 def paired_table(runs: pd.DataFrame, tuned_problems: list[str], method: str = "wilcoxon") -> pd.DataFrame:
