@@ -88,7 +88,7 @@ def test_the_results_page_loads_offline_sorts_filters_and_draws_a_curve_per_opti
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
 def test_the_readmes_pictures_of_a_page_are_taken_by_one_command(quick, tmp_path):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "docs/screenshot.py"),
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "tests/screenshot.py"),
                              str(quick / "results/quick/explorer.html"), str(tmp_path / "pictures/quick")],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -1,19 +1,17 @@
-"""The README's pictures of a study's results page, taken in headless Chromium (Debian's package; the tests' driver
-in tests/browser.py): the top of the page (header and tables) and its first learning curves.
+"""The README's pictures of a study's results page, taken in headless Chromium (Debian's package, driven by
+tests/browser.py beside this file): the top of the page (header and tables) and its first learning curves.
 
-    .venv/bin/python docs/screenshot.py results/default/explorer.html docs/explorer-default
+    .venv/bin/python tests/screenshot.py results/default/explorer.html docs/explorer-default
 
 writes docs/explorer-default.png and docs/explorer-default-curves.png. Each picture is taken once the page has
 drawn its tables and plots (waited for in the page, not guessed)."""
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from browser import CHROMIUM, in_browser  # noqa: E402  (the tests' driver: one Chromium driver in the project)
+from browser import CHROMIUM, in_browser  # beside this file: Python puts a script's folder on its path
 
 READY = ("document.querySelectorAll('table.dataTable').length > 0 && "
          "document.querySelectorAll('.js-plotly-plot').length > 0")
