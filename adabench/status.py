@@ -150,10 +150,11 @@ def remaining_seconds(table: pd.DataFrame, study: Study, jobs: list[RunningJob] 
     for (problem, options), epochs in left.items():
         if epochs <= 0:
             continue
-        rates = measured[(measured.problem == problem) & (measured.options == options)].s_per_member_epoch
         if (problem, options) in live:
             total += epochs * live[(problem, options)]
-        elif rates.empty:
+            continue
+        rates = measured[(measured.problem == problem) & (measured.options == options)].s_per_member_epoch
+        if rates.empty:
             unmeasured.append(problem)
         else:
             total += epochs * float(rates.median())
