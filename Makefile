@@ -6,7 +6,7 @@ VENV ?= .venv
 CORES ?= 4
 STAMP = $(VENV)/.installed
 
-.PHONY: run test quick readme report mlflow-ui
+.PHONY: run test quick report mlflow-ui
 
 # the pinned dependencies, then this package itself, editable (its console script: adabench)
 $(STAMP): requirements.txt pyproject.toml
@@ -21,9 +21,6 @@ run: $(STAMP)
 
 quick: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/quick.yaml
-
-readme: $(STAMP)
-	$(VENV)/bin/snakemake --cores 2 --configfile config/readme.yaml
 
 report: $(STAMP)
 	$(VENV)/bin/snakemake --report report.html
