@@ -117,6 +117,8 @@ def final_metric(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: in
         order = part.groupby("optimizer_label").final_headline.mean().sort_values(
             ascending=part.headline_mode.iloc[0] == "min").index
         sns.boxplot(data=part, y="optimizer_label", x="final_headline", order=order, color="0.9", ax=axis, fliersize=0)
+        # stripplot jitters its dots with numpy's global generator: seeded, the same runs draw the same bytes
+        np.random.seed(0)
         sns.stripplot(data=part, y="optimizer_label", x="final_headline", order=order, hue="seed", palette="dark",
                       size=4, ax=axis, legend=False)
         metric = part.headline_metric.iloc[0]
