@@ -147,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "records":
         from .records import METRICS, SUMMARY
-        from .state import read_state
+        from .state import read_state, search_jobs_on_disk, tuned_runs_on_disk, verified
 
         state = read_state(study_of(args))
-        for spec in [*state.study.runs(), *state.tuned_runs()]:
-            if spec.key in state.complete:
+        added = [spec for job in search_jobs_on_disk(state.study) for spec in job.runs]
+        specs = {spec.key: spec for spec in [*state.study.runs(), *added, *(tuned_runs_on_disk(state.study) or [])]}
+        for spec in specs.values():
+            if spec.key in state.complete or verified(state.study, spec)[0] is not None:
                 print("\n".join(str(state.study.run_dir(spec) / name) for name in (SUMMARY, METRICS)))
         return 0
     if args.command == "stop":

@@ -120,6 +120,9 @@ def schema_with_registries() -> dict:
     props["reference"]["properties"]["problems"]["items"] = {"enum": problem_names}
     props["tuning"]["properties"]["problems"]["items"] = {"enum": problem_names}
     props["tuning"]["properties"]["optimizers"]["items"] = {"enum": optimizer_names}
+    props["defaults_protocol"]["items"] = {"enum": problem_names}
+    props["checks"]["propertyNames"] = {"enum": optimizer_names}
+    props["checks"]["additionalProperties"] = {"enum": optimizer_names}
     return schema
 
 
@@ -209,6 +212,12 @@ def validate_config(config: dict) -> dict:
     for problem, entry in config["problems"].items():
         if "optimizers" not in entry and "optimizers" not in config:
             raise ConfigError(f"problems.{problem}.optimizers", "no optimizers: list them here or at the top level")
+    for index, problem in enumerate(config.get("defaults_protocol") or []):
+        if problem not in config["problems"]:
+            raise ConfigError(f"defaults_protocol[{index}]", f"{problem!r} is not in problems")
+    for copy, original in config["checks"].items():
+        if copy == original:
+            raise ConfigError(f"checks.{copy}", "an optimizer is not a copy of itself")
     for index, problem in enumerate((config["reference"].get("problems") or [])):
         if problem not in config["problems"]:
             raise ConfigError(f"reference.problems[{index}]", f"{problem!r} is not in problems")
@@ -219,6 +228,11 @@ def validate_config(config: dict) -> dict:
         for index, problem in enumerate(tuning["problems"]):
             if problem not in config["problems"]:
                 raise ConfigError(f"tuning.problems[{index}]", f"{problem!r} is not in problems")
+        limits = tuning["lr_limits"]
+        if not limits["low"] <= tuning["lr_grid"]["low"] < tuning["lr_grid"]["high"] <= limits["high"]:
+            raise ConfigError("tuning.lr_limits", f"the grid ({tuning['lr_grid']['low']} to "
+                                                  f"{tuning['lr_grid']['high']}) must lie within the limits "
+                                                  f"({limits['low']} to {limits['high']})")
         for problem in tuning["targets"]:
             if problem not in config["problems"]:
                 raise ConfigError(f"tuning.targets.{problem}", f"{problem!r} is not in problems")

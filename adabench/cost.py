@@ -18,7 +18,7 @@ import pandas as pd
 from .spec import canonical_options
 from .study import StudyProblems
 
-STAGES = ("study", "grid", "tuned")
+STAGES = ("study", "grid", "search", "tuned")
 # options that say how long a run is, not what it computes per epoch
 LENGTH_OPTIONS = ("epochs", "steps")
 
@@ -39,10 +39,10 @@ def per_epoch_options(problem: str, options: dict) -> str:
 
 
 def stage_of(roles: str) -> str:
-    """A run's stage for the cost table: a run of the study (or the reference) counts there, even if the tuning
-    grid also uses it; a tuned rerun is one whose learning rate comes from the selection."""
+    """A run's stage for the cost table: a run of the study (its settings, the reference's, the defaults) counts
+    there, even if the tuning grid also uses it; the plan's grid runs are the search's first round."""
     roles = set(roles.split(";"))
-    return "study" if roles & {"study", "reference"} else "grid" if "grid" in roles else "tuned"
+    return "study" if roles & {"study", "reference", "defaults"} else "grid" if "grid" in roles else "tuned"
 
 
 def planned_jobs(plan: pd.DataFrame, problems: StudyProblems) -> pd.DataFrame:
@@ -61,7 +61,27 @@ def planned_jobs(plan: pd.DataFrame, problems: StudyProblems) -> pd.DataFrame:
         rows.append({"stage": stage, "problem": problem, "job": job, "population": int(population[job]),
                      "runs": len(part), "epochs": planned_epochs(problem, options),
                      "options": per_epoch_options(problem, options)})
-    return pd.DataFrame(rows, columns=["stage", "problem", "job", "population", "runs", "epochs", "options"])
+    return pd.DataFrame(rows + tuning_estimate(problems), columns=["stage", "problem", "job", "population", "runs",
+                                                                   "epochs", "options"])
+
+
+def tuning_estimate(problems: StudyProblems) -> list[dict]:
+    """What the tuning adds beyond the plan, which only its scores decide, priced as the least the search adds (the
+    refinement: two rates per optimizer, every grid seed; widening adds more) and the most the tuned reruns take
+    (one new run per tuned optimizer and seed; a chosen setting equal to a planned run is not trained again)."""
+    tuning = problems.config.get("tuning")
+    rows = []
+    for problem in tuning["problems"] if tuning else []:
+        size = problems.population_size(problem)
+        for stage, options, runs in (
+                ("search", problems.grid_options(problem), 2 * len(tuning["optimizers"]) * len(tuning["grid_seeds"])),
+                ("tuned", problems.options(problem), len(tuning["optimizers"]) * len(problems.seeds(problem)))):
+            for index, start in enumerate(range(0, runs, size)):
+                rows.append({"stage": stage, "problem": problem, "job": f"{problem}-{stage}-estimate-{index}",
+                             "population": min(size, runs - start), "runs": min(size, runs - start),
+                             "epochs": planned_epochs(problem, options),
+                             "options": per_epoch_options(problem, options)})
+    return rows
 
 
 def measured_epoch_seconds(run_roots: list[Path]) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from base64 import urlsafe_b64decode
 from pathlib import Path
 
 from .locks import Locked, ProcessLock, describe
+from .records import RecordError, read_summary
 from .sources import recorded_sources
 from .state import StudyState
 from .study import Job, Study
@@ -103,8 +104,8 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
     what reads them, again:
     - the plan, if the config now plans other runs or its problems declare other things (problems.json);
     - the marker of a job that has runs to train again (damaged or deleted since the job ran);
-    - tables, the tuning selection and the MLflow sync made from other records than the study's now (records
-      brought in by git, or retrained by hand);
+    - tables, the search's rounds, the tuning selection and the MLflow sync made from other records than the
+      study's now (records brought in by git, or retrained by hand);
     - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
       verify, and an MLflow store marker whose store is gone or moved."""
     from .data import DATA_FILE, FASHION_MNIST_CONTENT_SHA256, RAW_DIR, checksum_file, prepared_data_fault
@@ -117,6 +118,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
         stale.append((plan, "its problems declare other metrics or figures now"))
     stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
               for job_id in pending if Path(study.job_marker(job_id)).exists()]
+    stale += stale_search(state)
     for output, sources, role, what in (
             (study.path("tables", "runs.csv"), study.path("tables", "runs.sources.json"), None, "the study's"),
             (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), "grid",
@@ -124,15 +126,16 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
             (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), None, "the study's")):
         if not Path(output).exists():
             continue
-        recorded = recorded_sources(Path(sources))
-        changed = [key for key, sha in recorded.get("records", {}).items()
-                   if state.complete.get(key, {}).get("summary_sha256") != sha]
-        digest = state.digest(role)
+        recorded = recorded_sources(Path(sources)).get("records", {})
+        changed = [key for key, sha in recorded.items() if record_digest(state, key) != sha]
+        # the runs the tuning search added are not in the plan: only the plan's runs can be missing from an output
+        missing = [key for key in state.run_keys(role) if key in state.complete and key not in recorded]
         if changed:
             stale.append((Path(output), f"made from records that are damaged, gone or retrained now ({len(changed)} "
                                         f"runs, e.g. {changed[0]}); their jobs train them again"))
-        elif digest is not None and recorded.get("records_sha256") != digest:
-            stale.append((Path(output), f"made from other records than {what} runs now"))
+        elif missing:
+            stale.append((Path(output), f"made from other records than {what} runs now ({len(missing)} runs "
+                                        f"complete since, e.g. {missing[0]})"))
     data = Path(DATA_FILE)
     data_fault = prepared_data_fault(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
     stale += [(path, data_fault) for path in (data, checksum_file(data)) if data_fault and path.exists()]
@@ -147,6 +150,46 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
         if synced.exists() and synced not in dict(stale):
             stale.append((synced, "its MLflow store is rebuilt"))
     return stale
+
+
+def stale_search(state: StudyState) -> list[tuple[Path, str]]:
+    """The search's rounds made from records that changed since, with every later round of their problem, the
+    problem's table of rounds and the choice: the search goes on from there again (its rounds' inputs are ancient,
+    so that a clone's file times rerun none of them)."""
+    from .state import round_file
+
+    study, stale = state.study, []
+    for problem in study.tuning["problems"] if study.tuning else []:
+        round_ = 0
+        while Path(round_file(study, problem, round_)).exists():
+            path = Path(round_file(study, problem, round_))
+            recorded = recorded_sources(path.with_suffix(".sources.json")).get("records", {})
+            changed = [key for key, sha in recorded.items() if record_digest(state, key) != sha]
+            if changed:
+                later = [Path(round_file(study, problem, after)) for after in range(round_, round_ + 1000)]
+                stale += [(later_path, f"a round of the search made from records that are damaged, gone or retrained "
+                                       f"now ({len(changed)} runs, e.g. {changed[0]}), or a round after it")
+                          for later_path in later if later_path.exists()]
+                stale += [(path, "its search goes on from a round made again")
+                          for path in (Path(study.path("tuning", "search", problem, "rounds.csv")),
+                                       Path(study.path("tuning", "selection.csv"))) if path.exists()]
+                break
+            round_ += 1
+    return list(dict.fromkeys(stale))
+
+
+def record_digest(state: StudyState, key: str) -> str | None:
+    """The summary digest of a run's complete records: from the state for the plan's runs, else read (a run the
+    tuning search added); None where it has none that verify."""
+    if key in state.complete:
+        return state.complete[key]["summary_sha256"]
+    if key in state.damaged:
+        return None
+    try:
+        summary = read_summary(state.study.root / "runs" / key)
+    except (RecordError, OSError, ValueError):
+        return None
+    return summary["summary_sha256"] if summary["run_key"] == key else None
 
 
 def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -18,9 +19,12 @@ from .layout import StudyLayout
 from .plan import read_plan
 from .records import RecordError, read_run, read_summary
 from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
+from .problems import PROBLEMS
+from .search import Lattice, decide_all, next_rates
 from .spec import RunSpec
+from .state import chosen_rates, plan_rows, round_file, tuned_plan, verified
 from .status import write_progress
-from .study import StudyProblems
+from .study import Study, StudyProblems
 from .trainer import train_population
 
 
@@ -66,25 +70,17 @@ def complete_runs_of(plan: Path, problem: str) -> list[dict]:
     return summaries
 
 
-def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, log: LogFile, plan: Path,
-              selection: str | None = None) -> None:
-    """Train one job's population: ``job`` as the rule's params give it (Job.params: its runs, and tuned slots
-    whose learning rate ``selection`` gives); the study's other runs of its problem are read from ``plan``. Runs
-    already complete are skipped, so a failed job loses nothing that finished before it; SIGTERM stops after the
-    current epoch with every checkpoint written."""
-    from .analysis.tuning import chosen_lr
+def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, log: LogFile, plan: Path) -> None:
+    """Train one job's population: ``job`` as the rule's params give it (Job.params: its runs); the study's other
+    runs of its problem are read from ``plan``. Runs already complete are skipped, so a failed job loses nothing
+    that finished before it; SIGTERM stops after the current epoch with every checkpoint written."""
     from .tracking import mlflow_trackers
 
     stop_on_sigterm()
     die_with_parent(log)
     torch.set_num_threads(threads)
     study = StudyProblems(config)
-    specs = [RunSpec.from_dict(run) for run in job["runs"]]
-    if job["tuned_slots"]:
-        chosen = pd.read_csv(selection)
-        specs += [study.spec(job["problem"], optimizer, {"lr": chosen_lr(chosen, job["problem"], optimizer)}, seed)
-                  for optimizer, seed in job["tuned_slots"]]
-    specs = list({spec.key: spec for spec in specs}.values())
+    specs = list({spec.key: spec for spec in (RunSpec.from_dict(run) for run in job["runs"])}.values())
     trackers = mlflow_trackers(study.tracking_uri(), study.experiment, config["mlflow"]["timeout_s"], log)
     progress_file = Path(study.progress_file(job_id))
     write_progress(progress_file, job_id, job["problem"], {"size": len(specs)})  # `adabench status`: starting
@@ -103,6 +99,96 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
         progress_file.unlink(missing_ok=True)
     atomic_write_text(Path(marker), json.dumps([{"key": spec.key, "run_dir": str(study.run_dir(spec))}
                                                 for spec in specs], indent=2) + "\n")
+
+
+def chance_levels(problems: list[str]) -> dict[str, float]:
+    """Per problem, the chance level of its selection metric where the problem declares one."""
+    levels = {}
+    for problem in problems:
+        declared = PROBLEMS.get(problem).declarations()
+        level = declared.get("chance", {}).get(declared["selection"][0])
+        if level is not None:
+            levels[problem] = float(level)
+    return levels
+
+
+def search_limits(study: Study) -> dict[str, tuple[int, int]]:
+    """Per tuned optimizer, the lattice indices of the lowest and highest rates the search may try: the study's
+    ``tuning.lr_limits`` within the optimizer's own valid range of ``lr``."""
+    from .optim import optimizer_arguments
+
+    lattice, limits = Lattice.of(study.tuning), {}
+    for optimizer in study.tuning["optimizers"]:
+        schema = optimizer_arguments(optimizer)["lr"].schema
+        low = max(study.tuning["lr_limits"]["low"], schema.get("minimum", 0.0), schema.get("exclusiveMinimum", 0.0))
+        high = min(study.tuning["lr_limits"]["high"], schema.get("maximum", math.inf),
+                   schema.get("exclusiveMaximum", math.inf))
+        limits[optimizer] = lattice.limits(low, high)
+    return limits
+
+
+def searched_specs(study: Study, problem: str, rounds: list[pd.DataFrame]) -> list[RunSpec]:
+    """Every run the search of ``problem`` has asked for: the configured grid, and what each round added."""
+    specs = [spec for spec in study.grid_runs() if spec.problem == problem]
+    for round_, decisions in enumerate(rounds):
+        specs += [spec for job in study.round_jobs(problem, round_ + 1, next_rates(decisions)) for spec in job.runs]
+    return specs
+
+
+def search_round(config: dict, problem: str, round_: int, output: Path, sources: Path, log: LogFile) -> None:
+    """One round of the search on ``problem``: score every rate tried so far from its runs' records, decide per
+    optimizer what comes next (adabench.search.decide), write the decisions (and which records they came from)."""
+    from .analysis.aggregate import run_row
+    from .analysis.tuning import lr_sensitivity
+    from .sources import write_sources
+
+    study = Study(config)
+    rounds = [pd.read_csv(round_file(study, problem, earlier)) for earlier in range(round_)]
+    summaries = {}
+    for spec in searched_specs(study, problem, rounds):
+        summary, why = verified(study, spec)
+        if summary is None:
+            raise RecordError(f"{study.run_dir(spec)}: {why or 'no records'}; the search round needs every run "
+                              "it scores: run snakemake again (its job trains it)")
+        summaries[spec.key] = summary
+    runs = pd.DataFrame([run_row(summary, {"grid"}) for summary in summaries.values()])
+    decisions = decide_all(lr_sensitivity(runs), Lattice.of(study.tuning), search_limits(study),
+                           chance_levels([problem]), round_)
+    atomic_write_text(Path(output), decisions.to_csv(index=False))
+    write_sources(Path(sources), summaries)
+    for row in decisions.itertuples():
+        log(f"{problem}/{row.optimizer} round {round_}: {row.action} ({row.note})"
+            + (f"; next: {row.next_lrs}" if isinstance(row.next_lrs, str) and row.next_lrs else ""))
+
+
+def select_tuned(config: dict, plan: Path, searches: list[str], outputs, log: LogFile) -> None:
+    """The end of the search: each optimizer's learning rate chosen on validation metrics only, every rate's
+    scores, every round's decisions, the runs the search added and the tuned reruns (in the plan's columns), and
+    which grid records the choice was made from."""
+    from .analysis.aggregate import gather
+    from .analysis.tuning import lr_sensitivity, select
+    from .plan import roles_by_dir, with_role
+    from .sources import write_sources
+
+    study = Study(config)
+    search = pd.concat([pd.read_csv(path) for path in searches], ignore_index=True)  # each problem's rounds
+    rounds = {problem: [made for _, made in part.groupby("round", sort=True)]
+              for problem, part in search.groupby("problem", sort=False)}
+    search_jobs = [job for problem, decisions in rounds.items() for round_, made in enumerate(decisions)
+                   for job in study.round_jobs(problem, round_ + 1, next_rates(made))]
+    search_plan = plan_rows(study, search_jobs, "grid")
+    runs, _, summaries = gather(roles_by_dir(with_role(read_plan(plan), "grid"), search_plan))
+    selection = select(runs, chance_levels(study.tuning["problems"]))
+    atomic_write_text(Path(outputs.selection), selection.to_csv(index=False))
+    atomic_write_text(Path(outputs.sensitivity), lr_sensitivity(runs).to_csv(index=False))
+    atomic_write_text(Path(outputs.search), search.to_csv(index=False))
+    atomic_write_text(Path(outputs.search_runs), search_plan.to_csv(index=False))
+    atomic_write_text(Path(outputs.tuned_runs), tuned_plan(study, chosen_rates(selection)).to_csv(index=False))
+    write_sources(Path(outputs.sources), summaries)
+    for row in selection.itertuples():
+        edge = f"; at the {row.grid_edge} rate searched (a declared limit)" if row.grid_edge else ""
+        chosen = f"lr {row.lr}" if row.trains else "does not train (no rate above chance)"
+        log(f"{row.problem}/{row.optimizer}: {chosen} ({row.metric} {row.validation_score:.4g}){edge}")
 
 
 def ensure_store(study: StudyLayout, log) -> str:

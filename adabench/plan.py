@@ -1,10 +1,12 @@
-"""A study's plan as the rest of the workflow reads it (``results/<study>/plan.csv``, and the tuned reruns'
-``tuning/tuned_runs.csv`` in the same columns): one row per run with its key, identity, roles, job and directory.
-adabench.study writes it; jobs, the MLflow sync, the tables and the results page read it. Light: no torch.
+"""A study's plan as the rest of the workflow reads it (``results/<study>/plan.csv``, and, in the same columns, the
+runs the tuning search added: ``tuning/search_runs.csv`` for its later rounds' rates and ``tuning/tuned_runs.csv``
+for the tuned reruns): one row per run with its key, identity, roles, job and directory. adabench.study writes the
+plan, the select_tuned rule the other two; jobs, the MLflow sync, the tables and the results page read them.
+Light: no torch.
 
 A run's roles: ``study`` (a configured setting with one of the study's seeds), ``reference`` (a configuration the
-reference report ran), ``grid`` (a point of the tuning grid, with a grid seed), ``tuned`` (the chosen learning rate
-rerun with the study's seeds; before the choice its plan row says "lr from selection").
+reference report ran), ``defaults`` (an optimizer at its own defaults), ``grid`` (a rate of the learning-rate
+search, with a grid seed), ``tuned`` (the chosen learning rate rerun with the study's seeds).
 """
 from __future__ import annotations
 
@@ -12,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROLES = ("study", "reference", "grid", "tuned")
-FROM_SELECTION = "lr from selection"
+ROLES = ("study", "reference", "defaults", "grid", "tuned")
 PLAN_COLUMNS = ["key", "problem", "options_id", "precision", "optimizer", "setting", "hyperparameters", "lr", "seed",
                 "roles", "job", "unit", "run_dir"]
 
@@ -53,14 +54,13 @@ def with_role(plan: pd.DataFrame, role: str) -> pd.DataFrame:
     return plan[plan.roles.str.split(";").map(lambda roles: role in roles)]
 
 
-def study_run_dirs(plan_path: str, tuned_plan_path: str | None) -> dict[str, set[str]]:
-    """Run directory -> roles, for every run of the plan and of the tuned plan (select_tuned writes it)."""
-    return roles_by_dir(read_plan(plan_path), *([read_plan(tuned_plan_path)] if tuned_plan_path else []))
+def study_run_dirs(plan_path: str, *tuning_plans: str | None) -> dict[str, set[str]]:
+    """Run directory -> roles, for every run of the plan and of the tuning's plans (select_tuned writes them)."""
+    return roles_by_dir(read_plan(plan_path), *(read_plan(path) for path in tuning_plans if path))
 
 
 def roles_by_dir(*plans: pd.DataFrame) -> dict[str, set[str]]:
-    """Run directory -> roles, for the rows of the plans that have one (a tuned slot's run is known after the
-    selection: the tuned plan has it), a run in several plans with all its roles."""
+    """Run directory -> roles, for the rows of the plans, a run in several plans with all its roles."""
     roles: dict[str, set[str]] = {}
     for plan in plans:
         for row in plan[plan.run_dir != ""].itertuples():

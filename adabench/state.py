@@ -1,5 +1,5 @@
-"""A study's state on disk: which of its runs are complete, what the tuning grid has already decided, which jobs
-still have runs to train, and which outputs no longer describe the records they were made from.
+"""A study's state on disk: which of its runs are complete, which jobs still have runs to train, and which outputs
+no longer describe the records they were made from.
 
 The run records are the source of truth. A run is complete when its verified ``summary.json`` is of its own
 identity (adabench.records); the plan fixes which job trains each run, and a job is pending while any of its runs
@@ -7,21 +7,20 @@ is not complete. Only pending jobs enter Snakemake's DAG, so a clone with a stud
 nothing again, wherever it runs, and a job holds exactly the runs it held when the study was planned (a cluster
 node that reads the state again finds the same job).
 
-Once every grid run of a (problem, optimizer) is complete, its tuned learning rate is decided (the same choice
-``select_tuned`` writes, from the same records), so its tuned reruns are known runs: complete ones are skipped,
-and pending ones train without waiting for the rest of the grid.
+The runs the tuning search adds (its later rounds, the tuned reruns) are known only from the search's own outputs,
+Snakemake checkpoints (workflow/rules/tuning.smk): their jobs are pending as long as any of their runs is not
+complete (:func:`pending`), read when Snakemake evaluates the checkpoint's consumers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
+from pathlib import Path
 import pandas as pd
 
 from .plan import PLAN_COLUMNS
 from .records import RecordError, read_summary
-from .sources import records_digest
 from .spec import RunSpec
-from .study import Job, Study
+from .study import Job, StudyProblems, Study
 
 
 @dataclass
@@ -29,110 +28,107 @@ class StudyState:
     study: Study
     complete: dict[str, dict] = field(default_factory=dict)  # run key -> verified summary
     damaged: dict[str, str] = field(default_factory=dict)  # run key -> why its records are not usable
-    chosen: dict[tuple[str, str], float] = field(default_factory=dict)  # (problem, optimizer) -> tuned lr
 
     def is_complete(self, spec: RunSpec) -> bool:
         return spec.key in self.complete
 
-    def tuned_spec(self, problem: str, optimizer: str, seed: int) -> RunSpec | None:
-        """A tuned rerun, where its learning rate is already decided."""
-        lr = self.chosen.get((problem, optimizer))
-        return None if lr is None else self.study.spec(problem, optimizer, {"lr": lr}, seed)
-
     def pending_jobs(self) -> dict[str, Job]:
-        """Every job that still has runs to train, cut to them: complete runs left out, and a tuned job's decided
-        slots turned into runs (left to the job that plans the same run, if it is pending there). A job made only
-        of complete runs is not pending."""
+        """Every job of the plan that still has runs to train, cut to them. A job made only of complete runs is
+        not pending."""
         pending = {}
         for job in self.study.jobs.values():
             runs = tuple(spec for spec in job.runs if not self.is_complete(spec))
             if runs:
                 pending[job.id] = Job(job.id, job.problem, runs=runs)
-        planned = {spec.key for job in pending.values() for spec in job.runs}
-        for job in self.study.jobs.values():
-            runs, slots = [], []
-            for optimizer, seed in job.tuned_slots:
-                spec = self.tuned_spec(job.problem, optimizer, seed)
-                if spec is None:
-                    slots.append((optimizer, seed))
-                elif not self.is_complete(spec) and spec.key not in planned:
-                    planned.add(spec.key)
-                    runs.append(spec)
-            if runs or slots:
-                pending[job.id] = Job(job.id, job.problem, runs=tuple(runs), tuned_slots=tuple(slots))
         return pending
 
     def run_keys(self, role: str | None = None) -> list[str]:
-        """The keys of the study's runs known now (planned, and tuned reruns whose learning rate is decided)."""
-        keys = [spec.key for spec in self.study.runs(role)] if role != "tuned" else []
-        if role in (None, "tuned"):
-            keys += [spec.key for spec in self.tuned_runs()]
-        return list(dict.fromkeys(keys))
+        """The keys of the plan's runs (of one role)."""
+        return list(dict.fromkeys(spec.key for spec in self.study.runs(role)))
 
-    def tuned_runs(self) -> list[RunSpec]:
-        return [spec for optimizer_seed in self.study.tuned_slots()
-                if (spec := self.tuned_spec(*optimizer_seed)) is not None]
 
-    def digest(self, role: str | None = None) -> str | None:
-        """The digest of the records of the study's runs (of one role), or None while any of them is not complete
-        (or, for the tuned role, not yet known)."""
-        keys = self.run_keys(role)
-        if role in (None, "tuned") and len(self.tuned_runs()) < len(self.study.tuned_slots()):
-            return None
-        if any(key not in self.complete for key in keys):
-            return None
-        return records_digest({key: self.complete[key] for key in keys})
+def verified(study: StudyProblems, spec: RunSpec) -> tuple[dict | None, str]:
+    """(summary, "") for a complete run of ``spec``; (None, why) where its records are damaged or of another run,
+    (None, "") where it has none."""
+    directory = study.run_dir(spec)
+    try:
+        summary = read_summary(directory)
+    except RecordError as error:
+        return None, str(error) if (directory / "summary.json").exists() else ""
+    if summary["identity"] != spec.identity() or summary["run_key"] != spec.key:
+        return None, f"{directory}: a run of another configuration"
+    return summary, ""
 
 
 def read_state(study: Study) -> StudyState:
-    """Read and verify the records of every run the study plans (and of the tuned reruns the grid decides)."""
+    """Read and verify the records of every run the study plans."""
     state = StudyState(study)
-
-    def read(spec: RunSpec) -> None:
-        try:
-            summary = read_summary(study.run_dir(spec))
-        except RecordError as error:
-            if (study.run_dir(spec) / "summary.json").exists():
-                state.damaged[spec.key] = str(error)
-            return
-        if summary["identity"] != spec.identity():
-            state.damaged[spec.key] = f"{study.run_dir(spec)}: a run of another configuration"
-            return
-        state.complete[spec.key] = summary
-
     for spec in study.runs():
-        read(spec)
-    state.chosen = decided_learning_rates(study, state.complete)
-    for spec in state.tuned_runs():
-        if spec.key not in state.complete:
-            read(spec)
+        summary, why = verified(study, spec)
+        if summary is not None:
+            state.complete[spec.key] = summary
+        elif why:
+            state.damaged[spec.key] = why
     return state
 
 
-def decided_learning_rates(study: Study, complete: dict[str, dict]) -> dict[tuple[str, str], float]:
-    """The tuned learning rate of every (problem, optimizer) whose grid runs are all complete, chosen as
-    ``select_tuned`` chooses it (adabench.analysis.tuning.select) from the same records."""
-    from .analysis.aggregate import run_row
-    from .analysis.tuning import select
-
-    grid: dict[tuple[str, str], list[RunSpec]] = {}
-    for spec in study.runs("grid"):
-        grid.setdefault((spec.problem, spec.optimizer), []).append(spec)
-    rows = [run_row(complete[spec.key], {"grid"}) for specs in grid.values()
-            if all(spec.key in complete for spec in specs) for spec in specs]
-    if not rows:
-        return {}
-    return {(row.problem, row.optimizer): float(row.lr) for row in select(pd.DataFrame(rows)).itertuples()}
+def pending(study: StudyProblems, jobs: list[Job]) -> list[Job]:
+    """The jobs that have a run without complete records (the search's and the tuned reruns' jobs)."""
+    return [job for job in jobs if any(verified(study, spec)[0] is None for spec in job.runs)]
 
 
-def tuned_plan(study: Study, selection: pd.DataFrame) -> pd.DataFrame:
-    """The plan's rows of the tuned reruns, their learning rates chosen (``selection``, as select_tuned writes
-    it): what the analysis and the MLflow sync read beside the plan (``tuning/tuned_runs.csv``)."""
-    from .analysis.tuning import chosen_lr
-
-    rows = []
-    for job in study.jobs.values():
-        for optimizer, seed in job.tuned_slots:
-            spec = study.spec(job.problem, optimizer, {"lr": chosen_lr(selection, job.problem, optimizer)}, seed)
-            rows.append(study.plan_row(spec, {"tuned"}, job.id))
+def plan_rows(study: Study, jobs: list[Job], role: str) -> pd.DataFrame:
+    """The plan's rows of runs the tuning added (``role`` "grid" for the search's later rounds, "tuned" for the
+    reruns): what the analysis and the MLflow sync read beside the plan. A run that the plan holds too keeps its
+    plan roles there, and this role here."""
+    rows = [study.plan_row(spec, {role}, job.id) for job in jobs for spec in job.runs]
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+
+def tuned_plan(study: Study, chosen: dict[tuple[str, str], float]) -> pd.DataFrame:
+    """The tuned reruns, every one (those the plan holds with the job that trains them there)."""
+    planned = {spec.key: job.id for job in study.jobs.values() for spec in job.runs}
+    by_key = {spec.key: job.id for job in study.tuned_jobs(chosen) for spec in job.runs}
+    rows = [study.plan_row(spec, {"tuned"}, by_key.get(spec.key) or planned[spec.key])
+            for spec in study.tuned_runs(chosen)]
+    return pd.DataFrame(rows, columns=PLAN_COLUMNS)
+
+
+def chosen_rates(selection: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(problem, optimizer) -> the chosen learning rate, for every optimizer the search chose one for (none where
+    no rate trains)."""
+    chosen = selection[selection.lr.notna()]
+    return {(row.problem, row.optimizer): float(row.lr) for row in chosen.itertuples()}
+
+
+def round_file(study: StudyProblems, problem: str, round_: int) -> str:
+    """A search round's decisions (the search_round checkpoint's output)."""
+    return study.path("tuning", "search", problem, f"round-{round_}.csv")
+
+
+def search_rounds_on_disk(study: StudyProblems, problem: str) -> list[pd.DataFrame]:
+    """The decisions of a problem's search rounds made so far, in order (as far as they go without a gap)."""
+    rounds, round_ = [], 0
+    while Path(round_file(study, problem, round_)).exists():
+        rounds.append(pd.read_csv(round_file(study, problem, round_)))
+        round_ += 1
+    return rounds
+
+
+def search_jobs_on_disk(study: Study) -> list[Job]:
+    """The jobs of the search's later rounds that the rounds made so far asked for."""
+    from .search import next_rates
+
+    jobs = []
+    for problem in study.tuning["problems"] if study.tuning else []:
+        for round_, decisions in enumerate(search_rounds_on_disk(study, problem)):
+            jobs += study.round_jobs(problem, round_ + 1, next_rates(decisions))
+    return jobs
+
+
+def tuned_runs_on_disk(study: Study) -> list[RunSpec] | None:
+    """The tuned reruns of the selection made so far; None before the search has ended."""
+    selection = Path(study.path("tuning", "selection.csv"))
+    if not study.tuning or not selection.exists():
+        return None
+    return study.tuned_runs(chosen_rates(pd.read_csv(selection)))

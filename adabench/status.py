@@ -22,11 +22,11 @@ from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
 from .locks import holder_gone, holder_if_held, process_start
 from .provenance import cpu_model
 from .records import METRICS
-from .state import StudyState
+from .state import StudyState, search_jobs_on_disk, tuned_runs_on_disk, verified
 from .study import Study
 
 STALLED_EPOCHS = 3  # a job is stalled after this many of its epochs without progress
-STAGE_OF_ROLE = {"reference": "study", "study": "study", "grid": "grid", "tuned": "tuned"}
+STAGE_OF_ROLE = {"reference": "study", "study": "study", "defaults": "study", "grid": "grid", "tuned": "tuned"}
 
 
 @dataclass
@@ -80,21 +80,30 @@ def running_jobs(study: Study, now: float | None = None) -> list[RunningJob]:
 
 def progress_table(state: StudyState) -> pd.DataFrame:
     """Per stage and problem: runs complete and planned, epochs done and planned (a run in several roles counts
-    in its first stage; a tuned rerun whose learning rate is not decided yet counts as its planned epochs)."""
+    in its first stage). The search's later rounds count as far as its rounds have asked for rates; the tuned
+    reruns, before the search has ended, count as one new run per tuned optimizer and seed (an upper bound: a
+    chosen setting equal to a planned run is not trained again)."""
     study, rows, seen = state.study, [], set()
     for spec in study.runs():
         if spec.key in seen:
             continue
         seen.add(spec.key)
-        stage = STAGE_OF_ROLE[next(role for role in ("study", "reference", "grid") if role in study.roles(spec))]
+        stage = STAGE_OF_ROLE[next(role for role in ("study", "reference", "defaults", "grid")
+                                   if role in study.roles(spec))]
         rows.append(run_progress(state, spec, stage))
-    for problem, optimizer, seed in study.tuned_slots():
-        spec = state.tuned_spec(problem, optimizer, seed)
-        if spec is None:
+    for spec in (spec for job in search_jobs_on_disk(study) for spec in job.runs):
+        if spec.key not in seen:
+            seen.add(spec.key)
+            rows.append(run_progress(state, spec, "grid"))
+    tuned = tuned_runs_on_disk(study)
+    if tuned is None and study.tuning:
+        for problem in study.tuning["problems"]:
             epochs = planned_epochs(problem, study.options(problem))
-            rows.append({"stage": "tuned", "problem": problem, "complete": 0, "runs": 1, "done": 0, "epochs": epochs,
-                         "options": per_epoch_options(problem, study.options(problem))})
-        elif spec.key not in seen:
+            for _ in range(len(study.tuning["optimizers"]) * len(study.seeds(problem))):
+                rows.append({"stage": "tuned", "problem": problem, "complete": 0, "runs": 1, "done": 0,
+                             "epochs": epochs, "options": per_epoch_options(problem, study.options(problem))})
+    for spec in tuned or []:
+        if spec.key not in seen:
             seen.add(spec.key)
             rows.append(run_progress(state, spec, "tuned"))
     table = pd.DataFrame(rows, columns=["stage", "problem", "complete", "runs", "done", "epochs", "options"])
@@ -103,9 +112,11 @@ def progress_table(state: StudyState) -> pd.DataFrame:
 
 def run_progress(state: StudyState, spec, stage: str) -> dict:
     epochs = planned_epochs(spec.problem, spec.problem_options)
-    if spec.key in state.complete:
-        done = int(state.complete[spec.key]["epochs_completed"])
-        epochs = done if state.complete[spec.key]["status"] == "diverged" else epochs
+    # a run the search added is not in the plan the state was read from: its records are read here
+    summary = state.complete.get(spec.key) or verified(state.study, spec)[0]
+    if summary is not None:
+        done = int(summary["epochs_completed"])
+        epochs = done if summary["status"] == "diverged" else epochs
         complete = 1
     else:
         done, complete = trained_epochs(state.study.run_dir(spec)), 0

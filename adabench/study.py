@@ -1,12 +1,15 @@
-"""From a validated config to the study's plan: every run, the roles it plays, and the job that trains it.
+"""From a validated config to the study's plan: every run known before training, the roles it plays, and the job
+that trains it.
 
 The plan is made once, here, and written to ``results/<study>/plan.csv``; every later step (training,
 selection, aggregation, the cost planner) reads runs from it, never from a run key. A run's roles:
 - ``study``: a configured (problem, optimizer, setting) with one of the study's seeds;
 - ``reference``: a configuration the reference report ran (its printed numbers are compared with it);
-- ``grid``: a point of the tuning protocol's learning-rate grid, with a grid seed;
-- ``tuned``: the learning rate chosen on the grid, rerun with the study's seeds. Its learning rate is data
-  (results/<study>/tuning/selection.csv), so its plan rows say "lr from selection".
+- ``defaults``: an optimizer at its own defaults (torch's, or the registry's documented ones), the study's seeds;
+- ``grid``: a learning rate of the tuning search, with a grid seed. The plan holds the first round (the configured
+  grid); the search's later rounds add rates from the scores (adabench.search, Snakemake checkpoints);
+- ``tuned``: the learning rate the search chose, rerun with the study's seeds (known once the search has ended:
+  ``tuning/tuned_runs.csv``).
 Runs of one problem are trained in jobs of at most ``population_size`` runs each, as one population.
 """
 from __future__ import annotations
@@ -15,43 +18,46 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
 from .config import settings_list
 from .data import DATA_FILE
 from .layout import StudyLayout
-from .plan import FROM_SELECTION, PLAN_COLUMNS, ROLES
+from .plan import PLAN_COLUMNS, ROLES
 from .problems import PROBLEMS, problem_arguments
 from .reference import load_reference
+from .search import Lattice
 from .spec import RunSpec
 
 
 def lr_grid(tuning: dict) -> list[float]:
-    """Log-spaced learning rates, rounded to 3 significant digits so that run keys stay readable."""
-    grid = tuning["lr_grid"]
-    return [float(f"{lr:.3g}") for lr in np.geomspace(grid["low"], grid["high"], grid["points"])]
+    """The configured grid: log-spaced learning rates rounded to 3 significant digits (run keys stay readable), the
+    even points of the search's lattice."""
+    lattice = Lattice.of(tuning)
+    return [lattice.rate(index) for index in lattice.grid()]
 
 
 @dataclass(frozen=True)
 class Job:
-    """One training job: a population of runs of one problem. A tuned job's runs are (optimizer, seed) slots
-    whose learning rate the selection gives."""
+    """One training job: a population of runs of one problem."""
 
     id: str
     problem: str
     runs: tuple[RunSpec, ...] = ()
-    tuned_slots: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def tuned(self) -> bool:
-        return bool(self.tuned_slots)
 
     def params(self) -> dict:
         """What the job computes, as Snakemake params: a change reruns the job."""
-        return {"problem": self.problem, "runs": [spec.to_dict() for spec in self.runs],
-                "tuned_slots": [list(slot) for slot in self.tuned_slots]}
+        return {"problem": self.problem, "runs": [spec.to_dict() for spec in self.runs]}
+
+
+def chunk_jobs(prefix: str, problem: str, specs: list[RunSpec], size: int) -> list[Job]:
+    """Runs of one problem in populations of at most ``size``, by key (a population's runs share their options)."""
+    by_options: dict[str, list[RunSpec]] = {}
+    for spec in sorted(specs, key=lambda spec: spec.key):
+        by_options.setdefault(spec.options_id, []).append(spec)
+    chunks = [specs[start:start + size] for specs in by_options.values() for start in range(0, len(specs), size)]
+    return [Job(f"{prefix}-{index}", problem, runs=tuple(chunk)) for index, chunk in enumerate(chunks)]
 
 
 class StudyProblems(StudyLayout):
@@ -94,6 +100,21 @@ class StudyProblems(StudyLayout):
         options = self.grid_options(problem) if grid else self.options(problem)
         return RunSpec(problem, optimizer, dict(hyperparameters), seed, options, self.config["precision"])
 
+    def tuned_base(self, problem: str, optimizer: str) -> dict:
+        """What the search keeps of an optimizer's configured setting: everything but the learning rate (AdaGrad's
+        eps=1e-8 on the LeNets, as the reference report ran it), so that a tuned setting differs from the
+        configured one in its learning rate alone. With no configured setting, or several, the defaults."""
+        settings = settings_list(self.entry(problem)["settings"].get(optimizer, {}))
+        return {name: value for name, value in settings[0].items() if name != "lr"} if len(settings) == 1 else {}
+
+    def search_spec(self, problem: str, optimizer: str, lr: float, seed: int) -> RunSpec:
+        """A run of the learning-rate search: the tuned base setting at ``lr``, on the grid's held-out split."""
+        return self.spec(problem, optimizer, {**self.tuned_base(problem, optimizer), "lr": lr}, seed, grid=True)
+
+    def tuned_spec(self, problem: str, optimizer: str, lr: float, seed: int) -> RunSpec:
+        """A tuned rerun: the tuned base setting at the chosen ``lr``, on all the training data."""
+        return self.spec(problem, optimizer, {**self.tuned_base(problem, optimizer), "lr": lr}, seed)
+
 
 class Study(StudyProblems):
     """The study's plan: every run with its roles, and the jobs that train them."""
@@ -129,14 +150,19 @@ class Study(StudyProblems):
                 spec = self.spec(run.problem, run.optimizer, run.hyperparameters, seed)
                 add(spec, "study")
                 add(spec, "reference")
+        for problem in self.config.get("defaults_protocol") or []:
+            for optimizer in self.optimizers(problem):
+                for seed in self.seeds(problem):
+                    add(self.spec(problem, optimizer, {}, seed), "defaults")
         for spec in self.grid_runs():
             add(spec, "grid")
         return found
 
     def grid_runs(self) -> list[RunSpec]:
+        """The search's first round: the configured grid, every rate with every grid seed."""
         if not self.tuning:
             return []
-        return [self.spec(problem, optimizer, {"lr": lr}, seed, grid=True)
+        return [self.search_spec(problem, optimizer, lr, seed)
                 for problem in self.tuning["problems"] for optimizer in self.tuning["optimizers"]
                 for lr in lr_grid(self.tuning) for seed in self.tuning["grid_seeds"]]
 
@@ -148,30 +174,37 @@ class Study(StudyProblems):
 
     # --- jobs --------------------------------------------------------------------------------------------
     def make_jobs(self) -> dict[str, Job]:
+        """The jobs of the runs known before training (the grid's, on a held-out split, train apart)."""
         jobs = {}
         for problem in self.config["problems"]:
-            size = self.population_size(problem)
-            # a population's runs share their options: the grid's (a held-out split) train apart from the rest
-            by_options: dict[str, list[RunSpec]] = {}
-            for spec in sorted((spec for spec in self.runs() if spec.problem == problem), key=lambda spec: spec.key):
-                by_options.setdefault(spec.options_id, []).append(spec)
-            chunks = [specs[start:start + size] for specs in by_options.values() for start in range(0, len(specs), size)]
-            for index, chunk in enumerate(chunks):
-                job = Job(f"{problem}-{index}", problem, runs=tuple(chunk))
-                jobs[job.id] = job
-            slots = [(optimizer, seed) for slot_problem, optimizer, seed in self.tuned_slots() if slot_problem == problem]
-            if slots:
-                for index, start in enumerate(range(0, len(slots), size)):
-                    job = Job(f"{problem}-tuned-{index}", problem, tuned_slots=tuple(slots[start:start + size]))
-                    jobs[job.id] = job
+            specs = [spec for spec in self.runs() if spec.problem == problem]
+            jobs.update((job.id, job) for job in chunk_jobs(problem, problem, specs, self.population_size(problem)))
         return jobs
 
-    def tuned_slots(self) -> list[tuple[str, str, int]]:
-        """(problem, optimizer, seed) of every tuned rerun: its learning rate is the one the grid chooses."""
-        if not self.tuning:
-            return []
-        return [(problem, optimizer, seed) for problem in self.tuning["problems"]
-                for optimizer in self.tuning["optimizers"] for seed in self.seeds(problem)]
+    # --- the runs the search adds (adabench.search): known once a round's scores are ------------------------
+    def round_jobs(self, problem: str, round_: int, rates: dict[str, list[float]]) -> list[Job]:
+        """The jobs of a search round of ``problem``: every rate the previous round added (optimizer -> rates), with
+        every grid seed. All of them, complete or not: the trainer skips complete runs, and a cluster node that
+        reads the round again finds the same job."""
+        specs = [self.search_spec(problem, optimizer, lr, seed) for optimizer, lrs in sorted(rates.items())
+                 for lr in lrs for seed in self.tuning["grid_seeds"]]
+        return chunk_jobs(f"{problem}-search{round_}", problem, specs, self.population_size(problem))
+
+    def tuned_runs(self, chosen: dict[tuple[str, str], float]) -> list[RunSpec]:
+        """The tuned reruns of the chosen rates ((problem, optimizer) -> lr; an optimizer with none, e.g. one that
+        does not train, has no tuned runs), with the problem's seeds."""
+        return [self.tuned_spec(problem, optimizer, lr, seed) for (problem, optimizer), lr in sorted(chosen.items())
+                for seed in self.seeds(problem)]
+
+    def tuned_jobs(self, chosen: dict[tuple[str, str], float]) -> list[Job]:
+        """The jobs of the tuned reruns that the plan does not hold already (a tuned run equal to a study or defaults
+        run is that run, trained by its job)."""
+        planned = set(self._roles)
+        jobs = []
+        for problem in self.config["problems"]:
+            specs = [spec for spec in self.tuned_runs(chosen) if spec.problem == problem and spec.key not in planned]
+            jobs += chunk_jobs(f"{problem}-tuned", problem, specs, self.population_size(problem))
+        return jobs
 
     def target(self, problem: str) -> float | None:
         """The headline value that counts as solving ``problem``: configured, else the reference report's best."""
@@ -199,10 +232,6 @@ class Study(StudyProblems):
         rows = []
         for job in self.jobs.values():
             rows += [self.plan_row(spec, self.roles(spec), job.id) for spec in job.runs]
-            for optimizer, seed in job.tuned_slots:
-                spec = self.spec(job.problem, optimizer, {}, seed)  # for the options id; its lr comes later
-                rows.append({**self.plan_row(spec, {"tuned"}, job.id), "key": "", "setting": FROM_SELECTION,
-                             "hyperparameters": json.dumps({"lr": FROM_SELECTION}), "lr": float("nan"), "run_dir": ""})
         return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
     def plan_row(self, spec: RunSpec, roles: set[str], job: str) -> dict:

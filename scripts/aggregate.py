@@ -1,5 +1,8 @@
 """Snakemake rule `aggregate`: every run's verified records into runs.csv and curves.csv.gz (long tables), the
 same as typed Parquet (what adabench.load_study reads), and which records they were made from (runs.sources.json)."""
+import json
+from pathlib import Path
+
 from adabench.analysis.aggregate import gather
 from adabench.analysis.export import write_parquet
 from adabench.joblog import job_log
@@ -8,7 +11,9 @@ from adabench.sources import write_sources
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)  # the records alone: no registry read, so neither torch nor the study's plugins are imported
-runs, curves, summaries = gather(study_run_dirs(sm.input.plan, sm.input.get("tuned_runs")))
+declarations = json.loads(Path(sm.input.problems).read_text())
+runs, curves, summaries = gather(study_run_dirs(sm.input.plan, sm.input.get("search_runs"), sm.input.get("tuned_runs")),
+                                 declarations)
 runs.to_csv(sm.output.runs, index=False)
 curves.to_csv(sm.output.curves, index=False, compression={"method": "gzip", "mtime": 0})  # the same bytes each time
 write_parquet(runs, curves, sm.output.runs_parquet, sm.output.curves_parquet)  # typed, for load_study

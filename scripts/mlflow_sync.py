@@ -4,4 +4,4 @@ from adabench.plan import study_run_dirs
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-sync_mlflow(sm.config, study_run_dirs(sm.input.plan, sm.input.get("tuned_runs")), sm.output[0], log)
+sync_mlflow(sm.config, study_run_dirs(sm.input.plan, sm.input.get("search_runs"), sm.input.get("tuned_runs")), sm.output[0], log)

@@ -1,9 +1,10 @@
-"""Snakemake rule `protocol_tables`: reference vs tuned protocol, paired tests, time to target, profile data."""
+"""Snakemake rule `protocol_tables`: the reference, defaults and tuned protocols side by side, paired tests, time to
+target, profile data and the share of each gap to AdaGrad that tuning removes."""
 from pathlib import Path
 
 import pandas as pd
 
-from adabench.analysis.protocols import (display_protocols, paired_table, profile, protocol_table,
+from adabench.analysis.protocols import (display_protocols, gap_share_table, paired_table, profile, protocol_table,
                                          time_to_target_table)
 from adabench.analysis.tables import rounded, write_table
 from adabench.joblog import job_log
@@ -13,13 +14,16 @@ log = job_log(sm)  # the tables and the rule's params alone: no registry read, n
 runs = pd.read_csv(sm.input.runs)
 curves = pd.read_csv(sm.input.curves)
 problems, targets = sm.params.problems, sm.params.targets
+# what the problems declare (metric bounds, chance levels) and which optimizers are copies of another (no competitors)
+declarations, checks = sm.params.declarations, sm.params.checks
 tables = {
-    "protocols": protocol_table(runs, problems),
-    "paired": paired_table(runs, problems),
-    "times": time_to_target_table(runs, curves, targets, problems),
+    "protocols": protocol_table(runs, problems, declarations, checks),
+    "paired": paired_table(runs, problems, declarations=declarations, checks=checks),
+    "times": time_to_target_table(runs, curves, targets, problems, checks),
+    "gap_share": gap_share_table(runs, problems, checks),
 }
 shown = {"protocols": display_protocols}  # side by side; the other tables as they are, rounded
 for name, table in tables.items():
     write_table(table, shown.get(name, rounded)(table), Path(sm.output[name][0]).with_suffix(""))
     log(f"{name}: {len(table)} rows")
-profile(tables["times"]).to_csv(sm.output.profile, index=False)
+profile(tables["times"], checks=checks).to_csv(sm.output.profile, index=False)

@@ -3,5 +3,4 @@ from adabench.pipeline import start_job, train_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)
-train_job(sm.config, sm.wildcards.job, sm.params.job, sm.output[0], sm.threads, log,
-          plan=sm.input.plan, selection=sm.input.get("selection"))
+train_job(sm.config, sm.wildcards.job, sm.params.job, sm.output[0], sm.threads, log, plan=sm.input.plan)

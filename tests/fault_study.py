@@ -28,8 +28,10 @@ CONFIG = {
         "lenet_sigmoid_fmnist": {"options": LENET, "optimizers": ["adam"]},
         "lenet_relu_fmnist": {"optimizers": []},
     },
+    "defaults_protocol": None,
     "tuning": {"problems": ["sparse_logreg"], "optimizers": ["adagrad", "adam"],
-               "lr_grid": {"low": 1.0e-2, "high": 1.0e-1, "points": 2}, "targets": {"sparse_logreg": 0.6}},
+               "lr_grid": {"low": 1.0e-2, "high": 1.0e-1, "points": 2}, "grid_seeds": [100, 101],
+               "lr_limits": {"low": 1.0e-2, "high": 1.0}, "targets": {"sparse_logreg": 0.6}},
 }
 TARGETS = [str(ROOT / "tables" / f"{name}.csv") for name in ("comparison", "reproduction", "protocols",
                                                               "paired_tests", "time_to_target")]

@@ -29,7 +29,7 @@ def small_config() -> dict:
     problems["lenet_sigmoid_fmnist"] = {"options": LENET_OPTIONS, "seeds": [0, 1, 2, 3], "optimizers": ["adam"],
                                         "population_size": 2, "settings": {"adam": {"lr": 0.01}}}
     return validate_config(merge(base, {
-        "study": "cost", "seeds": [0, 1], "problems": problems, "reference": {"problems": []},
+        "study": "cost", "seeds": [0, 1], "problems": problems, "reference": {"problems": []}, "defaults_protocol": None,
         # grid lrs 0.01 and 0.1 with seeds 0 and 1: linreg's sgd grid runs are study runs already
         "tuning": {"problems": ["linreg", "lenet_sigmoid_fmnist"], "optimizers": ["sgd", "adam"],
                    "lr_grid": {"low": 0.01, "high": 0.1, "points": 2}, "grid_seeds": [0, 1]}}))
@@ -54,11 +54,14 @@ def test_the_plan_counts_each_run_once_and_its_populations():
         # grid: linreg adam at 2 lrs x 2 seeds (sgd's are study runs); the LeNet sgd and adam at 2 lrs x 2 seeds,
         # on a held-out validation split (so none is a study run), in 4 more populations
         ("grid", "linreg"): (1, 4, 40), ("grid", "lenet_sigmoid_fmnist"): (4, 8, 32),
-        # reruns with the study's seeds, in populations: linreg one, the LeNet 8 slots in 4 populations of 2
+        # the search adds at least two rates per optimizer (2 optimizers x 2 rates x 2 grid seeds); reruns with the
+        # study's seeds, in populations: linreg one, the LeNet's 8 in 4 populations of 2
+        ("search", "linreg"): (1, 8, 80), ("search", "lenet_sigmoid_fmnist"): (4, 8, 32),
         ("tuned", "linreg"): (1, 4, 40), ("tuned", "lenet_sigmoid_fmnist"): (4, 8, 32),
     }
-    # linreg's 10 known runs are one job; the LeNet's 4 study and 8 grid runs are 6 populations of 2
-    assert jobs.groupby("problem").job.nunique().to_dict() == {"linreg": 2, "lenet_sigmoid_fmnist": 10}
+    # linreg's 10 known runs are one job; the LeNet's 4 study and 8 grid runs are 6 populations of 2; the tuning's
+    # estimate: one job more for linreg's search, one for its reruns; 4 + 4 more populations for the LeNet
+    assert jobs.groupby("problem").job.nunique().to_dict() == {"linreg": 3, "lenet_sigmoid_fmnist": 14}
     assert set(jobs[jobs.problem == "lenet_sigmoid_fmnist"].population) == {2}
     assert table.s_per_member_epoch.isna().all() and table.serial_s.isna().all()  # nothing measured, nothing assumed
 
@@ -120,8 +123,12 @@ def test_the_quick_plan_names_every_run_the_quick_study_trained(quick):
                for path in (quick / "results/quick/runs").rglob("summary.json")}
     known = set(plan.key) - {""}
     assert known <= trained
-    # the rest are tuned reruns: at most one per planned rerun (fewer where a chosen setting is a study run)
-    assert 0 < len(trained - known) <= jobs[jobs.stage == "tuned"].runs.sum()
+    # the rest are the runs the tuning added: the search's later rounds and the tuned reruns (at most one per
+    # planned rerun: fewer where a chosen setting is a planned run, none where nothing trains)
+    added = {name: set(read_plan(quick / f"results/quick/tuning/{name}.csv").key) - known
+             for name in ("search_runs", "tuned_runs")}
+    assert trained - known == added["search_runs"] | added["tuned_runs"] and added["search_runs"]
+    assert 0 < len(added["tuned_runs"]) <= jobs[jobs.stage == "tuned"].runs.sum()
 
 
 def test_the_script_prints_the_default_study_and_rejects_a_missing_directory(tmp_path):
@@ -129,8 +136,8 @@ def test_the_script_prints_the_default_study_and_rejects_a_missing_directory(tmp
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "c.csv")
-    assert set(table.stage) == {"study", "grid", "tuned"}
-    assert f"study default: 67 training jobs, {table.runs.sum()} runs, {table.epochs.sum()} run-epochs" in done.stdout
+    assert set(table.stage) == {"study", "grid", "search", "tuned"}
+    assert f"study default: {planned_jobs_of(load_study_config(defaults=REPO_ROOT / 'config.yaml')).job.nunique()} training jobs, {table.runs.sum()} runs, {table.epochs.sum()} run-epochs" in done.stdout
     assert "unmeasured: lenet_relu_fmnist, lenet_sigmoid_fmnist, linreg" in done.stdout
 
     missing = subprocess.run([sys.executable, str(SCRIPT), "--measured", str(tmp_path / "nowhere")], cwd=REPO_ROOT,

@@ -11,12 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
+from scipy.optimize import brentq
 from statsmodels.stats.multitest import multipletests
 
 from adabench.analysis.stats import (
     area_under_curve,
     bootstrap_mean_ci,
+    difference_bounds,
+    gap_share,
     holm,
+    minimum_detectable_difference,
     paired_comparisons,
     performance_profile,
     summarize,
@@ -288,3 +292,118 @@ def test_performance_profile_rejects_invalid_input():
         performance_profile(pd.DataFrame({"a": [0.0, 1.0]}), taus=[1])
     with pytest.raises(ValueError, match="taus"):
         performance_profile(pd.DataFrame({"a": [1.0]}), taus=[0.5])
+
+
+# --- bounded metrics ----------------------------------------------------------------------------
+
+def test_t_interval_of_a_bounded_metric_stays_within_its_bounds():
+    # four seeds at chance, one trained: the symmetric t interval reaches below 0 unless clipped
+    at_chance = [0.1, 0.1, 0.1, 0.1, 0.894]
+    unclipped = t_mean_ci(at_chance)
+    assert unclipped[0] < 0  # the test can fail: without bounds the interval leaves [0, 1]
+    low, high = t_mean_ci(at_chance, bounds=(0.0, 1.0))
+    assert (low, high) == (0.0, unclipped[1]) and high <= 1
+    # the mirror image: four seeds near 1 and one that collapsed reach past 1
+    mirrored = [0.9, 0.9, 0.9, 0.9, 0.106]
+    assert t_mean_ci(mirrored)[1] > 1
+    low, high = t_mean_ci(mirrored, bounds=(0.0, 1.0))
+    assert high == 1.0 and low == t_mean_ci(mirrored)[0]
+    # an open side: (0, None) clips only below
+    assert t_mean_ci(at_chance, bounds=(0.0, None)) == (0.0, unclipped[1])
+
+
+def test_bootstrap_and_summarize_clip_to_the_bounds_they_are_given():
+    sample = [0.1, 0.1, 0.1, 0.1, 0.894]
+    low, high = bootstrap_mean_ci(sample, n_resamples=FAST_RESAMPLES, bounds=(0.15, 0.3))
+    assert (low, high) == (0.15, 0.3)  # bounds narrower than the interval: both ends clipped
+    frame = pd.DataFrame({"g": 0, "acc": sample})
+    row = summarize(frame, "acc", "g", n_resamples=FAST_RESAMPLES, bounds=(0.0, 1.0)).iloc[0]
+    assert row.t_low == 0.0 and row.t_high <= 1 and 0 <= row.boot_low <= row.boot_high <= 1
+    assert summarize(frame, "acc", "g", n_resamples=FAST_RESAMPLES).iloc[0].t_low < 0
+    assert math.isnan(t_mean_ci([0.5], bounds=(0.0, 1.0))[0])  # NaN stays NaN
+    with pytest.raises(ValueError, match="bounds"):
+        t_mean_ci(sample, bounds=(1.0, 0.0))
+
+
+def test_paired_differences_are_clipped_to_the_range_a_difference_can_take():
+    assert difference_bounds((0.0, 1.0)) == (-1.0, 1.0)
+    assert difference_bounds((0.0, None)) == (-math.inf, math.inf) and difference_bounds(None) is None
+    frame = pd.DataFrame({"optimizer": ["a"] * 5 + ["b"] * 5, "seed": list(range(5)) * 2,
+                          "test_acc": [0.9, 0.95, 0.97, 0.99, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]})
+    # bounds narrower than the data only to make the clipping visible
+    result = paired_comparisons(frame, n_resamples=FAST_RESAMPLES, bounds=(0.0, 0.5)).iloc[0]
+    assert -0.5 <= result.ci_low <= result.ci_high <= 0.5
+
+
+# --- power --------------------------------------------------------------------------------------
+
+def detectable_effect_by_hand(n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The standardised effect d at which the two-sided one-sample t-test with n values has the given power: the
+    noncentral t with n - 1 degrees of freedom and noncentrality d * sqrt(n) falls beyond +-t_crit that often."""
+    df = n - 1
+    critical = scipy_stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(d):
+        nc = d * math.sqrt(n)
+        # the lower tail as the upper tail of -T (scipy's nct.cdf gives NaN far out in the lower tail)
+        return scipy_stats.nct.sf(critical, df, nc) + scipy_stats.nct.sf(critical, df, -nc) - power
+
+    return brentq(shortfall, 1e-6, 3.5, xtol=1e-12)  # d is 3.26 at n = 3, less from there on
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_minimum_detectable_difference_matches_a_hand_power_computation(n):
+    differences = np.linspace(-0.01, 0.03, n)
+    expected = detectable_effect_by_hand(n) * np.std(differences, ddof=1)
+    assert minimum_detectable_difference(differences) == pytest.approx(expected, rel=1e-4)
+    # five seeds: 1.68 standard deviations of the differences (Cohen's tables: d = 1.68 at n = 5, 80%, 0.05)
+    if n == 5:
+        assert minimum_detectable_difference(differences) / np.std(differences, ddof=1) == pytest.approx(1.682,
+                                                                                                          abs=1e-3)
+
+
+def test_minimum_detectable_difference_edge_cases_and_its_column():
+    assert math.isnan(minimum_detectable_difference([0.1]))
+    assert minimum_detectable_difference([0.1, 0.1, 0.1]) == 0.0  # no spread: any difference is seen
+    assert minimum_detectable_difference([0.1, np.nan, 0.3, np.inf, 0.2]) == pytest.approx(
+        detectable_effect_by_hand(3) * 0.1, rel=1e-4)  # non-finite differences dropped first
+    frame = pd.DataFrame({"optimizer": ["a"] * 5 + ["b"] * 5, "seed": list(range(5)) * 2,
+                          "test_acc": [0.80, 0.82, 0.81, 0.85, 0.79, 0.80, 0.80, 0.80, 0.83, 0.80]})
+    row = paired_comparisons(frame, n_resamples=FAST_RESAMPLES).iloc[0]
+    differences = np.array([0.0, 0.02, 0.01, 0.02, -0.01])
+    assert row.mde == pytest.approx(detectable_effect_by_hand(5) * np.std(differences, ddof=1), rel=1e-4)
+    assert list(paired_comparisons(frame, n_resamples=FAST_RESAMPLES).columns[-3:]) == ["t_p_holm", "t_significant",
+                                                                                          "mde"]
+
+
+# --- the share of a gap that tuning removes -------------------------------------------------------
+
+def test_gap_share_point_estimate_is_the_hand_computation_and_its_ci_contains_it():
+    reference = np.array([0.10, 0.12, 0.08, 0.11, 0.09, 0.10])  # optimizer minus adagrad, per seed
+    tuned = np.array([0.02, 0.01, 0.03, 0.02, 0.00, 0.02])
+    result = gap_share(reference, tuned, n_resamples=FAST_RESAMPLES, seed=3)
+    assert result["n"] == 6
+    assert result["reference_gap"] == pytest.approx(0.10) and result["tuned_gap"] == pytest.approx(0.1 / 6)
+    assert result["share"] == pytest.approx(1 - (0.1 / 6) / 0.10)
+    assert result["ci_low"] < result["share"] < result["ci_high"] and result["ci_high"] <= 1.1
+    assert gap_share(reference, tuned, n_resamples=FAST_RESAMPLES, seed=3) == result  # reproducible
+
+
+def test_gap_share_resamples_seeds_as_pairs():
+    # the tuned gap tracks the reference gap seed by seed (share exactly 0.5 on every seed): resampling seeds as pairs
+    # keeps every resample's share at 0.5, resampling the two gaps apart would not
+    reference = np.array([0.05, 0.10, 0.20, 0.40, 0.15])
+    result = gap_share(reference, reference / 2, n_resamples=FAST_RESAMPLES)
+    assert result["share"] == pytest.approx(0.5)
+    assert (result["ci_low"], result["ci_high"]) == (pytest.approx(0.5), pytest.approx(0.5))
+
+
+def test_gap_share_edge_cases():
+    nothing = gap_share([], [])
+    assert nothing["n"] == 0 and math.isnan(nothing["share"]) and math.isnan(nothing["ci_low"])
+    one = gap_share([0.1, np.nan], [0.05, 0.0])  # the second seed has no reference difference: dropped
+    assert one["n"] == 1 and one["share"] == pytest.approx(0.5) and math.isnan(one["ci_low"])
+    no_gap = gap_share([0.1, -0.1], [0.05, 0.0], n_resamples=FAST_RESAMPLES)
+    assert no_gap["reference_gap"] == 0 and math.isnan(no_gap["share"]) and math.isnan(no_gap["ci_low"])
+    with pytest.raises(ValueError, match="one difference per seed"):
+        gap_share([0.1, 0.2], [0.1])

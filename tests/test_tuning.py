@@ -7,10 +7,14 @@ import pandas as pd
 import pytest
 from workflow_helpers import REPO_ROOT
 
-from adabench.analysis.tuning import chosen_lr, lr_sensitivity, select
+from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.config import load_study_config, merge, validate_config
-from adabench.state import tuned_plan
+from adabench.state import chosen_rates, tuned_plan
 from adabench.study import Study, lr_grid
+
+
+def chosen_lr(selection: pd.DataFrame, problem: str, optimizer: str) -> float:
+    return chosen_rates(selection)[(problem, optimizer)]
 
 
 def grid(rows: list[tuple]) -> pd.DataFrame:
@@ -63,24 +67,78 @@ def test_minimised_selection_metrics_pick_the_smallest_mean():
     assert chosen_lr(select(runs), "linreg", "adam") == 1.0
 
 
+def test_nothing_is_chosen_where_no_rate_trains():
+    runs = grid([("sgd", lr, seed, 0.1 + 0.001 * seed, 0.1, "finished") for lr in (0.01, 0.1, 1.0) for seed in (0, 1)])
+    selection = select(runs, {"p": 0.1}).iloc[0]
+    assert not selection.trains and math.isnan(selection.lr) and selection.grid_edge == ""
+    assert chosen_rates(select(runs, {"p": 0.1})) == {}
+    # without a chance level the same scores choose by noise: a rate is chosen
+    assert select(runs).iloc[0].trains
+
+
+def test_ties_are_counted():
+    runs = pd.DataFrame([
+        {"problem": "linreg", "optimizer": "sgd", "lr": lr, "seed": seed, "status": "finished", "in_grid": True,
+         "selection_metric": "train_mse", "selection_mode": "min", "final_train_mse": mse}
+        for lr, mse in [(0.01, 1e-3), (0.1, 0.0), (1.0, 0.0)] for seed in (0, 1)])
+    row = select(runs).iloc[0]
+    assert row.lr == 0.1 and row.ties == 2
+
+
 def test_grid_and_tuned_jobs_of_a_study():
     config = load_study_config(defaults=REPO_ROOT / "config.yaml")
     config = validate_config(merge(config, {
-        "seeds": [0, 1, 2], "problems": {"linreg": {"population_size": 64}, "lenet_relu_fmnist": {"population_size": 4}},
+        "seeds": [0, 1, 2], "problems": {"linreg": {"population_size": 64, "seeds": [0, 1, 2]},
+                                         "lenet_relu_fmnist": {"population_size": 4, "seeds": [0, 1, 2]}},
         "tuning": {"problems": ["linreg", "lenet_relu_fmnist"], "optimizers": ["adam", "sgd"],
                    "lr_grid": {"low": 1e-4, "high": 1.0, "points": 5}, "grid_seeds": [100, 101]}}))
     study = Study(config)
     assert lr_grid(config["tuning"]) == [1e-4, 1e-3, 1e-2, 0.1, 1.0]
     assert len(study.grid_runs()) == 2 * 2 * 5 * 2
-    tuned = {job.id: job.tuned_slots for job in study.jobs.values() if job.tuned}
-    # a tuned job reruns up to population_size (optimizer, seed) slots: linreg all 6 in one, the LeNet 4 + 2
-    assert tuned["linreg-tuned-0"] == (("adam", 0), ("adam", 1), ("adam", 2), ("sgd", 0), ("sgd", 1), ("sgd", 2))
-    assert [len(tuned[f"lenet_relu_fmnist-tuned-{i}"]) for i in (0, 1)] == [4, 2]
-    selection = pd.DataFrame([{"problem": "linreg", "optimizer": "adam", "lr": 0.1},
-                              {"problem": "linreg", "optimizer": "sgd", "lr": 0.01}])
-    selection = pd.concat([selection, selection.assign(problem="lenet_relu_fmnist")])
-    plan = tuned_plan(study, selection).query("job == 'linreg-tuned-0'")
-    assert [(row.optimizer, row.lr, row.seed) for row in plan.itertuples()][::3] == [("adam", 0.1, 0), ("sgd", 0.01, 0)]
+    chosen = {(problem, "adam"): 1.0 for problem in ("linreg", "lenet_relu_fmnist")}
+    chosen |= {(problem, "sgd"): 0.1 for problem in ("linreg", "lenet_relu_fmnist")}
+    tuned = {job.id: job for job in study.tuned_jobs(chosen)}
+    # tuned jobs hold up to population_size reruns: linreg all 6 in one, the LeNet 4 + 2
+    assert [(spec.optimizer, spec.hyperparameters["lr"], spec.seed) for spec in tuned["linreg-tuned-0"].runs] == [
+        ("adam", 1.0, 0), ("adam", 1.0, 1), ("adam", 1.0, 2), ("sgd", 0.1, 0), ("sgd", 0.1, 1), ("sgd", 0.1, 2)]
+    assert [len(tuned[f"lenet_relu_fmnist-tuned-{i}"].runs) for i in (0, 1)] == [4, 2]
+    plan = tuned_plan(study, chosen).query("problem == 'linreg'")
+    assert [(row.optimizer, row.lr, row.seed) for row in plan.itertuples()][::3] == [("adam", 1.0, 0), ("sgd", 0.1, 0)]
+    # a search round's jobs: the rates the round before added, every grid seed, in populations
+    round_jobs = study.round_jobs("lenet_relu_fmnist", 2, {"adam": [0.0316], "sgd": [3.16, 0.316]})
+    assert [job.id for job in round_jobs] == ["lenet_relu_fmnist-search2-0", "lenet_relu_fmnist-search2-1"]
+    assert sorted((spec.optimizer, spec.hyperparameters["lr"], spec.seed) for job in round_jobs for spec in job.runs) \
+        == sorted((optimizer, lr, seed) for optimizer, lr in [("adam", 0.0316), ("sgd", 3.16), ("sgd", 0.316)]
+                  for seed in (100, 101))
+
+
+def test_a_tuned_setting_differs_from_the_configured_one_in_its_learning_rate_alone():
+    """AdaGrad's configured LeNet setting has the reference report's eps=1e-8: its search and tuned runs keep it."""
+    study = Study(load_study_config(defaults=REPO_ROOT / "config.yaml"))
+    grid_adagrad = {spec.setting for spec in study.grid_runs() if spec.problem == "lenet_relu_fmnist"
+                    and spec.optimizer == "adagrad"}
+    assert "lr=0.01,eps=1e-08" in grid_adagrad and all(setting.endswith(",eps=1e-08") for setting in grid_adagrad)
+    assert study.tuned_spec("lenet_relu_fmnist", "adagrad", 0.0464, 0).setting == "lr=0.0464,eps=1e-08"
+    assert study.tuned_spec("lenet_relu_fmnist", "adam", 0.0464, 0).setting == "lr=0.0464"
+
+
+def test_the_defaults_protocol_reuses_the_runs_of_other_protocols():
+    """An optimizer at its own defaults: a run equal to a configured one (rmsprop's and adagrad_avg's defaults are the
+    report's settings) is one run with both roles, trained once; the others are runs of their own."""
+    study = Study(load_study_config(defaults=REPO_ROOT / "config.yaml"))
+    defaults = [spec for spec in study.runs("defaults") if spec.problem == "lenet_sigmoid_fmnist"]
+    assert len(defaults) == 8 * 10
+    settings = {spec.optimizer: spec.setting for spec in defaults}
+    assert settings == {"adagrad": "lr=0.01", "adagrad_avg": "lr=0.01", "torch_adagrad": "lr=0.01", "adam": "lr=0.001",
+                        "rmsprop": "lr=0.01", "adadelta": "lr=1.0", "sgd": "lr=0.001", "sgd_sqrt_decay": "lr=0.1"}
+    shared = {spec.optimizer for spec in defaults if "study" in study.roles(spec)}
+    assert shared == {"adagrad_avg", "torch_adagrad", "rmsprop"}
+    # every run is in one job only
+    keys = [spec.key for job in study.jobs.values() for spec in job.runs]
+    assert len(keys) == len(set(keys))
+    # a tuned rerun equal to a defaults run is that run: no tuned job trains it
+    tuned = study.tuned_jobs({("lenet_sigmoid_fmnist", "adadelta"): 1.0})
+    assert tuned == []
 
 
 def test_the_targets_and_the_reproduced_settings_the_tables_receive():

@@ -16,14 +16,15 @@ from adabench.config import load_study_config
 from adabench.plan import read_plan
 from adabench.records import TIME_COLUMNS, read_summary
 from adabench.spec import RunSpec
-from adabench.state import tuned_plan
+from adabench.state import chosen_rates, tuned_plan
 from adabench.study import Study
 from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 
 TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "optimizer_overhead", "compute", "protocols",
-                                       "paired_tests", "time_to_target") for ext in ("md", "tex", "csv")]
+                                       "paired_tests", "time_to_target", "gap_share", "implementation_checks")
+          for ext in ("md", "tex", "csv")]
 FIGURES = ["learning_curves", "trajectories", "final_metric", "effective_lr", "feature_errors", "gerschgorin",
-           "lr_sensitivity", "performance_profile", "time_to_target"]
+           "lr_sensitivity", "performance_profile", "time_to_target", "tuning_budget"]
 
 
 def test_default_study_dry_run_lists_population_jobs(tmp_path):
@@ -33,12 +34,16 @@ def test_default_study_dry_run_lists_population_jobs(tmp_path):
     assert listed == set(study.jobs)
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert int(stats["train"]) == len(study.jobs)
-    # per LeNet, on a CPU: 40 study runs, 112 grid runs (on their own held-out split) and 40 tuned reruns in
-    # populations of at most 8 (runs finish every ~20 minutes): 5 + 14 + 5 jobs, not 384
+    # per LeNet, on a CPU: 80 study runs (8 optimizers x 10 seeds), 50 more at the optimizers' defaults (3 of the 8
+    # defaults are the report's settings: those runs are shared) and the search's first round, 147 grid runs (7
+    # optimizers x 7 rates x 3 grid seeds, on their own held-out split), in populations of at most 8 (runs finish
+    # every ~20 minutes): 17 + 19 jobs, not 277. The search's later rounds and the tuned reruns come from its
+    # checkpoints, after the grid has trained.
     lenet_jobs = [job for job in study.jobs.values() if job.problem.startswith("lenet")]
-    assert len(lenet_jobs) == 2 * (5 + 14 + 5)
-    assert sum(len(job.runs) + len(job.tuned_slots) for job in lenet_jobs) == 384
-    assert all(len(job.runs) + len(job.tuned_slots) <= 8 for job in lenet_jobs)
+    assert len(lenet_jobs) == 2 * (17 + 19)
+    assert sum(len(job.runs) for job in lenet_jobs) == 2 * 277
+    assert all(len(job.runs) <= 8 for job in lenet_jobs)
+    assert int(stats["search_round"]) == len(study.tuning["problems"])
     assert int(stats["fetch_fashion_mnist"]) == 4
 
 
@@ -76,21 +81,26 @@ def test_the_plan_has_a_row_per_run_and_tuned_rows_wait_for_the_selection(quick)
     known = plan[plan.key != ""]
     assert sorted(known.key) == sorted(spec.key for spec in study.runs())
     assert set(plan.job) == set(study.jobs)
-    tuned = plan[plan.roles == "tuned"]
-    assert len(tuned) == 2 * 2 * 2 and set(tuned.setting) == {"lr from selection"} and set(tuned.run_dir) == {""}
+    assert not plan.roles.str.contains("tuned").any()  # the tuned reruns are known once the search has ended
     grid = known[known.roles.str.contains("grid")]
     assert len(grid) == 2 * 2 * 3 * 2 and set(grid.unit) == {"epoch"}
+    # the search's later rounds and the tuned reruns: tables of their own, in the plan's columns
+    search = read_plan(quick / "results/quick/tuning/search_runs.csv")
+    tuned = read_plan(quick / "results/quick/tuning/tuned_runs.csv")
+    assert set(search.roles) == {"grid"} and not set(search.key) & set(known.key)
+    assert set(tuned.roles) == {"tuned"} and set(tuned.problem) == {"sparse_logreg"}  # the LeNet does not train
     assert set(known[known.problem == "quadratic"].unit) == {"step"}
 
 
 def tuned_run_keys(workdir, study: Study) -> set[str]:
     selection = pd.read_csv(workdir / "results/quick/tuning/selection.csv")
-    return set(tuned_plan(study, selection).key)
+    return set(tuned_plan(study, chosen_rates(selection)).key)
 
 
 def all_run_keys(workdir, study: Study) -> set[str]:
-    """Every run the quick study makes: its own, the tuning grid's and the tuned reruns (shared runs once)."""
-    return {spec.key for spec in study.runs()} | tuned_run_keys(workdir, study)
+    """Every run the quick study makes: its own, the search's and the tuned reruns (shared runs once)."""
+    search = set(read_plan(workdir / "results/quick/tuning/search_runs.csv").key)
+    return {spec.key for spec in study.runs()} | search | tuned_run_keys(workdir, study)
 
 
 def test_quick_study_logs_one_mlflow_run_per_training_run(quick):
@@ -123,20 +133,23 @@ def test_tuned_choice_uses_validation_only_and_matches_an_independent_recomputat
     study = Study(quick_config())
     selection = pd.read_csv(quick / "results/quick/tuning/selection.csv")
     assert json.loads((quick / "results/quick/tuning/selection_check.json").read_text())["identical"] is True
-    # recomputed here from the grid runs' own records, by a different path: mean final val_acc per grid lr
-    grid = study.runs("grid")
-    for row in selection.itertuples():
+    # recomputed here from the grid runs' own records, by a different path: mean final val_acc per rate tried
+    grid = study.runs("grid") + [study.search_spec(row.problem, row.optimizer, float(row.lr), int(row.seed))
+                                 for row in read_plan(quick / "results/quick/tuning/search_runs.csv").itertuples()]
+    assert not selection[selection.problem == "lenet_sigmoid_fmnist"].trains.any()  # at chance at every rate
+    for row in selection[selection.trains].itertuples():
         means = {}
         for lr in sorted({spec.hyperparameters["lr"] for spec in grid}):
             finals = [pd.read_csv(quick / study.run_dir(spec) / "metrics.csv").val_acc.iloc[-1] for spec in grid
                       if (spec.problem, spec.optimizer, spec.hyperparameters["lr"]) == (row.problem, row.optimizer, lr)]
-            means[lr] = sum(finals) / len(finals)
+            if finals:  # a rate this optimizer's search tried
+                means[lr] = sum(finals) / len(finals)
         assert row.lr == max(sorted(means), key=lambda lr: means[lr])
     # the tuned reruns use the chosen learning rate with the study's seeds, paired with the other optimizers
     runs = pd.read_csv(quick / "results/quick/tables/runs.csv")
     assert sorted(runs[runs.in_tuned].run_key) == sorted(tuned_run_keys(quick, study))
     protocols = pd.read_csv(quick / "results/quick/tables/protocols.csv")
-    assert set(protocols.protocol) == {"reference protocol", "tuned protocol"}
+    assert set(protocols.protocol) == {"reference protocol", "defaults protocol", "tuned protocol"}
     paired = pd.read_csv(quick / "results/quick/tables/paired_tests.csv")
     assert set(paired.optimizer_b) == {"adagrad"} and paired.p_holm.between(0, 1).all()
 

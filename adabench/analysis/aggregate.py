@@ -1,23 +1,108 @@
 """Gather every run's own files (summary.json, metrics.csv), verified, into two long tables with generic
 columns: one row per run (identity, roles, the problem's declared headline and selection metrics, final
-values) and one row per run and epoch (its curve). Nothing here knows a problem or a metric by name."""
+values, its outcome) and one row per run and epoch (its curve). Nothing here knows a problem or a metric by name:
+what a problem declares (problems.json: Problem.declarations) comes in as plain data."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from ..plan import ROLES, key_options_id, setting_string
 from ..records import RecordError, check_same_data, read_run
+from ..search import CHANCE_MARGIN  # one margin for runs' outcomes and the search's rates
 
 # what the runs table keeps of each run's environment
 ENVIRONMENT_COLUMNS = ["device", "device_name", "threads", "torch", "git_commit", "hostname"]
 RUN_COLUMNS = ["run_key", "problem", "options_id", "optimizer", "setting", "seed"] + [f"in_{role}" for role in ROLES]
 
+# the runs that failed to give a result, as the tables count them (column name, outcome)
+FAILURES = {"diverged": "diverged", "collapsed": "collapsed", "never_trained": "never trained"}
 
-def run_row(summary: dict, roles: set[str]) -> dict:
-    """A run's row of the runs table, from its verified summary (whose spec holds canonical hyperparameters)."""
+
+def declared_bounds(declared: dict | None, metric: str) -> tuple[float, float] | None:
+    """The range ``metric`` cannot leave as its problem declares it (``declared``: the problem's entry of
+    problems.json), ``(low, high)`` with infinities for open sides; None where it declares none."""
+    pair = ((declared or {}).get("metric_bounds") or {}).get(metric)
+    if pair is None:
+        return None
+    return (-math.inf if pair[0] is None else float(pair[0]), math.inf if pair[1] is None else float(pair[1]))
+
+
+def declared_chance(declared: dict | None, metric: str) -> float | None:
+    """The value ``metric`` takes for a model that learned nothing, as its problem declares it; None if unknown."""
+    value = ((declared or {}).get("chance") or {}).get(metric)
+    return None if value is None else float(value)
+
+
+def chance_margin(declared: dict | None, metric: str) -> float:
+    """:data:`CHANCE_MARGIN` in ``metric``'s units: times its declared range where that is finite."""
+    bounds = declared_bounds(declared, metric)
+    finite = bounds is not None and all(math.isfinite(bound) for bound in bounds)
+    return CHANCE_MARGIN * (bounds[1] - bounds[0]) if finite else CHANCE_MARGIN
+
+
+def run_outcome(status: str, best, final, mode: str, chance: float | None, margin: float = CHANCE_MARGIN) -> str:
+    """What became of a run, from its headline metric: "diverged" (its status), "never trained" (its best value over
+    the curve never got more than ``margin`` past ``chance``), "collapsed" (its best did, its final value fell back
+    within ``margin`` of chance or past it), else "trained". Without a chance level: "trained" or "diverged".
+    ``mode`` is the headline's direction ("max": past chance is above it). A missing (non-finite) best or final
+    value counts as at chance: a finished run has a finite headline, so that only happens to damaged data."""
+    if status == "diverged":
+        return "diverged"
+    if chance is None:
+        return "trained"
+    sign = 1.0 if mode == "max" else -1.0
+
+    def learned(value) -> bool:
+        return not pd.isna(value) and math.isfinite(float(value)) and sign * (float(value) - chance) > margin
+
+    if not learned(best):
+        return "never trained"
+    return "trained" if learned(final) else "collapsed"
+
+
+def headline_outcome(row, declared: dict | None) -> str:
+    """:func:`run_outcome` of a row of the runs table (or of run_row's dict), with its problem's declarations."""
+    metric = row["headline_metric"]
+    best = row.get("best_value", row.get("final_headline"))  # a table without best values: the final is one
+    return run_outcome(row["status"], best, row.get("final_headline"), row["headline_mode"],
+                       declared_chance(declared, metric), chance_margin(declared, metric))
+
+
+def with_outcomes(runs: pd.DataFrame, declarations: dict[str, dict] | None) -> pd.DataFrame:
+    """The runs table with its ``outcome`` column (:func:`run_outcome`) computed from each problem's declarations
+    (problems.json), beside ``status``: a table made before outcomes existed, or without the declarations, gets
+    them here."""
+    declarations = declarations or {}
+    outcome = [headline_outcome(row, declarations.get(str(row["problem"]))) for row in runs.to_dict("records")]
+    result = runs.drop(columns="outcome", errors="ignore")
+    position = result.columns.get_loc("status") + 1 if "status" in result else len(result.columns)
+    result.insert(position, "outcome", pd.Series(outcome, index=runs.index, dtype=object))
+    return result
+
+
+def outcomes(runs: pd.DataFrame) -> pd.Series:
+    """Each run's outcome: the table's ``outcome`` column, or for a table without one (older, or synthetic), what its
+    status alone says ("diverged" or "trained")."""
+    from_status = runs.status.map(lambda status: "diverged" if status == "diverged" else "trained")
+    return runs.outcome.fillna(from_status) if "outcome" in runs else from_status
+
+
+def failure_counts(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of ``by``: how many runs diverged, collapsed and never trained (:data:`FAILURES`) and how many
+    seeds it has."""
+    marked = runs[by].assign(**{column: outcomes(runs) == outcome for column, outcome in FAILURES.items()},
+                             seeds=1)
+    return marked.groupby(by, sort=False, observed=True).sum().astype(int).reset_index()
+
+
+def run_row(summary: dict, roles: set[str], declared: dict | None = None) -> dict:
+    """A run's row of the runs table, from its verified summary (whose spec holds canonical hyperparameters), and
+    its outcome (:func:`run_outcome`: the summary's best and final headline values against the chance level that
+    ``declared``, its problem's declarations, gives; without them "trained" or "diverged")."""
     spec = summary["spec"]
     hyperparameters = spec["hyperparameters"]
     best = summary.get("best") or {}
@@ -55,13 +140,18 @@ def run_row(summary: dict, roles: set[str]) -> dict:
     }
     row.update({f"final_{name}": value for name, value in summary["final"].items() if name != unit})
     row["final_headline"] = summary["final"].get(row["headline_metric"])
-    return row
+    # beside the status; the summary's best is the best headline value over the run's whole curve
+    items = list(row.items())
+    position = list(row).index("status") + 1
+    return dict(items[:position] + [("outcome", headline_outcome(row, declared))] + items[position:])
 
 
-def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
+def gather(roles_by_dir: dict[str, set[str]],
+           declarations: dict[str, dict] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
     """One row per run, and every run's curve (its metrics.csv, its unit column named ``epoch``: the step where the
     run's ``unit`` is "step") with the run's identity columns, and each run's verified summary by directory. Each run's records are verified first; a
-    damaged one stops the table with its reason (a rerun of the workflow trains it again: see adabench.state)."""
+    damaged one stops the table with its reason (a rerun of the workflow trains it again: see adabench.state).
+    ``declarations`` (problems.json) give the runs their outcomes (:func:`run_row`)."""
     rows, curves, summaries = [], [], {}
     for directory, roles in sorted(roles_by_dir.items()):
         directory = Path(directory)
@@ -70,7 +160,7 @@ def gather(roles_by_dir: dict[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFram
         except RecordError as error:
             raise RecordError(f"{error}; run snakemake again: the job that owns this run trains it again") from None
         summaries[str(directory)] = summary
-        row = run_row(summary, roles)
+        row = run_row(summary, roles, (declarations or {}).get(summary["spec"]["problem"]))
         rows.append(row)
         curve = metrics.rename(columns={summary["unit"]: "epoch"})
         for column in reversed(RUN_COLUMNS + ["unit"]):

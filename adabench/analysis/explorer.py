@@ -3,7 +3,8 @@
 Every table is an interactive DataTables table (itables, its JavaScript bundled into the page), sortable and
 filterable, numbers rounded as in the Markdown tables; the plots are plotly figures (plotly.js bundled once):
 learning curves per problem (mean over seeds, a band from the lowest to the highest seed, each seed's value on
-hover, traces toggled from the legend), learning-rate sensitivity, time to target and performance profiles. A
+hover, traces toggled from the legend), learning-rate sensitivity, the tuning budget (expected best validation
+score against the number of rates tried, adabench.analysis.budget), time to target and performance profiles. A
 header says which study, config, code, machines and date the page shows. No torch: the page reads the study's
 tables and what its problems declare (problems.json).
 """
@@ -30,10 +31,16 @@ from .tables import fmt
 # the tables of a study, in the order the page shows them: (file under the study, title)
 TABLES = [("tables/comparison.csv", "Every optimizer, the study's settings"),
           ("tables/reproduction.csv", "The reference report against this pipeline"),
-          ("tables/protocols.csv", "Reference protocol against tuned protocol"),
+          ("tables/protocols.csv", "The protocols side by side: reference, defaults, tuned"),
           ("tables/paired_tests.csv", "Paired tests against AdaGrad"),
+          ("tables/gap_share.csv", "The share of each gap to AdaGrad that tuning removes"),
+          ("tables/implementation_checks.csv", "Implementation checks: a copy against its original, run for run"),
           ("tables/time_to_target.csv", "Time to target"),
           ("tuning/selection.csv", "Tuned learning rates (chosen on validation)"),
+          ("tuning/search.csv", "The learning-rate search, round by round"),
+          ("tuning/tuning_budget.csv", "Tuning budget: expected best validation score after k random grid rates"),
+          ("tuning/choice_stability.csv", "Tuning variance: how often each rate is chosen when the grid seeds are "
+                                          "resampled"),
           ("tables/optimizer_overhead.csv", "Optimizer overhead per step"),
           ("tables/compute.csv", "What the study cost, per machine")]
 TABLE_LAYOUT = {"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
@@ -53,17 +60,17 @@ def seed_hover(seeds: list) -> str:
     return "%{fullData.name}<br>%{x}: mean %{y:.4g}<br>" + "<br>".join(lines) + "<extra></extra>"
 
 
-def curve_labels(runs: pd.DataFrame) -> pd.DataFrame:
+def curve_labels(runs: pd.DataFrame, checks: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per run and protocol it belongs to, with the label of its trace: the optimizer (and its setting
     where the protocol runs several of that optimizer); under the tuned protocol, the tuned learning rate too."""
-    labelled = protocol_runs(runs, list(dict.fromkeys(runs.problem.astype(str))))
+    labelled = protocol_runs(runs, list(dict.fromkeys(runs.problem.astype(str))), checks)
     tuned = labelled.protocol == "tuned protocol"
     labelled.loc[tuned, "label"] = labelled.optimizer.astype(str) + " (tuned, " + labelled.setting.astype(str) + ")"
     return labelled[["run_key", "problem", "optimizer", "seed", "label", "protocol"]]
 
 
 def optimizer_colors(optimizers) -> dict[str, str]:
-    """One color per optimizer, the same under both protocols (its tuned trace dashed)."""
+    """One color per optimizer, the same under every protocol (its tuned trace dashed, its defaults trace dotted)."""
     names = sorted(set(map(str, optimizers)))
     return {name: palette[index % len(palette)] for index, name in enumerate(names)
             for palette in [plotly.colors.qualitative.Plotly]}
@@ -74,11 +81,12 @@ def translucent(color: str, alpha: float = 0.18) -> str:
     return f"rgba({red},{green},{blue},{alpha})"
 
 
-def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, declared: dict) -> go.Figure:
+def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, declared: dict,
+                    checks: dict[str, str] | None = None) -> go.Figure:
     """The problem's declared curve metric: per optimizer (and setting, and protocol) the mean over seeds, a band
     from the lowest to the highest seed, and each seed's value on hover."""
     metric = declared["curve"]
-    labelled = curve_labels(runs[runs.problem == problem]).merge(
+    labelled = curve_labels(runs[runs.problem == problem], checks).merge(
         curves[curves.problem == problem][["run_key", "epoch", metric]], on="run_key")
     figure = go.Figure()
     colors = optimizer_colors(labelled.optimizer)
@@ -86,7 +94,7 @@ def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, decl
         table = part.pivot_table(index="epoch", columns="seed", values=metric, aggfunc="first").sort_index()
         epochs, seeds = table.index.to_numpy(), list(table.columns)
         mean, low, high = table.mean(axis=1), table.min(axis=1), table.max(axis=1)
-        dash = "dash" if protocol == "tuned protocol" else "solid"
+        dash = {"tuned protocol": "dash", "defaults protocol": "dot"}.get(protocol, "solid")
         color = colors[str(part.optimizer.iloc[0])]
         figure.add_trace(go.Scatter(x=np.concatenate([epochs, epochs[::-1]]),
                                     y=np.concatenate([high.to_numpy(), low.to_numpy()[::-1]]), mode="lines",
@@ -97,7 +105,8 @@ def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, decl
                                     line={"dash": dash, "color": color}, customdata=table.to_numpy(),
                                     hovertemplate=seed_hover(seeds),
                                     meta={"optimizer": str(part.optimizer.iloc[0]), "protocol": protocol}))
-    figure.update_layout(title=f"{problem}: {metric} (mean over seeds; band: lowest to highest seed; dashed: tuned)",
+    figure.update_layout(title=f"{problem}: {metric} (mean over seeds; band: lowest to highest seed; dashed: tuned; "
+                         "dotted: defaults)",
                          xaxis_title=declared["unit"], yaxis_title=metric, height=460, legend={"font": {"size": 10}},
                          yaxis_type="log" if metric in declared["log_scale"] else "linear")
     return figure
@@ -118,6 +127,34 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problem: 
     figure.update_layout(title=f"{problem}: final {metric} on the validation split against the learning rate "
                                "(bars: range over grid seeds; star: chosen)", xaxis_type="log",
                          xaxis_title="learning rate", yaxis_title=metric, height=420,
+                         yaxis_type="log" if metric in declared["log_scale"] else "linear")
+    return figure
+
+
+def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problem: str, declared: dict) -> go.Figure:
+    """The expected best validation score after k grid rates drawn at random, one line per optimizer (Dodge et al.
+    2019); the legend says each optimizer's chosen rate and how often it is chosen again over the seed resamples."""
+    part = budget[budget.problem == problem]
+    chosen = stability[(stability.problem == problem) & stability.chosen.astype(bool)].set_index("optimizer")
+    colors = optimizer_colors(part.optimizer)
+    figure = go.Figure()
+    for optimizer, line in part.groupby("optimizer", sort=True):
+        name = str(optimizer)
+        if name in chosen.index:
+            row = chosen.loc[name]
+            what = "does not train" if np.isnan(row.lr) else f"lr {row.lr:.3g}"
+            name = f"{optimizer} ({what}: in {row.wins:.0%} of seed resamples)"
+        figure.add_trace(go.Scatter(x=line.k, y=line.expected_best, mode="lines+markers", name=name,
+                                    line={"color": colors[str(optimizer)]},
+                                    customdata=np.stack([line.grid_best, line.p_all_diverged], axis=1),
+                                    hovertemplate="%{fullData.name}<br>%{x} rates tried: expected best %{y:.4g}<br>"
+                                                  "grid's best rate %{customdata[0]:.4g}; P(all k diverged) "
+                                                  "%{customdata[1]:.2g}<extra></extra>",
+                                    meta={"optimizer": str(optimizer)}))
+    metric = str(part.metric.iloc[0]) if len(part) else ""
+    figure.update_layout(title=f"{problem}: expected best {metric} (the selection metric) after trying k learning "
+                               "rates drawn at random from those tried", xaxis_title="learning rates tried (k)",
+                         yaxis_title=f"expected best {metric}", height=420, xaxis={"dtick": 1},
                          yaxis_type="log" if metric in declared["log_scale"] else "linear")
     return figure
 
@@ -170,8 +207,9 @@ def figure_html(figure: go.Figure, div_id: str, first: bool) -> str:
                        config={"displaylogo": False, "responsive": True})
 
 
-def build_page(root: str | Path, header: dict) -> str:
-    """The page of the study in ``root`` (``results/<study>``), from its tables, tuning tables and problems.json."""
+def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = None) -> str:
+    """The page of the study in ``root`` (``results/<study>``), from its tables, tuning tables and problems.json;
+    ``checks`` (config checks) are the copies of an optimizer, shown in their table, not as curves."""
     root = Path(root)
     runs, curves = load_study(root)
     problems = json.loads((root / "problems.json").read_text())
@@ -185,7 +223,7 @@ def build_page(root: str | Path, header: dict) -> str:
     sections.append("<h2>Learning curves</h2><p>Click a legend entry to hide or show its trace; hover for each "
                     "seed's value.</p>")
     for problem in dict.fromkeys(runs.problem.astype(str)):
-        figure = learning_curves(runs, curves, problem, problems[problem])
+        figure = learning_curves(runs, curves, problem, problems[problem], checks)
         sections.append(figure_html(figure, f"curves-{problem}", first))
         first = False
     sensitivity, selection = root / "tuning/lr_sensitivity.csv", root / "tuning/selection.csv"
@@ -195,6 +233,18 @@ def build_page(root: str | Path, header: dict) -> str:
         for problem in dict.fromkeys(sensitivity.problem):
             sections.append(figure_html(lr_sensitivity(sensitivity, selection, problem, problems[problem]),
                                         f"sensitivity-{problem}", first))
+            first = False
+    budget, stability = root / "tuning/tuning_budget.csv", root / "tuning/choice_stability.csv"
+    if budget.exists() and stability.exists():
+        budget, stability = pd.read_csv(budget), pd.read_csv(stability)
+        sections.append("<h2>Tuning budget and variance</h2><p>The expected best score of the selection metric "
+                        "(validation where the problem holds data out) after trying k learning rates drawn at random "
+                        "from those tried (Dodge et al. 2019, with replacement; a diverged rate counts as the problem's "
+                        "worst finite score); in the legend, each optimizer's chosen rate and how often it is chosen "
+                        "again when the grid seeds are resampled.</p>")
+        for problem in dict.fromkeys(budget.problem):
+            sections.append(figure_html(tuning_budget(budget, stability, problem, problems[problem]),
+                                        f"budget-{problem}", first))
             first = False
     if (root / "tables/time_to_target.csv").exists():
         sections.append("<h2>Time to target</h2>")

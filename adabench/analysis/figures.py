@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -248,4 +249,50 @@ def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int, **tables) 
         axis.legend(fontsize=7)
     figure.suptitle("Time to target, reference protocol and tuned protocol")
     figure.tight_layout()
+    save(figure, outputs, dpi)
+
+
+def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problems: dict, outputs: list[str], dpi: int,
+                  **tables) -> None:
+    """Per tuned problem (a column): above, the expected best validation score after trying k grid rates drawn at
+    random, one line per optimizer (Dodge et al. 2019; adabench.analysis.budget); below, how often each optimizer's
+    chosen rate is chosen again when the grid seeds are resampled ("does not train": how often no rate trains, where
+    the selection chooses none). One legend for the figure, outside the panels."""
+    names = list(dict.fromkeys(budget.problem))
+    optimizers = sorted(set(budget.optimizer.astype(str)))
+    palette = dict(zip(optimizers, sns.color_palette(n_colors=max(1, len(optimizers)))))
+    columns = max(1, len(names))
+    figure, axes = plt.subplots(2, columns, figsize=(4.5 * columns, 3.4 * 2), squeeze=False,
+                                gridspec_kw={"height_ratios": [1.15, 1]})
+    for column, problem in enumerate(names):
+        curves, bars = axes[0, column], axes[1, column]
+        part = budget[budget.problem == problem].assign(optimizer=lambda f: f.optimizer.astype(str))
+        metric = str(part.metric.iloc[0])
+        sns.lineplot(data=part, x="k", y="expected_best", hue="optimizer", palette=palette, hue_order=optimizers,
+                     marker="o", markersize=4, errorbar=None, legend=False, ax=curves)
+        curves.set(title=problem, xlabel="learning rates tried (k)", ylabel=f"expected best {metric}",
+                   xticks=sorted(set(part.k)))
+        if metric in problems.get(problem, {}).get("log_scale", []):
+            curves.set_yscale("log")
+        chosen = stability[(stability.problem == problem) & stability.chosen.astype(bool)].assign(
+            optimizer=lambda f: f.optimizer.astype(str)).sort_values("optimizer")
+        sns.barplot(data=chosen, y="optimizer", x="wins", hue="optimizer", palette=palette, order=optimizers,
+                    hue_order=optimizers, errorbar=None, legend=False, ax=bars)
+        for row in chosen.itertuples():
+            label = "does not train" if np.isnan(row.lr) else f"lr {row.lr:.3g}"
+            bars.text(min(row.wins, 1.0) + 0.02, optimizers.index(row.optimizer), label, va="center", fontsize=7)
+        bars.set(xlim=(0, 1.3), xticks=[0, 0.25, 0.5, 0.75, 1], ylabel="", xlabel="chosen lr: fraction of wins")
+        if column:  # the same optimizers in the same order as the first column's
+            bars.set_yticklabels([])
+    if not names:
+        empty_note(axes[0, 0], "no tuned problem in this study")
+        axes[1, 0].set_visible(False)
+    resamples = int(stability.resamples.iloc[0]) if len(stability) else 0
+    figure.suptitle("Above: expected best selection metric (validation where held out) after trying k learning rates "
+                    "drawn at random from those tried (Dodge et al. 2019).\nBelow: how often the chosen learning rate "
+                    f"is chosen again over {resamples} resamples of the grid seeds")
+    figure.tight_layout()
+    if optimizers:
+        handles = [Line2D([], [], color=palette[name], marker="o", markersize=4) for name in optimizers]
+        figure.legend(handles, optimizers, title="optimizer", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     save(figure, outputs, dpi)

@@ -10,9 +10,13 @@ conventions of the means, intervals and tests:
   least two pairs. Values that are all equal give the degenerate interval ``(v, v)``.
 * Randomness (bootstrap resamples, random sign flips) comes from ``numpy.random.default_rng(seed)``,
   so every result is reproducible.
+* Bounded metrics: where a caller passes ``bounds=(low, high)`` (a metric's declared range, e.g. (0, 1) for an
+  accuracy; None or an infinity for an open side), an interval is clipped to it. A t interval is symmetric about the
+  mean and knows nothing of bounds: five accuracies at chance and one trained seed give a lower end below 0.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable
 
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 PAIRED_METHODS = ("wilcoxon", "permutation", "bootstrap")
 
@@ -28,6 +33,26 @@ def _finite_sample(values) -> np.ndarray:
     """The finite values as a float array (see the module doc)."""
     sample = np.asarray(values, dtype=float).ravel()
     return sample[np.isfinite(sample)]
+
+
+def clip_interval(low: float, high: float, bounds=None) -> tuple[float, float]:
+    """``(low, high)`` clipped to ``bounds = (lower, upper)`` (None, or None / an infinity on a side: no bound
+    there); NaN stays NaN."""
+    if bounds is None:
+        return (low, high)
+    lower, upper = (-np.inf if bounds[0] is None else bounds[0]), (np.inf if bounds[1] is None else bounds[1])
+    if lower > upper:
+        raise ValueError(f"bounds {bounds} are not (low, high)")
+    clip = lambda value: value if np.isnan(value) else float(min(max(value, lower), upper))  # noqa: E731
+    return (clip(low), clip(high))
+
+
+def difference_bounds(bounds=None):
+    """The range of a difference of two values within ``bounds``: (low - high, high - low); None if unbounded."""
+    if bounds is None:
+        return None
+    lower, upper = (-np.inf if bounds[0] is None else bounds[0]), (np.inf if bounds[1] is None else bounds[1])
+    return (lower - upper, upper - lower)
 
 
 def _degenerate_interval(sample: np.ndarray) -> tuple[float, float] | None:
@@ -40,8 +65,9 @@ def _degenerate_interval(sample: np.ndarray) -> tuple[float, float] | None:
 
 
 def bootstrap_mean_ci(values, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0,
-                      method: str = "BCa") -> tuple[float, float]:
-    """Bootstrap CI of the mean (``scipy.stats.bootstrap``; ``method`` is "BCa" or "percentile").
+                      method: str = "BCa", bounds=None) -> tuple[float, float]:
+    """Bootstrap CI of the mean (``scipy.stats.bootstrap``; ``method`` is "BCa" or "percentile"), clipped to
+    ``bounds = (low, high)`` where given (the values' declared range; see the module doc).
 
     Bootstrap intervals of a mean are somewhat too narrow for small samples (coverage about 0.93 at
     n = 20 for a nominal 0.95, worse at n = 5): with few seeds prefer :func:`t_mean_ci`.
@@ -53,11 +79,13 @@ def bootstrap_mean_ci(values, confidence: float = 0.95, n_resamples: int = 9999,
         return degenerate
     result = stats.bootstrap((sample,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                              method=method, vectorized=True, rng=np.random.default_rng(seed))
-    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    return clip_interval(float(result.confidence_interval.low), float(result.confidence_interval.high), bounds)
 
 
-def t_mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
-    """Student-t CI of the mean (``scipy.stats.ttest_1samp(...).confidence_interval``).
+def t_mean_ci(values, confidence: float = 0.95, bounds=None) -> tuple[float, float]:
+    """Student-t CI of the mean (``scipy.stats.ttest_1samp(...).confidence_interval``), clipped to
+    ``bounds = (low, high)`` where given: the interval is symmetric about the mean, so a skewed sample of a bounded
+    metric (four accuracies at chance and one trained seed) reaches past the range the mean can take.
 
     Exact for normal data at any n, so the better choice for a handful of seeds.
     Returns ``(nan, nan)`` for fewer than two values and ``(v, v)`` when all values equal ``v``.
@@ -67,7 +95,7 @@ def t_mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
     if degenerate is not None:
         return degenerate
     interval = stats.ttest_1samp(sample, popmean=0.0).confidence_interval(confidence_level=confidence)
-    return (float(interval.low), float(interval.high))
+    return clip_interval(float(interval.low), float(interval.high), bounds)
 
 
 def holm(p_values) -> np.ndarray:
@@ -108,14 +136,16 @@ def paired_p_value(differences: np.ndarray, method: str = "wilcoxon", n_resample
 
 def paired_comparisons(frame: pd.DataFrame, value: str = "test_acc", by: str = "optimizer",
                        pair_on: str = "seed", reference=None, method: str = "wilcoxon", alpha: float = 0.05,
-                       confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
+                       confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0,
+                       bounds=None) -> pd.DataFrame:
     """Paired comparison of every two groups of ``by`` (or of each group against ``reference``).
 
     ``frame`` holds one row per (``by``, ``pair_on``) -- e.g. the final test accuracy of each
     optimizer on each seed, for one problem. Two optimizers are compared on the seeds both have
     (a finite ``value`` on both), through the differences ``a - b``:
 
-    * ``mean_diff`` and a paired bootstrap CI of it (``ci_low``, ``ci_high``; :func:`bootstrap_mean_ci`);
+    * ``mean_diff`` and a paired bootstrap CI of it (``ci_low``, ``ci_high``; :func:`bootstrap_mean_ci`), clipped
+      to the range a difference of two values within ``bounds`` can take, (low - high, high - low), where given;
     * ``p_value``, two-sided: ``method="wilcoxon"`` is ``scipy.stats.wilcoxon`` on the differences
       (exact for up to 50 distinct differences, by permutation for up to 13 with ties; zero differences
       are dropped first, scipy's default, so they lower the effective n);
@@ -127,6 +157,9 @@ def paired_comparisons(frame: pd.DataFrame, value: str = "test_acc", by: str = "
     * beside them, always, the paired t-test of the same differences (:func:`paired_t_p_value`): ``t_p_value``,
       ``t_p_holm`` (Holm over the result) and ``t_significant``. It assumes normal differences, which a handful of
       seeds cannot check, but it has no resolution floor.
+    * ``mde``: the smallest true mean difference that paired t-test would detect with 80% power at ``alpha``, with
+      these ``n_pairs`` and the spread of these differences (:func:`minimum_detectable_difference`): where no test
+      separates two optimizers, a difference smaller than ``mde`` could not have been detected.
 
     Resolution floor: both tests are discrete, and with ``n`` pairs their smallest two-sided p-value is
     ``2 / 2**n``: 0.0625 at n = 5, so five seeds can NEVER reject at alpha = 0.05; n = 6 gives 0.03125.
@@ -138,7 +171,7 @@ def paired_comparisons(frame: pd.DataFrame, value: str = "test_acc", by: str = "
     CI ``(0, 0)``.
 
     Returns one row per comparison: ``optimizer_a, optimizer_b, n_pairs, mean_diff, ci_low, ci_high,
-    p_value, p_holm, significant, t_p_value, t_p_holm, t_significant`` (with ``reference``, ``optimizer_b`` is
+    p_value, p_holm, significant, t_p_value, t_p_holm, t_significant, mde`` (with ``reference``, ``optimizer_b`` is
     always the reference).
     Groups are taken in order of first appearance.
     """
@@ -162,21 +195,46 @@ def paired_comparisons(frame: pd.DataFrame, value: str = "test_acc", by: str = "
         both = table[[a, b]]
         both = both[np.isfinite(both).all(axis=1)]
         differences = (both[a] - both[b]).to_numpy(dtype=float)
-        low, high = bootstrap_mean_ci(differences, confidence, n_resamples, seed)
+        low, high = bootstrap_mean_ci(differences, confidence, n_resamples, seed, bounds=difference_bounds(bounds))
         rows.append({
             "optimizer_a": a, "optimizer_b": b, "n_pairs": len(differences),
             "mean_diff": float(np.mean(differences)) if len(differences) else np.nan,
             "ci_low": low, "ci_high": high,
             "p_value": paired_p_value(differences, method, n_resamples, seed),
             "t_p_value": paired_t_p_value(differences),
+            "mde": minimum_detectable_difference(differences, alpha),
         })
     result = pd.DataFrame(rows, columns=["optimizer_a", "optimizer_b", "n_pairs", "mean_diff", "ci_low",
-                                         "ci_high", "p_value", "t_p_value"])
+                                         "ci_high", "p_value", "t_p_value", "mde"])
     result.insert(result.columns.get_loc("t_p_value"), "p_holm", holm(result["p_value"]))
     result.insert(result.columns.get_loc("t_p_value"), "significant", result["p_holm"] <= alpha)  # NaN compares False
-    result["t_p_holm"] = holm(result["t_p_value"])
-    result["t_significant"] = result["t_p_holm"] <= alpha
+    result.insert(result.columns.get_loc("mde"), "t_p_holm", holm(result["t_p_value"]))
+    result.insert(result.columns.get_loc("mde"), "t_significant", result["t_p_holm"] <= alpha)
     return result
+
+
+# the power at which a difference counts as detectable: the conventional 80%
+DETECTION_POWER = 0.8
+
+
+@functools.cache
+def _detectable_effect_size(n: int, alpha: float, power: float) -> float:
+    """The standardised effect (mean / SD of the differences) the two-sided one-sample t-test detects with
+    ``power`` at ``alpha`` with ``n`` values (statsmodels ``TTestPower``; the same n recurs in every table)."""
+    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
+                                          alternative="two-sided"))
+
+
+def minimum_detectable_difference(differences, alpha: float = 0.05, power: float = DETECTION_POWER) -> float:
+    """The smallest true mean of the paired differences that the paired t-test (:func:`paired_t_p_value`) rejects
+    with probability ``power`` at ``alpha``, given their number n and their SD s (ddof 1): d(n) * s, d(n) the
+    standardised effect the test detects at that n. Taking the observed s for the true one makes it an estimate.
+    NaN for fewer than two finite differences; 0 where they do not vary (then any difference is seen)."""
+    sample = _finite_sample(differences)
+    if len(sample) < 2:
+        return np.nan
+    spread = _mean_and_std(sample)["std"]
+    return 0.0 if spread == 0 else _detectable_effect_size(len(sample), alpha, power) * spread
 
 
 def paired_t_p_value(differences: np.ndarray) -> float:
@@ -273,9 +331,10 @@ def _mean_and_std(sample: np.ndarray) -> dict:
 
 
 def summarize(frame: pd.DataFrame, value: str, by, confidence: float = 0.95, n_resamples: int = 9999,
-              seed: int = 0) -> pd.DataFrame:
+              seed: int = 0, bounds=None) -> pd.DataFrame:
     """Per group of ``by`` (a column or list of columns): ``n, mean, std`` (ddof 1), the t-CI
-    (``t_low, t_high``) and the bootstrap CI (``boot_low, boot_high``) of the mean of ``value``.
+    (``t_low, t_high``) and the bootstrap CI (``boot_low, boot_high``) of the mean of ``value``, both clipped to
+    ``bounds = (low, high)`` where given (``value``'s declared range: an accuracy's CI stays within [0, 1]).
 
     Non-finite values are dropped (``n`` counts the rest). Returns a flat frame with the ``by`` columns first.
     """
@@ -283,10 +342,58 @@ def summarize(frame: pd.DataFrame, value: str, by, confidence: float = 0.95, n_r
     rows = []
     for group, part in frame.groupby(keys, sort=False, observed=True):
         sample = _finite_sample(part[value])
-        t_low, t_high = t_mean_ci(sample, confidence)
-        boot_low, boot_high = bootstrap_mean_ci(sample, confidence, n_resamples, seed)
+        t_low, t_high = t_mean_ci(sample, confidence, bounds)
+        boot_low, boot_high = bootstrap_mean_ci(sample, confidence, n_resamples, seed, bounds=bounds)
         rows.append({
             **dict(zip(keys, group)), "n": len(sample), **_mean_and_std(sample),
             "t_low": t_low, "t_high": t_high, "boot_low": boot_low, "boot_high": boot_high,
         })
     return pd.DataFrame(rows, columns=keys + ["n", "mean", "std", "t_low", "t_high", "boot_low", "boot_high"])
+
+
+def _gap_share_statistic(reference_differences, tuned_differences, axis=-1):
+    """1 - (mean tuned difference) / (mean reference difference), vectorised over resamples; NaN where the
+    reference gap is 0 (no gap to remove)."""
+    reference_gap = np.mean(reference_differences, axis=axis)
+    tuned_gap = np.mean(tuned_differences, axis=axis)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = 1.0 - tuned_gap / reference_gap
+    return np.where(reference_gap == 0, np.nan, share)
+
+
+def gap_share(reference_differences, tuned_differences, confidence: float = 0.95, n_resamples: int = 9999,
+              seed: int = 0) -> dict:
+    """The share of a gap that tuning removes: ``1 - tuned_gap / reference_gap``, each gap the mean over seeds of
+    one optimizer's value minus another's (``*_differences``, one per seed, the same seeds in the same order), with
+    a percentile bootstrap CI that resamples seeds: both gaps of a resample come from the same seeds
+    (``scipy.stats.bootstrap(paired=True)``), since a seed fixes initial weights and batch order under both
+    protocols. Percentile, not BCa: the share is a ratio, whose jackknife (BCa's acceleration) is unstable when
+    the reference gap is small.
+
+    1 means tuning closed the gap, 0 that it left it as it was, below 0 that it widened it, above 1 that it
+    reversed it. A reference gap near 0 makes the share meaningless (and its CI wide): read the gaps beside it.
+    Seeds with a non-finite difference under either protocol are dropped. Returns ``n, reference_gap, tuned_gap,
+    share, ci_low, ci_high``; NaN share for no seeds or a reference gap of 0, NaN CI for fewer than two seeds.
+    """
+    reference = np.asarray(reference_differences, dtype=float).ravel()
+    tuned = np.asarray(tuned_differences, dtype=float).ravel()
+    if reference.shape != tuned.shape:
+        raise ValueError(f"one difference per seed under each protocol: {reference.shape} and {tuned.shape}")
+    kept = np.isfinite(reference) & np.isfinite(tuned)
+    reference, tuned = reference[kept], tuned[kept]
+    result = {"n": len(reference), "reference_gap": np.nan, "tuned_gap": np.nan, "share": np.nan,
+              "ci_low": np.nan, "ci_high": np.nan}
+    if not len(reference):
+        return result
+    result.update(reference_gap=float(np.mean(reference)), tuned_gap=float(np.mean(tuned)),
+                  share=float(_gap_share_statistic(reference, tuned)))
+    if len(reference) < 2 or np.isnan(result["share"]):
+        return result
+    if np.all(reference == reference[0]) and np.all(tuned == tuned[0]):
+        result.update(ci_low=result["share"], ci_high=result["share"])  # every resample gives the same share
+        return result
+    interval = stats.bootstrap((reference, tuned), _gap_share_statistic, paired=True, vectorized=True,
+                               confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+                               rng=np.random.default_rng(seed)).confidence_interval
+    result.update(ci_low=float(interval.low), ci_high=float(interval.high))
+    return result

@@ -4,8 +4,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from ..records import TIME_COLUMNS
+from .aggregate import FAILURES, declared_bounds, failure_counts, with_outcomes
 from .stats import summarize
 
 # a reproduced value this close to the reference report's counts as equal when all seeds agree (deterministic runs)
@@ -20,33 +23,123 @@ def fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3) else f"{value:.{digits}f}"
 
 
-def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per problem, optimizer and setting: the final headline metric over seeds (mean, std, 95% CIs),
-    best epoch, training time and how many seeds diverged."""
-    study = runs[runs.in_study]
-    stats = summarize(study, "final_headline", ["problem", "optimizer", "setting"])
-    extra = study.groupby(["problem", "optimizer", "setting"], sort=False).agg(
+def competitors(runs: pd.DataFrame, checks: dict[str, str] | None = None) -> pd.DataFrame:
+    """The runs of the optimizers that compete: without those that ``checks`` (copy -> original, config ``checks``)
+    names as copies of another. A copy checks an implementation, it is not a competitor: it is shown once, in the
+    implementation checks table, and takes no rank, no place in a Holm family and no profile curve."""
+    return runs[~runs.optimizer.astype(str).isin(list(checks or {}))]
+
+
+def prepared_runs(runs: pd.DataFrame, declarations: dict[str, dict] | None = None,
+                  checks: dict[str, str] | None = None) -> pd.DataFrame:
+    """The competitors' runs (:func:`competitors`) with their outcomes from ``declarations`` (problems.json) where
+    given, else as the table has them (adabench.analysis.aggregate.outcomes)."""
+    runs = competitors(runs, checks)
+    return with_outcomes(runs, declarations) if declarations is not None else runs
+
+
+def headline_summary(frame: pd.DataFrame, by: list[str], declarations: dict[str, dict] | None = None,
+                     **options) -> pd.DataFrame:
+    """:func:`summarize` of ``final_headline`` per group of ``by`` (which starts with "problem"), each problem's
+    intervals clipped to the range its headline metric declares (problems.json; none without ``declarations``)."""
+    parts = [summarize(part, "final_headline", by,
+                       bounds=declared_bounds((declarations or {}).get(str(problem)), part.headline_metric.iloc[0]),
+                       **options)
+             for problem, part in frame.groupby("problem", sort=False, observed=True)]
+    return pd.concat(parts, ignore_index=True) if parts else summarize(frame, "final_headline", by, **options)
+
+
+def failures_text(row) -> str:
+    """The seeds that gave no result, as a table shows them: "1 diverged, 2 collapsed of 5" (nothing if none)."""
+    parts = [f"{row[column]} {outcome}" for column, outcome in FAILURES.items() if row[column]]
+    return f"{', '.join(parts)} of {row['seeds']}" if parts else ""
+
+
+def comparison_table(runs: pd.DataFrame, declarations: dict[str, dict] | None = None,
+                     checks: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per problem, optimizer and setting: the final headline metric over seeds (mean, std, 95% CIs, within the
+    metric's declared range), best epoch, training time and how many seeds diverged, collapsed or never trained
+    (outcomes from ``declarations``, problems.json; see adabench.analysis.aggregate.run_outcome). The copies that
+    ``checks`` names are left out (:func:`competitors`)."""
+    keys = ["problem", "optimizer", "setting"]
+    study = prepared_runs(runs, declarations, checks)
+    study = study[study.in_study]
+    stats = headline_summary(study, keys, declarations)
+    extra = study.groupby(keys, sort=False).agg(
         metric=("headline_metric", "first"),
         mode=("headline_mode", "first"),
         best_epoch_median=("best_epoch", "median"),
         train_time_s=("train_time_s", "mean"),
         wall_time_s=("wall_time_s", "mean"),
-        diverged=("status", lambda s: int((s == "diverged").sum())),
-        seeds=("seed", "count"),
     ).reset_index()
-    table = extra.merge(stats, on=["problem", "optimizer", "setting"])
+    table = extra.merge(failure_counts(study, keys), on=keys).merge(stats, on=keys)
     ascending = table["mode"] == "min"
     # best first within each problem
     table["_order"] = table["mean"].where(ascending, -table["mean"])
     table = table.sort_values(["problem", "_order"], kind="stable").drop(columns="_order")
     return table[["problem", "optimizer", "setting", "metric", "mode", "seeds", "n", "mean", "std", "t_low", "t_high",
-                  "boot_low", "boot_high", "best_epoch_median", "train_time_s", "wall_time_s", "diverged"]]
+                  "boot_low", "boot_high", "best_epoch_median", "train_time_s", "wall_time_s", *FAILURES]]
 
 
-def reproduction_table(runs: pd.DataFrame, reference: list[dict]) -> pd.DataFrame:
+# the keys on which a copy's run and its original's are the same run but for the optimizer's code
+CHECK_KEYS = ["problem", "options_id", "precision", "hyperparameters", "seed"]
+CHECK_COLUMNS = ["problem", "copy", "original", "settings", "pairs", "identical", "max_abs_diff", "largest_in",
+                 "max_rel_diff"]
+
+
+def implementation_check_table(runs: pd.DataFrame, checks: dict[str, str] | None) -> pd.DataFrame:
+    """Each copy (config ``checks``: copy -> original) against its original, per problem the copy ran: its runs
+    paired with the original's that share problem, options, precision, canonical hyperparameters and seed (any role:
+    grid runs too); ``settings`` and ``pairs`` count them, ``identical`` the pairs whose every final value
+    (``final_*`` but the measured seconds, TIME_COLUMNS, which two trainings of one run may differ in; missing on
+    both counts as equal) is the same, ``max_abs_diff`` the largest absolute difference of any of them over the
+    pairs (inf where one has a value the other lacks) and ``largest_in`` its column, and ``max_rel_diff`` the largest
+    difference relative to the larger magnitude of the two (the final values differ in scale by orders of magnitude:
+    an effective step size of 1e8 next to an accuracy). Where a copy is shown, once."""
+    finals = [column for column in runs.columns if column.startswith("final_") and column != "final_headline"
+              and column.removeprefix("final_") not in TIME_COLUMNS]
+    keys = [key for key in CHECK_KEYS if key in runs]
+    rows = []
+    for copy, original in (checks or {}).items():
+        copies = runs[runs.optimizer.astype(str) == copy]
+        pairs = copies.merge(runs[runs.optimizer.astype(str) == original], on=keys, suffixes=(" copy", " original"))
+        for problem in sorted(set(copies.problem.astype(str))):
+            part = pairs[pairs.problem.astype(str) == problem]
+            a = part[[f"{column} copy" for column in finals]].to_numpy(dtype=float)
+            b = part[[f"{column} original" for column in finals]].to_numpy(dtype=float)
+            same = (a == b) | (np.isnan(a) & np.isnan(b))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                difference = np.where(same, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))
+                relative = np.where(same, 0.0, np.nan_to_num(difference / np.fmax(np.abs(a), np.abs(b)), nan=np.inf))
+            largest = np.unravel_index(np.argmax(difference), difference.shape) if difference.size else None
+            rows.append({"problem": problem, "copy": copy, "original": original,
+                         "settings": part.hyperparameters.nunique() if "hyperparameters" in part else 0,
+                         "pairs": len(part), "identical": int(same.all(axis=1).sum()),
+                         "max_abs_diff": float(difference[largest]) if largest is not None else np.nan,
+                         "largest_in": finals[largest[1]] if largest is not None and difference[largest] > 0 else "",
+                         "max_rel_diff": float(relative.max()) if relative.size else np.nan})
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def display_implementation_checks(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "problem": table.problem,
+        "copy": table["copy"],
+        "original": table.original,
+        "settings": table.settings,
+        "identical final values": [f"{i}/{n} pairs" for i, n in zip(table.identical, table.pairs)],
+        "largest difference": [fmt(v) if v else "0" for v in table.max_abs_diff],
+        "in": table.largest_in.replace("", "–"),
+        "largest relative difference": [fmt(v) if v else "0" for v in table.max_rel_diff],
+    })
+
+
+def reproduction_table(runs: pd.DataFrame, reference: list[dict],
+                       declarations: dict[str, dict] | None = None) -> pd.DataFrame:
     """Each number the reference report printed beside the reproduced mean ± std and its 95% CI over this
-    pipeline's seeds, from the study's runs of the same configuration. ``reference``: the report's runs
-    (Study.reference_settings: problem, optimizer, setting as this pipeline's run keys write it, printed)."""
+    pipeline's seeds (within the metric's declared range, ``declarations``: problems.json), from the study's runs
+    of the same configuration. ``reference``: the report's runs (Study.reference_settings: problem, optimizer,
+    setting as this pipeline's run keys write it, printed)."""
     rows = []
     for run in reference:
         problem, optimizer, setting = run["problem"], run["optimizer"], run["setting"]
@@ -55,7 +148,9 @@ def reproduction_table(runs: pd.DataFrame, reference: list[dict]) -> pd.DataFram
         for metric, printed in run["printed"].items():
             column = f"final_{metric}"
             values = matching[column] if column in matching else pd.Series(dtype=float)
-            summary = summarize(pd.DataFrame({"value": values, "g": 0}), "value", "g").iloc[0] if len(values) else None
+            bounds = declared_bounds((declarations or {}).get(problem), metric)
+            summary = (summarize(pd.DataFrame({"value": values, "g": 0}), "value", "g", bounds=bounds).iloc[0]
+                       if len(values) else None)
             row = {"problem": problem, "optimizer": optimizer, "setting": setting,
                    "metric": metric, "reference_value": printed, "n": 0, "mean": math.nan, "std": math.nan,
                    "t_low": math.nan, "t_high": math.nan, "in_ci": "no runs"}
@@ -93,7 +188,7 @@ def display_comparison(table: pd.DataFrame) -> pd.DataFrame:
         "95% CI (bootstrap)": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(table.boot_low, table.boot_high)],
         "best epoch": [fmt(v, 1) for v in table.best_epoch_median],
         "train s": [fmt(v, 1) for v in table.train_time_s],
-        "diverged": [f"{d}/{s}" for d, s in zip(table.diverged, table.seeds)],
+        "failed seeds": [failures_text(row) or f"0 of {row['seeds']}" for _, row in table.iterrows()],
     })
 
 

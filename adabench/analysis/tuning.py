@@ -1,8 +1,9 @@
 """The tuning protocol: choose each optimizer's learning rate on the validation split, never on test.
 
-Each grid point is scored by the final value of the problem's selection metric (validation accuracy for
-the classifiers, the training objective for the problems that have no held-out data), averaged over the
-grid seeds; a diverged seed scores as the worst possible value.
+Each rate the search tried (adabench.search) is scored by the final value of the problem's selection metric
+(validation accuracy for the classifiers, the training objective for the problems that have no held-out data),
+averaged over the grid seeds; a diverged seed scores as the worst possible value. Where no rate trains (every
+mean at chance level) nothing is chosen: the optimizer "does not train" there, and is not ranked by noise.
 """
 from __future__ import annotations
 
@@ -37,21 +38,33 @@ def lr_sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def select(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per problem and optimizer, the grid learning rate with the best mean validation score
-    (ties go to the smaller learning rate). ``grid_edge`` is "lowest" or "highest" when that is an end of
-    the grid, where a better learning rate may lie outside it, and empty otherwise."""
+SELECTION_COLUMNS = ["problem", "optimizer", "lr", "metric", "mode", "validation_score", "grid_points", "grid_seeds",
+                     "grid_edge", "ties", "trains"]
+
+
+def select(runs: pd.DataFrame, chance: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per problem and optimizer, the learning rate with the best mean validation score (ties go to the smaller
+    learning rate: ``ties`` counts the rates that share the best score, 1 when it is unique). ``grid_edge`` is
+    "lowest" or "highest" when that is an end of the rates tried, where a better learning rate may lie outside them
+    (the search ends there only at a declared limit), and empty otherwise. ``chance``: per problem, the chance
+    level of its selection metric; where no rate's mean is above it, ``trains`` is False and ``lr`` is empty."""
+    from ..search import trains
+
     table = lr_sensitivity(runs)
     chosen = []
     for (problem, optimizer), part in table.groupby(["problem", "optimizer"], sort=True):
         ranked = part.sort_values("lr")
-        best = ranked["mean"].idxmax() if ranked["mode"].iloc[0] == "max" else ranked["mean"].idxmin()
+        mode = ranked["mode"].iloc[0]
+        best = ranked["mean"].idxmax() if mode == "max" else ranked["mean"].idxmin()
         row = ranked.loc[best]
-        chosen.append({"problem": problem, "optimizer": optimizer, "lr": row.lr, "metric": row.metric,
-                       "mode": row["mode"], "validation_score": row["mean"], "grid_points": len(ranked),
-                       "grid_seeds": int(row.seeds), "grid_edge": grid_edge(row.lr, ranked.lr)})
-    return pd.DataFrame(chosen, columns=["problem", "optimizer", "lr", "metric", "mode", "validation_score",
-                                         "grid_points", "grid_seeds", "grid_edge"])
+        level = (chance or {}).get(problem)
+        trained = any(trains(mean, mode, level) for mean in ranked["mean"])
+        chosen.append({"problem": problem, "optimizer": optimizer, "lr": row.lr if trained else math.nan,
+                       "metric": row.metric, "mode": mode, "validation_score": row["mean"],
+                       "grid_points": len(ranked), "grid_seeds": int(ranked.seeds.min()),
+                       "grid_edge": grid_edge(row.lr, ranked.lr) if trained else "",
+                       "ties": int((ranked["mean"] == row["mean"]).sum()), "trains": trained})
+    return pd.DataFrame(chosen, columns=SELECTION_COLUMNS)
 
 
 def grid_edge(lr: float, grid: pd.Series) -> str:
@@ -60,8 +73,3 @@ def grid_edge(lr: float, grid: pd.Series) -> str:
     return "lowest" if lr == grid.min() else "highest" if lr == grid.max() else ""
 
 
-def chosen_lr(selection: pd.DataFrame, problem: str, optimizer: str) -> float:
-    match = selection[(selection.problem == problem) & (selection.optimizer == optimizer)]
-    if len(match) != 1:
-        raise KeyError(f"the selection has no single tuned setting for {problem}/{optimizer}")
-    return float(match.lr.iloc[0])

@@ -52,6 +52,12 @@ class Problem:
     run trains on all of the training data, as the reference report did.
     ``data_digest`` (set by ``__init__``) is the sha256 of the data the problem trains and evaluates on, by
     content (``tensors_digest``): runs record it, so that runs trained on different data are never mixed.
+    ``metric_bounds`` are the ranges its metrics cannot leave ({metric: (low, high)}, e.g. an accuracy's (0, 1), a
+    squared error's (0, None): None is no bound on that side): the tables clip confidence intervals to them.
+    ``chance`` is the value a metric takes when the model learned nothing ({metric: value}, e.g. 0.1 for the
+    accuracy of ten balanced classes), declared only where it is known before any data is drawn: the tables call a
+    run that stays at it "never trained", one that falls back to it "collapsed" (adabench.analysis.aggregate).
+    Both concern metrics, unlike ``bounds``, the ranges of the problem's options.
     """
 
     unit = "epoch"
@@ -62,6 +68,8 @@ class Problem:
     figures: tuple[str, ...] = ()
     records_initial_state = False  # the full-batch problems also record the point before the first step
     bounds: dict[str, Bound] = {}
+    metric_bounds: dict[str, tuple[float | None, float | None]] = {}
+    chance: dict[str, float] = {}
     train_size: int | None = None
     batch_size: int | None = None
     holdout_options: dict = {}
@@ -81,10 +89,18 @@ class Problem:
     @classmethod
     def declarations(cls) -> dict:
         """What the analysis reads of the problem, as plain data: written beside a study's plan
-        (``problems.json``), so that its tables, figures and results page need neither torch nor this class."""
-        return {"unit": cls.unit, "headline": list(cls.headline), "selection": list(cls.selection),
-                "curve": cls.curve_metric(), "log_scale": sorted(cls.log_scale), "figures": list(cls.figures),
-                **{name: getattr(cls, name) for name in cls.figure_declarations}}
+        (``problems.json``), so that its tables, figures and results page need neither torch nor this class.
+        ``metric_bounds`` and ``chance`` appear only where the problem declares some: a problem that declares
+        none keeps the declarations it had before they existed (a changed problems.json makes the plan stale)."""
+        declared = {"unit": cls.unit, "headline": list(cls.headline), "selection": list(cls.selection),
+                    "curve": cls.curve_metric(), "log_scale": sorted(cls.log_scale), "figures": list(cls.figures),
+                    **{name: getattr(cls, name) for name in cls.figure_declarations}}
+        if cls.metric_bounds:
+            declared["metric_bounds"] = {metric: [None if bound is None else float(bound) for bound in pair]
+                                         for metric, pair in sorted(cls.metric_bounds.items())}
+        if cls.chance:
+            declared["chance"] = {metric: float(value) for metric, value in sorted(cls.chance.items())}
+        return declared
 
     def build_model(self) -> nn.Module:
         """One member's freshly initialised model; called right after the member's seed is set."""

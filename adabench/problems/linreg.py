@@ -16,6 +16,8 @@ class LinearRegression(Problem):
     selection = ("train_mse", "min")
     log_scale = frozenset({"train_mse", "train_loss", "w_error", "b_error"})
     bounds = {"n_samples": Bound(1, 100_000_000)}
+    # squared errors and distances cannot be negative: a CI of a mean near 0 stops there
+    metric_bounds = {"train_mse": (0.0, None), "w_error": (0.0, None), "b_error": (0.0, None)}
 
     def __init__(self, device: torch.device, epochs: int = 100, n_samples: int = 1000, batch_size: int = 32,
                  true_w: tuple[float, float] = (2.0, -3.4), true_b: float = 4.2, noise: float = 0.0,

@@ -28,6 +28,8 @@ class Quadratic(Problem):
     records_initial_state = True
     hessian: tuple[tuple[float, float], tuple[float, float]]  # f = 1/2 x^T H x: the figure's contours
     figure_declarations = ("trajectory", "hessian")
+    # f >= f* = 0 (Q is positive definite) and a distance >= 0: a CI of a mean near 0 stops there
+    metric_bounds = {"loss": (0.0, None), "gap": (0.0, None), "dist_to_opt": (0.0, None)}
 
     def __init__(self, device: torch.device, steps: int = 20, start: tuple[float, float] = (2.0, 1.0)):
         super().__init__(device, epochs=steps)

@@ -5,7 +5,7 @@
 rule aggregate:
     input:
         unpack(run_tables),
-        markers=PENDING_MARKERS,
+        problems=ancient(PROBLEMS_FILE),  # what each problem declares: the runs' outcomes (chance levels)
     output:
         runs=RUNS_TABLE,
         curves=CURVES_TABLE,
@@ -45,9 +45,19 @@ rule tables:
             study_path("tables", "compute.md"),
             study_path("tables", "compute.tex"),
         ],
+        implementation_checks=[
+            report(study_path("tables", "implementation_checks.csv"), caption="../report/implementation_checks.rst",
+                   category="Tables"),
+            study_path("tables", "implementation_checks.md"),
+            study_path("tables", "implementation_checks.tex"),
+        ],
     params:
         # the reference report's runs and printed numbers: a change (config reference) redraws the table
         reference=STUDY.reference_settings(),
+        # what the problems declare (metric bounds for the CIs, chance levels for the outcomes: problems.json)
+        declarations=STUDY.declarations(),
+        # copies of an optimizer (copy -> original): implementation checks, not competitors
+        checks=config.get("checks", {}),
     conda:
         "../../environment.yml"
     log:
@@ -80,11 +90,20 @@ rule protocol_tables:
             study_path("tables", "time_to_target.md"),
             study_path("tables", "time_to_target.tex"),
         ],
+        gap_share=[
+            report(study_path("tables", "gap_share.csv"), caption="../report/gap_share.rst", category="Tuning"),
+            study_path("tables", "gap_share.md"),
+            study_path("tables", "gap_share.tex"),
+        ],
         profile=study_path("tables", "performance_profile.csv"),
     params:
         # the tuned problems and what counts as solving each (config tuning.targets, else the report's best)
         problems=TUNING["problems"] if TUNING else [],
         targets=STUDY.targets(),
+        # what the problems declare (metric bounds for the CIs, chance levels for the outcomes: problems.json)
+        declarations=STUDY.declarations(),
+        # copies of an optimizer (copy -> original): implementation checks, not competitors
+        checks=config.get("checks", {}),
     conda:
         "../../environment.yml"
     log:

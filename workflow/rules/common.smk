@@ -8,8 +8,14 @@ import torch
 from adabench.config import ConfigError, validate_config
 from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, incomplete_outputs, invocation_executes,
                                    refuse_symlinks, remove_stale_outputs, stale_outputs, take_study_lock)
+import hashlib
+import re
+
+import pandas as pd
+
 from adabench.problems import PROBLEMS
-from adabench.state import read_state
+from adabench.search import finished, next_rates
+from adabench.state import chosen_rates, pending, read_state, round_file
 from adabench.study import Study
 
 try:
@@ -42,6 +48,7 @@ STORE = study_path("mlflow", "experiment.json")
 SYNCED = study_path("mlflow", "synced.json")
 TUNING = config["tuning"]
 SELECTION = study_path("tuning", "selection.csv")
+SEARCH_RUNS = study_path("tuning", "search_runs.csv")
 TUNED_RUNS = study_path("tuning", "tuned_runs.csv")
 RUNS_TABLE = study_path("tables", "runs.csv")
 CURVES_TABLE = study_path("tables", "curves.csv.gz")
@@ -51,10 +58,12 @@ def job_marker(job_id):
     return STUDY.job_marker(job_id)
 
 
-# the markers of the jobs this run trains: what the analysis waits for (removed once it has read them)
+# the markers of the planned jobs this run trains: what the analysis waits for (removed once it has read them)
 PENDING_MARKERS = [job_marker(job_id) for job_id in JOBS]
 GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
-GRID_MARKERS = [job_marker(job.id) for job in JOBS.values() if any(spec.key in GRID_KEYS for spec in job.runs)]
+# the jobs the tuning search adds: its later rounds' rates and the tuned reruns, known from its checkpoints
+SEARCH_JOB = re.compile(r"(?P<problem>.+)-search(?P<round>[0-9]+)-[0-9]+")
+TUNED_JOB = re.compile(r"(?P<problem>.+)-tuned-[0-9]+")
 
 # The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
 # locks of a Snakemake of this study that is gone. Outputs that no longer hold (adabench.housekeeping.stale_outputs),
@@ -78,25 +87,82 @@ if workflow.is_main_process:
 # aggregation or the MLflow sync. (Snakemake does not rerun a job for an ancient input that exists even when the
 # job making it runs, so every other input keeps its file time.)
 def run_tables(wildcards):
-    """Where the analysis finds the study's runs: the plan, and the tuned plan where the study tunes."""
-    return {"plan": ancient(PLAN), **({"tuned_runs": ancient(TUNED_RUNS)} if TUNING else {})}
+    """Where the analysis finds the study's runs: the plan, and the tuning's plans where the study tunes (the
+    search's later rounds and the tuned reruns); with the markers of every job that trains them."""
+    if not TUNING:
+        return {"plan": ancient(PLAN), "markers": PENDING_MARKERS}
+    return {"plan": ancient(PLAN), "search_runs": ancient(SEARCH_RUNS), "tuned_runs": ancient(TUNED_RUNS),
+            "markers": PENDING_MARKERS + tuned_markers(wildcards)}
+
+
+# --- the tuning search: rounds (checkpoints), each scored from its runs' records, then the choice -------------
+def search_round_inputs(wildcards):
+    """A round of the search on a problem waits for the jobs of its rates: the plan's grid jobs in round 0, then
+    those of the rates the previous round added (known once that round's checkpoint has run)."""
+    problem, round_ = wildcards.problem, int(wildcards.round)
+    inputs = {"plan": ancient(PLAN)}
+    if round_ == 0:
+        jobs = [job for job in JOBS.values() if job.problem == problem and any(s.key in GRID_KEYS for s in job.runs)]
+    else:
+        # ancient, as the other outputs made from records: a round whose records changed is removed with every
+        # later round (adabench.housekeeping), and a change of what the search may try changes every round's params
+        previous = checkpoints.search_round.get(problem=problem, round=round_ - 1).output.decisions
+        inputs["previous"] = ancient(previous)
+        jobs = pending(STUDY, STUDY.round_jobs(problem, round_, next_rates(pd.read_csv(previous))))
+    inputs["markers"] = [job_marker(job.id) for job in jobs]
+    return inputs
+
+
+def search_rounds(wildcards):
+    """Every round of a problem's search, up to the round that adds no rate: the search has ended there."""
+    files, round_ = [], 0
+    while True:
+        decisions = checkpoints.search_round.get(problem=wildcards.problem, round=round_).output.decisions
+        files.append(ancient(decisions))
+        if finished(pd.read_csv(decisions)):
+            return files
+        round_ += 1
+
+
+def search_params(problem):
+    """What a problem's search may try and with what: a change (the grid, its seeds or limits, the optimizers
+    searched, the grid runs' options) makes its rounds, and the choice, again."""
+    keys = sorted(spec.key for spec in STUDY.grid_runs() if spec.problem == problem)
+    return {**{name: TUNING[name] for name in ("lr_grid", "grid_seeds", "lr_limits", "optimizers")},
+            "grid_runs": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]}
+
+
+def tuned_markers(wildcards):
+    """The markers of the tuned reruns' jobs that have runs to train (known once the search has ended)."""
+    selection = checkpoints.select_tuned.get().output.selection
+    return [job_marker(job.id) for job in pending(STUDY, STUDY.tuned_jobs(chosen_rates(pd.read_csv(selection))))]
+
+
+def job_of(job_id):
+    """A training job: one of the plan's, or one the search added (its runs read from the checkpoint that made it)."""
+    if job_id in JOBS:
+        return JOBS[job_id]
+    if match := SEARCH_JOB.fullmatch(job_id):
+        problem, round_ = match["problem"], int(match["round"])
+        jobs = STUDY.round_jobs(problem, round_, next_rates(pd.read_csv(round_file(STUDY, problem, round_ - 1))))
+    else:
+        jobs = STUDY.tuned_jobs(chosen_rates(pd.read_csv(SELECTION)))
+    return {job.id: job for job in jobs}[job_id]
 
 
 def job_inputs(wildcards):
     """A job needs the MLflow store created (a fresh SQLite store must not be created by jobs at once), the plan
-    (its problem's runs trained before it are checked against its own: the same data) and its data; a job with
-    tuned runs whose learning rate the grid has not decided yet also the selection, and it waits for the other
-    jobs of its problem (a tuned run may be one of theirs: never train one directory in two jobs at once). What
-    the job trains is its params. The rest is ancient: a store, plan or dataset made again (the same content,
-    checksummed) makes no job run again."""
-    job = JOBS[wildcards.job]
+    (its problem's runs trained before it are checked against its own: the same data), its data, and for a job the
+    search added, the checkpoint output its runs are read from. What the job trains is its params. The rest is
+    ancient: a store, plan or dataset made again (the same content, checksummed) makes no job run again."""
+    job = job_of(wildcards.job)
     inputs = {"store": ancient(STORE), "plan": ancient(PLAN)}
     if "data_file" in STUDY.options(job.problem):
         inputs["data"] = ancient(STUDY.options(job.problem)["data_file"])
-    if job.tuned:
+    if match := SEARCH_JOB.fullmatch(wildcards.job):
+        inputs["round"] = ancient(round_file(STUDY, match["problem"], int(match["round"]) - 1))
+    elif TUNED_JOB.fullmatch(wildcards.job):
         inputs["selection"] = ancient(SELECTION)
-        inputs["others"] = [job_marker(other.id) for other in JOBS.values()
-                            if other.problem == job.problem and not other.tuned]
     return inputs
 
 
@@ -104,15 +170,15 @@ def job_gpus(wildcards):
     """1 for a job that trains on a GPU, else 0. With device auto that is a GPU wherever CUDA exists: here, or
     on a cluster's nodes (Snakemake submits the job elsewhere). On a CPU-only machine no job asks for one, so
     `--resources gpu=N` never serialises CPU jobs."""
-    device = STUDY.device(JOBS[wildcards.job].problem)
+    device = STUDY.device(job_of(wildcards.job).problem)
     if device == "auto":
         return int(torch.cuda.is_available() or workflow.non_local_exec)
     return int(device == "cuda")
 
 
 # --- tables and figures ----------------------------------------------------------------------------------------
-TABLE_NAMES = ["comparison", "reproduction", "optimizer_overhead", "compute"] + (
-    ["protocols", "paired_tests", "time_to_target"] if TUNING else [])
+TABLE_NAMES = ["comparison", "reproduction", "optimizer_overhead", "compute", "implementation_checks"] + (
+    ["protocols", "paired_tests", "time_to_target", "gap_share"] if TUNING else [])
 TABLES = expand(study_path("tables", "{table}.{ext}"), table=TABLE_NAMES, ext=["md", "tex", "csv"])
 if TUNING:
     TABLES.append(study_path("tuning", "selection_check.json"))
@@ -131,6 +197,8 @@ if TUNING:
             "selection": SELECTION,
         },
         performance_profile={"profile": study_path("tables", "performance_profile.csv")},
+        tuning_budget={"budget": study_path("tuning", "tuning_budget.csv"),
+                       "stability": study_path("tuning", "choice_stability.csv")},
         time_to_target={"times": study_path("tables", "time_to_target.csv")},
     )
 for inputs in FIGURE_INPUTS.values():
@@ -140,8 +208,9 @@ FIGURES = expand(study_path("figures", "{figure}.{ext}"), figure=FIGURE_NAMES, e
 
 
 # what the results page shows beside the tables: the tuning's sensitivity and selection, the profiles' data
-EXPLORER_DATA = [study_path("tuning", "selection.csv"), study_path("tuning", "lr_sensitivity.csv"),
-                 study_path("tables", "performance_profile.csv")] if TUNING else []
+EXPLORER_DATA = [study_path("tuning", name) for name in ("selection.csv", "lr_sensitivity.csv", "search.csv",
+                                                        "tuning_budget.csv", "choice_stability.csv")] + [
+    study_path("tables", "performance_profile.csv")] if TUNING else []
 
 
 def figure_inputs(wildcards):

@@ -38,6 +38,8 @@ rule explorer:
         figures_data=EXPLORER_DATA,
     output:
         report(study_path("explorer.html"), caption="../report/explorer.rst", category="Explorer"),
+    params:
+        checks=config["checks"],
     conda:
         "../../environment.yml"
     log:

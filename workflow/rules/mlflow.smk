@@ -18,7 +18,6 @@ rule mlflow_sync:
     input:
         unpack(run_tables),
         store=ancient(STORE),
-        markers=PENDING_MARKERS,
     output:
         SYNCED,
     conda:

@@ -1,7 +1,8 @@
-# The plan, then training: one rule for every job (study, reference, tuning grid and tuned reruns). A job trains
-# a population of runs of one problem as one vectorised model; each run keeps its own directory under
-# results/<study>/runs/<run key>/ and its own MLflow run. The plan fixes each job's runs; only jobs with runs left
-# to train are in the DAG, each with just those runs, and its marker lives until the analysis has read it.
+# The plan, then training: one rule for every job (study, reference, defaults, the search's rates and the tuned
+# reruns). A job trains a population of runs of one problem as one vectorised model; each run keeps its own
+# directory under results/<study>/runs/<run key>/ and its own MLflow run. The plan fixes the jobs of the runs known
+# before training, the search's checkpoints those of the runs it adds; only jobs with runs left to train are in the
+# DAG, and a job's marker lives until what reads its runs has read them.
 
 
 rule plan:
@@ -25,9 +26,10 @@ rule train:
     output:
         temp(study_path("jobs", "{job}.json")),
     params:
-        job=lambda wildcards: JOBS[wildcards.job].params(),
+        job=lambda wildcards: job_of(wildcards.job).params(),
     wildcard_constraints:
-        job="|".join(JOBS) or "no-jobs",
+        # the plan's pending jobs, and those the search adds: <problem>-search<round>-<n>, <problem>-tuned-<n>
+        job="|".join([*JOBS, *(rf"{re.escape(problem)}-(search[0-9]+|tuned)-[0-9]+" for problem in config["problems"])]),
     threads: config["threads"]
     resources:
         gpu=job_gpus,

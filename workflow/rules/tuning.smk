@@ -1,19 +1,68 @@
-# The tuning protocol: a learning-rate grid trained with the grid seeds, a choice made on the validation
-# split only, the chosen setting rerun with the study's seeds (tuned jobs of the train rule), and a check that
-# the choice can be recomputed from the validation metrics logged in MLflow (no test metric involved).
+# The tuned protocol: a learning-rate search in rounds on each tuned problem (adabench.search: widen until the best
+# rate is inside the rates tried, then refine to 1/3 decade around it, every rate with every grid seed, scored on
+# the validation split only), then the chosen rate rerun with the study's seeds (tuned jobs of the train rule), and
+# a check that the choice can be recomputed from the validation metrics logged in MLflow (no test metric involved).
+# The rounds are checkpoints: what a round trains is known only from the scores of the round before it. A round
+# reads a few records and decides: it runs where Snakemake runs (a cluster's login node), not as a cluster job.
 
 
-rule select_tuned:
+localrules:
+    search_round,
+    search_ended,
+
+
+checkpoint search_round:
+    input:
+        unpack(search_round_inputs),
+    output:
+        decisions=study_path("tuning", "search", "{problem}", "round-{round}.csv"),
+        sources=study_path("tuning", "search", "{problem}", "round-{round}.sources.json"),
+    params:
+        search=lambda wildcards: search_params(wildcards.problem),
+    wildcard_constraints:
+        problem="|".join(TUNING["problems"]) if TUNING else "no-tuning",
+        round="[0-9]+",
+    conda:
+        "../../environment.yml"
+    log:
+        study_path("logs", "search", "{problem}-round-{round}.log"),
+    script:
+        "../../scripts/search_round.py"
+
+
+rule search_ended:
+    input:
+        search_rounds,
+    output:
+        study_path("tuning", "search", "{problem}", "rounds.csv"),
+    params:
+        search=lambda wildcards: search_params(wildcards.problem),
+    wildcard_constraints:
+        problem="|".join(TUNING["problems"]) if TUNING else "no-tuning",
+    conda:
+        "../../environment.yml"
+    log:
+        study_path("logs", "search", "{problem}-ended.log"),
+    script:
+        "../../scripts/search_ended.py"
+
+
+checkpoint select_tuned:
     input:
         plan=ancient(PLAN),
-        markers=GRID_MARKERS,
+        rounds=[ancient(path) for path in expand(study_path("tuning", "search", "{problem}", "rounds.csv"),
+                                                 problem=TUNING["problems"] if TUNING else [])],
     output:
         selection=SELECTION,
         sensitivity=report(
             study_path("tuning", "lr_sensitivity.csv"), caption="../report/lr_sensitivity_table.rst", category="Tuning"
         ),
+        search=report(study_path("tuning", "search.csv"), caption="../report/search.rst", category="Tuning"),
+        search_runs=SEARCH_RUNS,
         tuned_runs=TUNED_RUNS,
         sources=study_path("tuning", "selection.sources.json"),
+    params:
+        search={problem: search_params(problem) for problem in TUNING["problems"]} if TUNING else {},
     conda:
         "../../environment.yml"
     log:
@@ -22,9 +71,29 @@ rule select_tuned:
         "../../scripts/select_tuned.py"
 
 
+# how much the choice owes to the number of rates tried and to the grid seeds (Dodge et al. 2019's expected
+# validation performance; the choice under resampled grid seeds), from the runs already trained
+rule tuning_budget:
+    input:
+        runs=RUNS_TABLE,
+        problems=ancient(PROBLEMS_FILE),
+    output:
+        budget=report(study_path("tuning", "tuning_budget.csv"), caption="../report/tuning_budget_table.rst",
+                      category="Tuning"),
+        stability=report(study_path("tuning", "choice_stability.csv"), caption="../report/choice_stability_table.rst",
+                         category="Tuning"),
+    conda:
+        "../../environment.yml"
+    log:
+        study_path("logs", "tuning_budget.log"),
+    script:
+        "../../scripts/tuning_budget.py"
+
+
 rule check_selection:
     input:
         plan=ancient(PLAN),
+        search_runs=ancient(SEARCH_RUNS),
         selection=SELECTION,
         synced=SYNCED,
     output:
