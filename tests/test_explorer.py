@@ -2,6 +2,7 @@
 real headless Chromium on the quick study's explorer.html, offline."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,9 @@ def test_load_study_gives_typed_runs_and_curves_that_rebuild_the_comparison_tabl
     table = pd.read_csv(quick / "results/quick/tables/comparison.csv")
     row = table[(table.problem == "sparse_logreg") & (table.optimizer == "adam")].iloc[0]
     assert mean == pytest.approx(row["mean"], rel=1e-12)
-    rebuilt = comparison_table(pd.read_csv(quick / "results/quick/tables/runs.csv")).reset_index(drop=True)
+    declarations = json.loads((quick / "results/quick/problems.json").read_text())
+    rebuilt = comparison_table(pd.read_csv(quick / "results/quick/tables/runs.csv"), declarations,
+                               quick_config()["checks"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(rebuilt, table, check_exact=False, check_dtype=False)
 
 

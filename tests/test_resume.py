@@ -229,7 +229,7 @@ def slow_study(directory: Path) -> Path:
     problems = {name: {"optimizers": []} for name in quick_config()["problems"]}
     problems["linreg"] = {"options": {"epochs": 200, "n_samples": 4000}, "optimizers": ["adagrad", "adam"]}
     return write_config(directory, {"study": "slow", "device": "cpu", "threads": 1, "seeds": [0, 1], "tuning": None,
-                                    "reference": {"problems": []}, "problems": problems})
+                                    "defaults_protocol": None, "reference": {"problems": []}, "problems": problems})
 
 
 def test_adabench_stop_ends_a_study_within_one_epoch_and_a_plain_rerun_resumes_it(tmp_path):

@@ -48,7 +48,7 @@ SNAKEMAKE_OPTIONS = [
     "--slurm-keep-successful-logs",
     "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
     "--groups", *(f"{rule}=report" for rule in ("aggregate", "tables", "protocol_tables", "figure", "explorer",
-                                                "mlflow_sync", "check_selection")), "--cores", "2",
+                                                "mlflow_sync", "check_selection", "tuning_budget")), "--cores", "2",
 ]
 # Every stage of a study, with fewer jobs (each SLURM job costs Snakemake start-ups and status checks): a LeNet
 # (data fetched on the submitting node, prepared in a job), linreg, and sparse_logreg's tuning grid and reruns.

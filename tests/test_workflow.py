@@ -190,11 +190,11 @@ def test_studies_keep_their_own_runs_and_tables(quick, tmp_path):
     runs, tables and MLflow experiment stay as they were."""
     before = {path: path.stat().st_mtime_ns for path in (quick / "results/quick").rglob("*") if path.is_file()}
     other = write_config(quick / "config", {"study": "other", "device": "cpu", "threads": 1, "seeds": [0],
-                                            "optimizers": ["adagrad"], "tuning": None,
+                                            "optimizers": ["adagrad"], "tuning": None, "defaults_protocol": None,
                                             "reference": {"problems": []},
                                             "problems": {name: {"optimizers": []} for name in quick_config()["problems"]
                                                          if name != "lenet_sigmoid_fmnist"}
-                                            | {"lenet_sigmoid_fmnist": {"options": {
+                                            | {"lenet_sigmoid_fmnist": {"seeds": [0], "options": {
                                                 "epochs": 1, "validation_size": 500, "train_subset": 2000,
                                                 "test_subset": 1000}}}}, "other.yaml")
     snakemake(quick, "--cores", "2", "--configfile", str(other))

@@ -5,6 +5,8 @@
 rule aggregate:
     input:
         unpack(run_tables),
+        markers=PENDING_MARKERS,
+        tuned_markers=tuned_markers,
         problems=ancient(PROBLEMS_FILE),  # what each problem declares: the runs' outcomes (chance levels)
     output:
         runs=RUNS_TABLE,

@@ -88,11 +88,10 @@ if workflow.is_main_process:
 # job making it runs, so every other input keeps its file time.)
 def run_tables(wildcards):
     """Where the analysis finds the study's runs: the plan, and the tuning's plans where the study tunes (the
-    search's later rounds and the tuned reruns); with the markers of every job that trains them."""
+    search's later rounds and the tuned reruns)."""
     if not TUNING:
-        return {"plan": ancient(PLAN), "markers": PENDING_MARKERS}
-    return {"plan": ancient(PLAN), "search_runs": ancient(SEARCH_RUNS), "tuned_runs": ancient(TUNED_RUNS),
-            "markers": PENDING_MARKERS + tuned_markers(wildcards)}
+        return {"plan": ancient(PLAN)}
+    return {"plan": ancient(PLAN), "search_runs": ancient(SEARCH_RUNS), "tuned_runs": ancient(TUNED_RUNS)}
 
 
 # --- the tuning search: rounds (checkpoints), each scored from its runs' records, then the choice -------------
@@ -133,7 +132,10 @@ def search_params(problem):
 
 
 def tuned_markers(wildcards):
-    """The markers of the tuned reruns' jobs that have runs to train (known once the search has ended)."""
+    """The markers of the tuned reruns' jobs that have runs to train (known once the search has ended). An input
+    of its own: while the search runs, only it waits for the checkpoint, and the plan's jobs are in the DAG."""
+    if not TUNING:
+        return []
     selection = checkpoints.select_tuned.get().output.selection
     return [job_marker(job.id) for job in pending(STUDY, STUDY.tuned_jobs(chosen_rates(pd.read_csv(selection))))]
 

@@ -17,6 +17,8 @@ rule mlflow_store:
 rule mlflow_sync:
     input:
         unpack(run_tables),
+        markers=PENDING_MARKERS,
+        tuned_markers=tuned_markers,
         store=ancient(STORE),
     output:
         SYNCED,
