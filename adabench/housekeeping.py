@@ -155,24 +155,36 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
 def stale_search(state: StudyState) -> list[tuple[Path, str]]:
     """The search's rounds made from records that changed since, with every later round of their problem, the
     problem's table of rounds and the choice: the search goes on from there again (its rounds' inputs are ancient,
-    so that a clone's file times rerun none of them)."""
-    from .state import round_file
+    so that a clone's file times rerun none of them), or made for another search than the config's now."""
+    import pandas as pd
+
+    from .state import round_file, searched_specs
 
     study, stale = state.study, []
     for problem in study.tuning["problems"] if study.tuning else []:
-        round_ = 0
+        round_, rounds = 0, []
         while Path(round_file(study, problem, round_)).exists():
             path = Path(round_file(study, problem, round_))
             recorded = recorded_sources(path.with_suffix(".sources.json")).get("records", {})
             changed = [key for key, sha in recorded.items() if record_digest(state, key) != sha]
-            if changed:
+            # the runs it should score now: another grid, grid seeds or optimizers searched (a clone has no
+            # Snakemake metadata to rerun it on its params) make it a round of another search
+            expected = {spec.key for spec in searched_specs(study, problem, rounds)}
+            why = (f"made from records that are damaged, gone or retrained now ({len(changed)} runs, e.g. "
+                   f"{changed[0]})" if changed else "made for another search (its grid, seeds or optimizers)"
+                   if set(recorded) != expected else "")
+            if why:
                 later = [Path(round_file(study, problem, after)) for after in range(round_, round_ + 1000)]
-                stale += [(later_path, f"a round of the search made from records that are damaged, gone or retrained "
-                                       f"now ({len(changed)} runs, e.g. {changed[0]}), or a round after it")
+                stale += [(later_path, f"a round of the search {why}, or a round after it")
                           for later_path in later if later_path.exists()]
                 stale += [(path, "its search goes on from a round made again")
                           for path in (Path(study.path("tuning", "search", problem, "rounds.csv")),
                                        Path(study.path("tuning", "selection.csv"))) if path.exists()]
+                break
+            try:
+                rounds.append(pd.read_csv(path))
+            except (OSError, ValueError) as error:
+                stale += [(path, f"unreadable ({error})")]
                 break
             round_ += 1
     return list(dict.fromkeys(stale))

@@ -22,7 +22,7 @@ from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
 from .problems import PROBLEMS
 from .search import Lattice, decide_all, next_rates
 from .spec import RunSpec
-from .state import chosen_rates, plan_rows, round_file, tuned_plan, verified
+from .state import chosen_rates, plan_rows, round_file, searched_specs, tuned_plan, verified
 from .status import write_progress
 from .study import Study, StudyProblems
 from .trainer import train_population
@@ -125,14 +125,6 @@ def search_limits(study: Study) -> dict[str, tuple[int, int]]:
                    schema.get("exclusiveMaximum", math.inf))
         limits[optimizer] = lattice.limits(low, high)
     return limits
-
-
-def searched_specs(study: Study, problem: str, rounds: list[pd.DataFrame]) -> list[RunSpec]:
-    """Every run the search of ``problem`` has asked for: the configured grid, and what each round added."""
-    specs = [spec for spec in study.grid_runs() if spec.problem == problem]
-    for round_, decisions in enumerate(rounds):
-        specs += [spec for job in study.round_jobs(problem, round_ + 1, next_rates(decisions)) for spec in job.runs]
-    return specs
 
 
 def search_round(config: dict, problem: str, round_: int, output: Path, sources: Path, log: LogFile) -> None:

@@ -106,6 +106,16 @@ def round_file(study: StudyProblems, problem: str, round_: int) -> str:
     return study.path("tuning", "search", problem, f"round-{round_}.csv")
 
 
+def searched_specs(study: Study, problem: str, rounds: list[pd.DataFrame]) -> list[RunSpec]:
+    """Every run the search of ``problem`` has asked for: the configured grid, and what each round added."""
+    from .search import next_rates
+
+    specs = [spec for spec in study.grid_runs() if spec.problem == problem]
+    for round_, decisions in enumerate(rounds):
+        specs += [spec for job in study.round_jobs(problem, round_ + 1, next_rates(decisions)) for spec in job.runs]
+    return specs
+
+
 def search_rounds_on_disk(study: StudyProblems, problem: str) -> list[pd.DataFrame]:
     """The decisions of a problem's search rounds made so far, in order (as far as they go without a gap)."""
     rounds, round_ = [], 0

@@ -138,7 +138,7 @@ def job_stats(output: str) -> dict[str, int]:
 def test_every_job_of_the_study_went_through_sbatch(slurm_quick, slurm_cluster):
     workdir, output = slurm_quick
     stats = job_stats(output)
-    local = set(re.findall(r"^localrule (\w+):$", output, flags=re.M))
+    local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):$", output, flags=re.M))
     assert "train" in stats and "train" not in local, local
     assert "fetch_fashion_mnist" in local  # a localrule: downloads stay on the submitting node
 
@@ -149,11 +149,15 @@ def test_every_job_of_the_study_went_through_sbatch(slurm_quick, slurm_cluster):
         submitted[slurm_id] = log.relative_to(workdir / "results/slurm-logs")
         # kept by --slurm-keep-successful-logs: what the job step (the Snakemake inside the job) printed
         text = log.read_text(errors="replace")
-        executed.update(re.findall(r"^localrule (\w+):$", text, flags=re.M))
+        executed.update(re.findall(r"^local(?:rule|checkpoint) (\w+):$", text, flags=re.M))
         assert "steps (100%) done" in text, log
-    assert executed == Counter({rule: count for rule, count in stats.items() if rule not in local})
+    # every job that was not local ran in a SLURM job of its own rule: those planned at the start, and the training
+    # jobs the search's rounds (checkpoints, run locally) added later
+    assert executed == Counter(log.parts[0].removeprefix("rule_") for log in submitted.values())
+    assert {rule for rule in stats if rule not in local} <= set(executed)
+    assert {"search_round", "search_ended"} <= local
     trains = {slurm_id for slurm_id, log in submitted.items() if log.parts[0] == "rule_train"}
-    assert len(trains) == stats["train"] > 0  # one SLURM job per population
+    assert len(trains) == executed["train"] >= stats["train"] > 0  # one SLURM job per population
 
     # SLURM's view: every one of those jobs ran to the end; the training jobs with the profile's resources
     run_id = re.search(r"^SLURM run ID: (\S+)$", output, flags=re.M).group(1)
