@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "records":
         from .records import METRICS, SUMMARY
-        from .state import read_state, search_jobs_on_disk, tuned_runs_on_disk, verified
+        from .state import read_state, searched_on_disk, tuned_runs_on_disk, verified
 
         state = read_state(study_of(args))
-        added = [spec for job in search_jobs_on_disk(state.study) for spec in job.runs]
+        added = searched_on_disk(state.study)
         specs = {spec.key: spec for spec in [*state.study.runs(), *added, *(tuned_runs_on_disk(state.study) or [])]}
         for spec in specs.values():
             if spec.key in state.complete or verified(state.study, spec)[0] is not None:

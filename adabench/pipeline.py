@@ -102,14 +102,10 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
 
 
 def chance_levels(problems: list[str]) -> dict[str, float]:
-    """Per problem, the chance level of its selection metric where the problem declares one."""
-    levels = {}
-    for problem in problems:
-        declared = PROBLEMS.get(problem).declarations()
-        level = declared.get("chance", {}).get(declared["selection"][0])
-        if level is not None:
-            levels[problem] = float(level)
-    return levels
+    """Per problem, the chance level of its selection metric where the problem declares one (from the registry)."""
+    from .analysis.aggregate import chance_levels as declared_levels
+
+    return declared_levels({problem: PROBLEMS.get(problem).declarations() for problem in problems})
 
 
 def search_limits(study: Study) -> dict[str, tuple[int, int]]:

@@ -125,15 +125,10 @@ def search_rounds_on_disk(study: StudyProblems, problem: str) -> list[pd.DataFra
     return rounds
 
 
-def search_jobs_on_disk(study: Study) -> list[Job]:
-    """The jobs of the search's later rounds that the rounds made so far asked for."""
-    from .search import next_rates
-
-    jobs = []
-    for problem in study.tuning["problems"] if study.tuning else []:
-        for round_, decisions in enumerate(search_rounds_on_disk(study, problem)):
-            jobs += study.round_jobs(problem, round_ + 1, next_rates(decisions))
-    return jobs
+def searched_on_disk(study: Study) -> list[RunSpec]:
+    """Every run the search has asked for so far, by the rounds on disk (the grid's runs among them)."""
+    return [spec for problem in (study.tuning["problems"] if study.tuning else [])
+            for spec in searched_specs(study, problem, search_rounds_on_disk(study, problem))]
 
 
 def tuned_runs_on_disk(study: Study) -> list[RunSpec] | None:

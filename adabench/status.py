@@ -22,7 +22,7 @@ from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
 from .locks import holder_gone, holder_if_held, process_start
 from .provenance import cpu_model
 from .records import METRICS
-from .state import StudyState, search_jobs_on_disk, tuned_runs_on_disk, verified
+from .state import StudyState, searched_on_disk, tuned_runs_on_disk, verified
 from .study import Study
 
 STALLED_EPOCHS = 3  # a job is stalled after this many of its epochs without progress
@@ -91,7 +91,7 @@ def progress_table(state: StudyState) -> pd.DataFrame:
         stage = STAGE_OF_ROLE[next(role for role in ("study", "reference", "defaults", "grid")
                                    if role in study.roles(spec))]
         rows.append(run_progress(state, spec, stage))
-    for spec in (spec for job in search_jobs_on_disk(study) for spec in job.runs):
+    for spec in searched_on_disk(study):  # the plan's grid runs are seen already
         if spec.key not in seen:
             seen.add(spec.key)
             rows.append(run_progress(state, spec, "grid"))

@@ -5,7 +5,8 @@ import json
 
 import pandas as pd
 
-from adabench.analysis.budget import budget_table, chance_levels
+from adabench.analysis.aggregate import chance_levels
+from adabench.analysis.budget import budget_table
 from adabench.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

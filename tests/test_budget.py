@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from adabench.analysis import explorer
-from adabench.analysis.budget import (BUDGET_COLUMNS, STABILITY_COLUMNS, budget_table, chance_levels,
-                                      choice_stability, expected_best)
+from adabench.analysis.aggregate import chance_levels
+from adabench.analysis.budget import BUDGET_COLUMNS, STABILITY_COLUMNS, budget_table, choice_stability, expected_best
 from adabench.analysis.export import typed
 from adabench.analysis.figures import tuning_budget
 from adabench.analysis.tuning import grid_scores, select

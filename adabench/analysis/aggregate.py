@@ -37,6 +37,14 @@ def declared_chance(declared: dict | None, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+def chance_levels(declarations: dict[str, dict]) -> dict[str, float]:
+    """Per problem, the chance level of its selection metric where it declares one (``declarations``: problems.json,
+    or Problem.declarations), as tuning.select and the search take it."""
+    levels = {problem: declared_chance(declared, declared["selection"][0])
+              for problem, declared in declarations.items()}
+    return {problem: level for problem, level in levels.items() if level is not None}
+
+
 def chance_margin(declared: dict | None, metric: str) -> float:
     """:data:`CHANCE_MARGIN` in ``metric``'s units: times its declared range where that is finite."""
     bounds = declared_bounds(declared, metric)

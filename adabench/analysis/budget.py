@@ -169,22 +169,11 @@ def chosen_rates(values: np.ndarray, counts: np.ndarray, mode: str, chance: floa
     return np.where(trained.any(axis=1), best, -1)
 
 
-def chance_levels(problems: dict) -> dict[str, float]:
-    """Per problem, the chance level of its selection metric, from the study's problems.json (Problem.declarations:
-    ``chance``, where the problem declares one), as tuning.select takes it."""
-    levels = {}
-    for problem, declared in problems.items():
-        level = declared.get("chance", {}).get(declared["selection"][0])
-        if level is not None:
-            levels[problem] = float(level)
-    return levels
-
-
 def budget_table(runs: pd.DataFrame, n_resamples: int = RESAMPLES, seed: int = 0,
                  chance: dict[str, float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The expected-best table and the choice-stability table (columns: this module's docstring) of a runs table
     (aggregate.gather's, or tables/runs.csv): only its grid runs are read, and only their validation scores.
-    ``chance``: per problem, the chance level of its selection metric (:func:`chance_levels`)."""
+    ``chance``: per problem, the chance level of its selection metric (adabench.analysis.aggregate.chance_levels)."""
     scores = grid_scores(runs)
     for column in ("problem", "optimizer", "selection_metric", "selection_mode"):
         scores[column] = scores[column].astype(str)  # categories (load_study) would group unobserved pairs
