@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def file_error(error: OSError) -> str:
+    """An OSError in one line, naming its file: "<file>: <what the system says>"."""
+    return f"{error.filename}: {error.strerror or error}" if error.filename else str(error.strerror or error)
+
+
 def study_of(args):
     from .config import load_plugins, load_study_config
     from .study import Study
@@ -94,9 +99,9 @@ def study_of(args):
     try:
         config = load_study_config(*args.configfiles, defaults=args.defaults)
         load_plugins(config["plugins"])
+        return Study(config)  # reads the reference results the config names
     except (OSError, ConfigError) as error:
         raise SystemExit(f"adabench {args.command}: {error}") from None
-    return Study(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         from .state import read_state
         from .status import report
 
-        print(report(read_state(study_of(args))))
+        study = study_of(args)
+        try:
+            print(report(read_state(study)))
+        except OSError as error:
+            raise SystemExit(f"adabench status: {file_error(error)}. Fix: make the study's folder readable by this "
+                             "user, or move a damaged file aside (a rerun trains its run again)") from None
         return 0
     if args.command == "mlflow-ui":
         import os
@@ -133,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", study.tracking_uri(), "--host", "127.0.0.1",
                           "--port", str(args.port)])
     if args.command == "export":
-        from .analysis.export import load_study
+        from .analysis.export import DamagedTable, load_study
 
         try:
             tables = load_study(args.study)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, DamagedTable) as error:
             raise SystemExit(f"adabench export: {error}") from None
         args.out.mkdir(parents=True, exist_ok=True)
         for name, frame in tables._asdict().items():
@@ -159,8 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stop":
         from .status import stop
 
-        if not stop(study_of(args), wait_s=args.wait):
+        study = study_of(args)
+        try:
+            stopped = stop(study, wait_s=args.wait)
+        except OSError as error:
+            raise SystemExit(f"adabench stop: {file_error(error)}. Fix: make the study's folder readable by this "
+                             "user, or end its processes by hand (their pids: results/<study>/progress/*.json)") \
+                from None
+        if not stopped.found and not stopped.left:
             print("nothing of this study is running")
+        if stopped.left:
+            print(f"adabench stop: not seen to end{f' within {args.wait:g} s' if args.wait else ''}: "
+                  f"{'; '.join(stopped.left)}. Fix: wait longer, or end a process that ignores "
+                  "SIGTERM with kill -KILL <pid>: a plain rerun resumes from the last checkpoints", file=sys.stderr)
+            return 1
         return 0
     if args.command == "data":
         fetch_fashion_mnist(args.source or DEFAULT_SOURCES, args.raw_dir)

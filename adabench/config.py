@@ -16,14 +16,20 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .data import data_path_fault
 from .optim import OPTIMIZERS, optimizer_arguments
 from .problems import PROBLEMS, problem_arguments
+from .spec import PATH_OPTIONS
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 # YAML aliases can make a small file expand into billions of values ("a billion laughs"); no study is this big
 MAX_CONFIG_VALUES = 200_000
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
-UNSAFE_IN_PATH = re.compile(r"/|\.\.|[\x00-\x1f\x7f]")
+# A string hyperparameter is written into its run's key (the setting: name=value pairs joined by ",", lists in
+# brackets, adabench.plan.setting_string) and so into a directory name. A separator in a value would let two
+# settings share one key (tag "a,zz=b" and tag "a" with zz "b"); "/", ".." or control characters would lead out of
+# the run's folder. Values are refused rather than escaped, so that every existing run key stays as it is.
+UNSAFE_IN_PATH = re.compile(r"[,=\[\]/]|\.\.|[\x00-\x1f\x7f]")
 
 
 class ConfigError(ValueError):
@@ -183,7 +189,9 @@ def schema_error(error: jsonschema.ValidationError) -> ConfigError:
 
 def check_path_safe(value, path) -> None:
     if isinstance(value, str) and UNSAFE_IN_PATH.search(value):
-        raise ConfigError(field_name(path), f"{value!r} would become part of a path: no '/', '..' or control characters")
+        raise ConfigError(field_name(path), f"{value!r} would become part of a path, its run's key: no ',', '=', "
+                                            "'[' or ']' (they separate a setting's values), '/', '..' or control "
+                                            "characters; write the value without them")
     if isinstance(value, list):
         for index, item in enumerate(value):
             check_path_safe(item, (*path, index))
@@ -210,6 +218,10 @@ def validate_config(config: dict) -> dict:
                           name)
                     check_path_safe(value, at)
     for problem, entry in config["problems"].items():
+        for section in ("options", "grid_options"):
+            for name in PATH_OPTIONS:  # a dataset is read only from the data folder (adabench.data.data_path_fault)
+                if name in entry.get(section, {}) and (fault := data_path_fault(entry[section][name])):
+                    raise ConfigError(f"problems.{problem}.{section}.{name}", fault)
         if "optimizers" not in entry and "optimizers" not in config:
             raise ConfigError(f"problems.{problem}.optimizers", "no optimizers: list them here or at the top level")
     for index, problem in enumerate(config.get("defaults_protocol") or []):
@@ -251,11 +263,16 @@ def check_run_arguments(problem: str, optimizer: str, hyperparameters: dict, opt
             raise ConfigError(f"{flag} {unknown[0]}", f"{kind} {name!r} has no {unknown[0]!r}; it accepts "
                                                       f"{', '.join(sorted(arguments))}")
         checks += [(f"{flag} {key}", arguments[key].schema, value) for key, value in given.items()]
+    for name in PATH_OPTIONS:
+        if name in options and (fault := data_path_fault(options[name])):
+            raise ConfigError(f"--option {name}", fault)
     for flag, schema, value in checks:
         reject_non_finite(value, (flag,))
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
         if error is not None:
             raise ConfigError(flag, schema_error(error).message)
+    for name, value in hyperparameters.items():  # written into the run's key, as a study's settings are
+        check_path_safe(value, (f"--set {name}",))
 
 
 def merge(base: dict, override: dict) -> dict:

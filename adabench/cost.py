@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import read_json
 from .spec import canonical_options
 from .study import StudyProblems
 
@@ -90,7 +91,7 @@ def measured_epoch_seconds(run_roots: list[Path]) -> pd.DataFrame:
     for root in run_roots:
         for path in sorted(Path(root).rglob("summary.json")):
             try:
-                summary = json.loads(path.read_text())
+                summary = read_json(path)  # damaged: a DamagedJSON, a ValueError
                 # a run once, though MLflow's artifacts hold a copy of its summary too
                 key = (summary.get("run_key", str(path.parent)), summary.get("environment", {}).get("device_name"))
                 if key in seen:

@@ -12,12 +12,12 @@ import json
 import struct
 import urllib.request
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
-from .atomic import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from .atomic import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes, sha256_file
 from .checkpoints import torch_bytes
 
 FASHION_MNIST_FILES = {
@@ -32,8 +32,9 @@ FASHION_MNIST_FILES = {
 FASHION_MNIST_CONTENT_SHA256 = "8de48e796a9bca3babc0d17e07cdea538cdcee6f8859b2cba900c4aa437a63df"
 
 # where a checkout keeps Fashion-MNIST: the prepared tensors training loads, and beside them the fetched files
-DATA_FILE = "results/data/fashion_mnist.pt"
-RAW_DIR = "results/data/fashion-mnist"
+DATA_DIR = "results/data"
+DATA_FILE = f"{DATA_DIR}/fashion_mnist.pt"
+RAW_DIR = f"{DATA_DIR}/fashion-mnist"
 
 DEFAULT_SOURCES = [
     "/usr/share/datasets/fashion-mnist",
@@ -54,6 +55,40 @@ class DataError(RuntimeError):
 
 class SourcesExhausted(RuntimeError):
     pass
+
+
+def data_path_fault(value) -> str:
+    """Why a configured dataset path (a problem's ``data_file``) may not be used, or "" if it names a file inside the
+    data folder (``results/data/``, relative to the checkout, as the workflow runs): only there does the project
+    prepare data, and only there may its messages advise deleting or rewriting a file. A path elsewhere
+    (``/etc/passwd``, ``../x``) would make training read, and its error advise removing, a file of someone else."""
+    if not isinstance(value, str) or not value or any(ord(char) < 32 or ord(char) == 127 for char in value):
+        return f"{value!r} is not a path (an empty string, or one with control characters)"
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if PurePosixPath(value).is_absolute() or ".." in parts or parts[:2] != ("results", "data") or len(parts) < 3:
+        return (f"{value!r} is not inside the data folder {DATA_DIR}/: a dataset is read only from there (a relative "
+                f"path without '..'). Fix: leave data_file out (default {DATA_FILE}, which the workflow's data rules "
+                f"fetch and prepare), or prepare a copy there: python -m adabench data --out {DATA_DIR}/NAME.pt")
+    return ""
+
+
+def written_by_adabench(path: Path) -> bool:
+    """Whether the prepared file at ``path`` is one the project writes, and so one its messages may tell a user to
+    delete or rewrite: inside the data folder, and either the workflow's own file or one with the sidecar that
+    ``save_prepared`` writes beside it. Anything else (a file outside, or one a user put there) is left alone."""
+    path = Path(path)
+    try:
+        return in_data_folder(path) and (path.resolve() == Path(DATA_FILE).resolve() or checksum_file(path).is_file())
+    except (OSError, RuntimeError):  # a path that cannot be resolved (a symlink loop) is nobody's we know
+        return False
+
+
+def in_data_folder(path: Path) -> bool:
+    """Whether ``path``, links followed, lies inside the data folder (of the current directory: the workflow's)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(DATA_DIR).resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 def read_idx(raw: bytes) -> np.ndarray:
@@ -174,9 +209,9 @@ def prepared_data_fault(path: Path, data: bytes | None = None, content: str | No
     if not path.exists():
         return f"{path} does not exist"
     try:
-        recorded = json.loads(sidecar.read_text())
+        recorded = read_json(sidecar)
         expected = recorded["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError) as error:  # ValueError: DamagedJSON
         return f"{sidecar}, the record of its sha256, is missing or unreadable ({type(error).__name__})"
     actual = sha256_file(path) if data is None else sha256_bytes(data)
     if actual != expected:
@@ -193,9 +228,29 @@ def load_prepared(path: str | Path) -> dict[str, torch.Tensor]:
     data = path.read_bytes() if path.exists() else None  # read once: checked, then loaded
     fault = prepared_data_fault(path, data)
     if fault:
-        raise DataError(f"{fault}. Fix: delete {path} and rerun snakemake (its data rules prepare it again from "
-                        f"the verified raw files), or: python -m adabench data --out {path}")
+        raise DataError(f"{fault}. Fix: {prepared_data_fix(path)}")
     try:
         return torch.load(io.BytesIO(data), weights_only=True)
     except Exception as error:  # noqa: BLE001 - a file that matches its checksum but does not load
-        raise DataError(f"{path} does not load ({error}). Fix: delete {path} and rerun snakemake") from None
+        raise DataError(f"{path} does not load ({error}). Fix: {prepared_data_fix(path)}") from None
+
+
+def prepared_data_fix(path: Path) -> str:
+    """How to get a usable prepared file at ``path``. Advice to delete or overwrite a file is given only where the
+    project wrote it (``written_by_adabench``): a data_file naming someone else's file is pointed back at the data
+    folder, and that file is left as it is."""
+    path = Path(path)
+    elsewhere = (f"leave data_file out (default {DATA_FILE}, which snakemake's data rules prepare), or set it to a "
+                 f"file inside {DATA_DIR}/ prepared by: python -m adabench data --out {DATA_DIR}/NAME.pt")
+    inside = in_data_folder(path)
+    if path.exists() and not written_by_adabench(path):
+        why = (f"has no {checksum_file(path).name} beside it (adabench did not prepare it)" if inside else
+               f"lies outside {DATA_DIR}/, where adabench prepares data")
+        return f"{path} {why}, so it is left as it is: {elsewhere}"
+    if not path.exists() and not inside:
+        return f"{path} lies outside {DATA_DIR}/: {elsewhere}"
+    remove = f"delete {path} and " if path.exists() else ""
+    if path.resolve() == Path(DATA_FILE).resolve():
+        return (f"{remove}rerun snakemake (its data rules prepare it again from the verified raw files), or: "
+                f"python -m adabench data --out {path}")
+    return f"{remove}prepare it again: python -m adabench data --out {path}"

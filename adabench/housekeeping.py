@@ -7,16 +7,15 @@ run would do.
 from __future__ import annotations
 
 import binascii
-import json
 import os
 import sys
 from base64 import urlsafe_b64decode
 from pathlib import Path
 
+from .atomic import DamagedJSON, read_json
 from .locks import Locked, ProcessLock, describe
-from .records import RecordError, read_summary
-from .sources import recorded_sources
-from .state import StudyState
+from .sources import damaged_outputs, recorded_sources
+from .state import StudyState, summary_on_disk
 from .study import Job, Study
 
 # Snakemake's modes that run no job (and a dry run): whatever they plan, they must change nothing
@@ -99,22 +98,29 @@ def clear_stale_snakemake_locks(snakemake_dir: Path, study: Study, log) -> None:
                 "that took it is gone")
 
 
-def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path, str]]:
+def stale_outputs(state: StudyState, pending: dict[str, Job],
+                  made_from: dict[str, list[str]] | None = None) -> list[tuple[Path, str]]:
     """Outputs that claim more than is true now, with the reason. Deleting them makes Snakemake build them, and
     what reads them, again:
     - the plan, if the config now plans other runs or its problems declare other things (problems.json);
     - the marker of a job that has runs to train again (damaged or deleted since the job ran);
     - tables, the search's rounds, the tuning selection and the MLflow sync made from other records than the
-      study's now (records brought in by git, or retrained by hand);
+      study's now (records brought in by git, retrained by hand, damaged), and tables (CSV or Parquet) whose bytes
+      are not those written (their sidecar's sha256s), each with what ``made_from`` lists as made from it.
+      Snakemake's params (the records' digest, adabench.state.records_param) rerun such a job and all that reads
+      its outputs where Snakemake has its metadata; a fresh clone has none, and Snakemake never rebuilds a missing
+      output that only feeds outputs it holds up to date: so what is made from a stale output goes with it, and
+      whatever the invocation asks for that was made from it is missing and made again from the records;
     - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
       verify, and an MLflow store marker whose store is gone or moved."""
     from .data import DATA_FILE, FASHION_MNIST_CONTENT_SHA256, RAW_DIR, checksum_file, prepared_data_fault
 
     study, stale = state.study, []
     plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
-    if plan.exists() and plan.read_text() != study.plan().to_csv(index=False):
+    # compared as bytes: a damaged file (not UTF-8 even) is merely different, and made again
+    if plan.exists() and plan.read_bytes() != study.plan().to_csv(index=False).encode():
         stale.append((plan, "the config plans other runs now"))
-    elif declared.exists() and declared.read_text() != study.declarations_json():
+    elif declared.exists() and declared.read_bytes() != study.declarations_json().encode():
         stale.append((plan, "its problems declare other metrics or figures now"))
     stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
               for job_id in pending if Path(study.job_marker(job_id)).exists()]
@@ -124,18 +130,30 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
             (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), "grid",
              "the tuning grid's"),
             (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), None, "the study's")):
-        if not Path(output).exists():
-            continue
-        recorded = recorded_sources(Path(sources)).get("records", {})
-        changed = [key for key, sha in recorded.items() if record_digest(state, key) != sha]
+        output, sources = Path(output), Path(sources)
+        if not output.exists() and not (sources != output and sources.exists()):
+            continue  # not made yet (a sidecar without its output: the output was removed, see below)
+        found = recorded_sources(sources)
+        recorded = found.get("records", {})
+        now = {key: record_digest(state, key) for key in recorded}
+        changed = {key: digest for key, digest in now.items() if digest != recorded[key]}
         # the runs the tuning search added are not in the plan: only the plan's runs can be missing from an output
         missing = [key for key in state.run_keys(role) if key in state.complete and key not in recorded]
+        damaged = damaged_outputs(sources, found) if sources != output and sources.exists() else []
         if changed:
-            stale.append((Path(output), f"made from records that are damaged, gone or retrained now ({len(changed)} "
-                                        f"runs, e.g. {changed[0]}); their jobs train them again"))
+            key, now = next(iter(changed.items()))
+            why = (f"made from records that changed since ({len(changed)} runs, e.g. {key}: "
+                   + ("damaged or gone; its job trains it again)" if now is None else "another valid record now)"))
         elif missing:
-            stale.append((Path(output), f"made from other records than {what} runs now ({len(missing)} runs "
-                                        f"complete since, e.g. {missing[0]})"))
+            why = (f"made from other records than {what} runs now ({len(missing)} runs complete since, e.g. "
+                   f"{missing[0]})")
+        elif damaged:
+            why = f"{damaged[0][0].name} is {damaged[0][1]}"
+        else:
+            continue
+        stale += [(path, why) for path in [output, *(damaged_path for damaged_path, _ in damaged)] if path.exists()]
+        if not output.exists():  # removed earlier (or lost): what was made from it still goes
+            stale.append((output, why))
     data = Path(DATA_FILE)
     data_fault = prepared_data_fault(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
     stale += [(path, data_fault) for path in (data, checksum_file(data)) if data_fault and path.exists()]
@@ -149,7 +167,10 @@ def stale_outputs(state: StudyState, pending: dict[str, Job]) -> list[tuple[Path
         stale += store
         if synced.exists() and synced not in dict(stale):
             stale.append((synced, "its MLflow store is rebuilt"))
-    return stale
+    for output, _ in list(stale):
+        stale += [(Path(path), f"made from {output}, which no longer holds") for path in (made_from or {}).get(
+            str(output), []) if Path(path).exists() and Path(path) not in dict(stale)]
+    return [(path, why) for path, why in stale if path.exists()]
 
 
 def stale_search(state: StudyState) -> list[tuple[Path, str]]:
@@ -197,11 +218,8 @@ def record_digest(state: StudyState, key: str) -> str | None:
         return state.complete[key]["summary_sha256"]
     if key in state.damaged:
         return None
-    try:
-        summary = read_summary(state.study.root / "runs" / key)
-    except (RecordError, OSError, ValueError):
-        return None
-    return summary["summary_sha256"] if summary["run_key"] == key else None
+    summary = summary_on_disk(state.study.root / "runs" / key)  # verified once per planning process
+    return summary["summary_sha256"] if summary is not None and summary["run_key"] == key else None
 
 
 def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
@@ -227,10 +245,10 @@ def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
     if not marker.exists():
         return []
     try:
-        recorded = json.loads(marker.read_text())
+        recorded = read_json(marker)
         uri, default = recorded["tracking_uri"], recorded["study_store"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return [(marker, "unreadable")]
+    except (OSError, DamagedJSON, KeyError) as error:
+        return [(marker, f"unreadable ({error})")]
     # the study's own SQLite store moves with the study's directory; any other store is named by its URI
     if default != study.default_store() or (not default and uri != study.tracking_uri()):
         return [(marker, f"MLflow is now at {study.tracking_uri()}, not {uri}")]

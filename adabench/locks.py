@@ -58,6 +58,19 @@ def holder_gone(holder: dict) -> bool:
     return start is None or start != holder.get("start", start)
 
 
+def same_process(holder: dict) -> bool:
+    """Whether a recorded process (host, pid, start) is certainly alive as that very process: on this host, with a
+    recorded start time equal to its pid's now. Only such a process may be signalled: a record without its start
+    may name a pid that another process has taken since."""
+    if holder.get("host") != platform.node() or holder.get("start") is None:
+        return False
+    try:
+        pid = int(holder["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return pid > 0 and process_start(pid) == str(holder["start"])
+
+
 def read_holder(path: Path) -> dict:
     return read_json_object(path)
 

@@ -62,11 +62,14 @@ def complete_runs_of(plan: Path, problem: str) -> list[dict]:
     their own jobs): what a job's new runs will be compared with."""
     summaries = []
     runs = read_plan(plan)
-    for run_dir in runs[(runs.problem == problem) & (runs.run_dir != "")].run_dir:  # a tuned slot has none yet
+    for run_dir, key in runs[(runs.problem == problem) & (runs.run_dir != "")][["run_dir", "key"]].itertuples(
+            index=False):  # a tuned slot has none yet
         try:
-            summaries.append(read_summary(Path(run_dir)))
+            summary = read_summary(Path(run_dir))
         except RecordError:
             continue
+        if summary["run_key"] == key:  # a record naming another run is not this run's (it is trained again)
+            summaries.append(summary)
     return summaries
 
 

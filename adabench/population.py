@@ -14,14 +14,21 @@ batch orders, checkpoints and records are the trainer's (adabench.trainer).
 
 Seconds are measured per section: each batch's passes (forward and backward) and each optimizer group's step,
 so that the trainer can charge each member its share of the passes plus its own optimizer's work.
+
+An optimizer that raises (in its step or its step sizes), or that changes a parameter's shape, dtype or device, has
+*failed*: its group records the error and is never stepped again, and its leaves get back their shapes (zeros) so
+that the passes of the other members go on; the trainer retires its members as ``failed``. Their rows stay in the
+passes, on their own as a diverged member's do.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import time
+import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -128,6 +135,23 @@ class OptimizerGroup:
     members: list
     leaves: dict[str, torch.Tensor]
     optimizer: torch.optim.Optimizer = field(repr=False)
+    failure: str | None = None  # what the optimizer raised (or did to the parameters): never stepped again
+
+
+# errors of the machine, not of an optimizer's code: a rerun may well succeed, so they stop the job as before
+NOT_THE_OPTIMIZERS = (MemoryError, torch.cuda.OutOfMemoryError)
+
+
+def failure_text(error: BaseException) -> str:
+    """The error in one line, with where it was raised (file name only: a record says the same on every machine)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(error).__name__}: {str(error)[:1000]}{where}"
+
+
+def member_view(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> str:
+    """A stacked leaf as one member sees its parameter: its shape without the members' dimension, dtype, device."""
+    return f"{tuple(shape[1:])} {str(dtype).removeprefix('torch.')} on {device}"
 
 
 class PopulationModel:
@@ -227,13 +251,46 @@ class PopulationModel:
         independent losses, so each gets its own gradient), then each group's optimizer, each timed."""
         with timer.section("passes"):
             for group in self.groups:
-                group.optimizer.zero_grad(set_to_none=True)
+                if group.failure is None:
+                    group.optimizer.zero_grad(set_to_none=True)
+                else:
+                    for leaf in group.leaves.values():
+                        leaf.grad = None
             losses, extra = self.batch_losses(indices)
             losses.sum().backward()
         for group in self.groups:
+            if group.failure is not None:
+                continue
             with timer.section(id(group)):
-                group.optimizer.step()
+                self.guarded_step(group)
         return losses, extra
+
+    def guarded_step(self, group: OptimizerGroup) -> None:
+        """The group's optimizer step; an exception of it, or a parameter it reshaped, fails the group."""
+        shapes = {name: (leaf.shape, leaf.dtype, leaf.device) for name, leaf in group.leaves.items()}
+        try:
+            group.optimizer.step()
+        except NOT_THE_OPTIMIZERS:
+            raise
+        except Exception as error:  # noqa: BLE001 - a plug-in's bug fails its own runs, not its siblings
+            self.fail(group, failure_text(error), shapes)
+            return
+        for name, leaf in group.leaves.items():
+            if (leaf.shape, leaf.dtype, leaf.device) != shapes[name]:
+                self.fail(group, f"the optimizer changed parameter {name!r} from {member_view(*shapes[name])} to "
+                                 f"{member_view(leaf.shape, leaf.dtype, leaf.device)}", shapes)
+                return
+
+    def fail(self, group: OptimizerGroup, failure: str, shapes: dict) -> None:
+        """Record the group's failure and give its leaves back their shapes (zeros: its members are retired, and
+        what their rows compute from now on is read by no one), so that joint passes still fit together."""
+        group.failure = failure
+        with torch.no_grad():
+            for name, leaf in group.leaves.items():
+                shape, dtype, device = shapes[name]
+                if (leaf.shape, leaf.dtype, leaf.device) != (shape, dtype, device):
+                    leaf.data = torch.zeros(shape, dtype=dtype, device=device)
+                leaf.grad = None
 
     def batch_losses(self, indices: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         """The members' losses on their batches, computed ``members_per_pass`` members at a time."""
@@ -247,7 +304,20 @@ class PopulationModel:
         return torch.cat(losses), {name: torch.cat(values) for name, values in sums.items()}
 
     def step_sizes(self) -> list[dict]:
-        return [summary for group in self.groups for summary in step_size_summaries(group.optimizer, len(group.members))]
+        """Per member (row order) its optimizer's step sizes; a failed group's members have none, and a group
+        whose optimizer raises here fails."""
+        sizes = []
+        for group in self.groups:
+            summaries = None
+            if group.failure is None:
+                try:
+                    summaries = step_size_summaries(group.optimizer, len(group.members))
+                except NOT_THE_OPTIMIZERS:
+                    raise
+                except Exception as error:  # noqa: BLE001 - as in guarded_step
+                    group.failure = f"{failure_text(error)} (reading its step sizes)"
+            sizes.extend(summaries or [{} for _ in group.members])
+        return sizes
 
     def member_state(self, row: int) -> tuple[dict, dict]:
         """Row ``row``'s parameters and optimizer state, detached copies: what its checkpoint holds."""

@@ -3,7 +3,24 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
+
+# The packages whose code computes a run's numbers or draws the figures: each run's record (its environment) and
+# its MLflow params (version.<name>) name their versions, so two records that differ can say what computed them.
+PACKAGES = ("torch", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "contourpy", "mlflow", "snakemake")
+
+
+def package_versions(names=PACKAGES) -> dict[str, str]:
+    """Each package's installed version, from its metadata rather than by importing it (mlflow and snakemake take
+    seconds to import, and a training job uses neither); "not installed" where it is not."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def cpu_model() -> str:

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_write_bytes, atomic_write_text, sha256_bytes
+from .atomic import DamagedJSON, atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
 from .locks import ProcessLock, describe
 from .plan import key_options_id
 
@@ -25,7 +26,8 @@ SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
-FINISHED_STATUSES = ("finished", "diverged")
+# every status a complete run ends with; "failed": its optimizer raised (its summary holds the error, adabench.trainer)
+FINISHED_STATUSES = ("finished", "diverged", "failed")
 # the measured seconds of a run's records: the only columns two trainings of one run may differ in
 TIME_COLUMNS = ["time_s", "step_time_s"]
 SUMMARY_FIELDS = ("run_key", "identity", "spec", "status", "unit", "epochs_completed", "epochs_planned", "final",
@@ -81,7 +83,7 @@ class RecordError(ValueError):
 
 
 def records_csv(records: list[dict], unit: str) -> bytes:
-    frame = pd.DataFrame(records)
+    frame = pd.DataFrame(records, columns=None if records else [unit])  # none: a run that failed at its first step
     frame = frame[[unit] + [column for column in frame.columns if column != unit]]
     return frame.to_csv(index=False).encode()
 
@@ -104,7 +106,9 @@ def write_run(out_dir: Path, records: list[dict], unit: str, summary: dict | Non
         return None
     text = json.dumps(seal({**summary, "records_sha256": sha256_bytes(data)}), indent=2, default=float)
     atomic_write_text(Path(out_dir) / SUMMARY, text + "\n")
-    return json.loads(text)  # as read back: JSON turns tuples into lists
+    # as read back (JSON turns tuples into lists); parsed from the text just made here, not from the file, so
+    # not through read_json
+    return json.loads(text)
 
 
 def read_summary(out_dir: Path) -> dict:
@@ -118,15 +122,11 @@ def read_run(out_dir: Path) -> tuple[dict, pd.DataFrame]:
     out_dir = Path(out_dir)
     path = out_dir / SUMMARY
     try:
-        raw = path.read_bytes()
+        summary = read_json(path)
     except FileNotFoundError:
         raise RecordError(f"{path}: missing") from None
-    try:
-        summary = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RecordError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(summary, dict):
-        raise RecordError(f"{path}: not a JSON object")
+    except DamagedJSON as error:
+        raise RecordError(str(error)) from None
     missing = [name for name in SUMMARY_FIELDS if name not in summary]
     if missing:
         raise RecordError(f"{path}: lacks {', '.join(missing)}")
@@ -134,24 +134,67 @@ def read_run(out_dir: Path) -> tuple[dict, pd.DataFrame]:
         raise RecordError(f"{path}: its content does not match its own sha256 (edited or damaged)")
     if summary["status"] not in FINISHED_STATUSES:
         raise RecordError(f"{path}: status {summary['status']!r} is not a finished one")
-    metrics = out_dir / METRICS
+    return summary, read_verified_csv(out_dir / METRICS, summary["records_sha256"])
+
+
+class HashingReader(io.RawIOBase):
+    """A file's bytes hashed as they are read: what reads through it (pandas' parser) sees exactly the bytes the
+    digest covers, and neither of them holds the file whole (a long run's metrics.csv runs to gigabytes)."""
+
+    def __init__(self, handle):
+        super().__init__()
+        self.handle, self.digest = handle, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self.handle.readinto(buffer)
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return count
+
+    def drain(self, chunk: int = 1 << 20) -> str:
+        """Hash what is left unread (a parser that stopped early), then return the digest of the whole file."""
+        while self.read(chunk):
+            pass
+        return self.digest.hexdigest()
+
+
+def read_verified_csv(path: Path, sha256: str) -> pd.DataFrame:
+    """The CSV at ``path``, parsed in one streaming pass that also hashes it; RecordError unless its sha256 is
+    ``sha256``. A file that does not parse is reported by its digest (what damaged it matters, not how pandas
+    fails on it)."""
     try:
-        data = metrics.read_bytes()
+        handle = open(path, "rb", buffering=0)
     except FileNotFoundError:
-        raise RecordError(f"{metrics}: missing") from None
-    if sha256_bytes(data) != summary["records_sha256"]:
-        raise RecordError(f"{metrics}: does not match the sha256 its summary.json records (truncated or edited)")
-    return summary, pd.read_csv(io.BytesIO(data))
+        raise RecordError(f"{path}: missing") from None
+    with handle:
+        reader = HashingReader(handle)
+        try:
+            frame, failure = pd.read_csv(io.BufferedReader(reader, 1 << 20)), None
+        except ValueError as error:  # pandas' ParserError, EmptyDataError, UnicodeDecodeError: all ValueErrors
+            frame, failure = None, error
+        digest = reader.drain()
+    if digest != sha256:
+        raise RecordError(f"{path}: does not match the sha256 its summary.json records (truncated or edited)")
+    if failure is not None:
+        raise RecordError(f"{path}: matches its recorded sha256 but does not parse as CSV ({failure})")
+    return frame
 
 
-def complete_summary(out_dir: Path, identity: dict) -> tuple[dict | None, str]:
-    """(summary, "") if the run in ``out_dir`` is complete, intact and of ``identity``; else (None, why not)."""
+def complete_summary(out_dir: Path, spec) -> tuple[dict | None, str]:
+    """(summary, "") if the run in ``out_dir`` is complete, intact and of ``spec`` (a RunSpec: its identity and its
+    key); else (None, why not). A record naming another run's key (its digests recomputed) is not this run's: its
+    key would file it under the other run (in the tables, the sources, MLflow), as adabench.state also says."""
     try:
         summary = read_summary(out_dir)
     except RecordError as error:
         return None, str(error)
-    if summary["identity"] != identity:
+    if summary["identity"] != spec.identity():
         return None, f"{Path(out_dir) / SUMMARY}: a run of another configuration"
+    if summary["run_key"] != spec.key:
+        return None, f"{Path(out_dir) / SUMMARY}: names run {summary['run_key']!r}, not its own {spec.key!r}"
     return summary, ""
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .provenance import cpu_model, git_commit
+from .provenance import cpu_model, git_commit, package_versions
 from .spec import RunSpec
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
@@ -70,8 +70,10 @@ def configure_precision(precision: str) -> None:
 
 
 def environment(device: torch.device, deterministic: bool) -> dict:
-    """Where and with what a run was trained: recorded whole in its summary, and as tags in MLflow."""
+    """Where and with what a run was trained: recorded whole in its summary, and as tags in MLflow (the versions of
+    provenance.PACKAGES as params too). Records written before a package's version was recorded lack its key."""
     info = {
+        **package_versions(),  # torch and numpy as their modules say, below: torch's names its build (2.14.1+cu130)
         "device": str(device),
         "device_name": cpu_model(),
         "cpu": cpu_model(),

@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .atomic import atomic_write_text, read_json_object
+from .atomic import atomic_write_text, read_json_object, sha256_file
 
 
 def records_digest(summaries: dict[str, dict]) -> str:
@@ -17,8 +17,13 @@ def records_digest(summaries: dict[str, dict]) -> str:
 
 
 def recorded_sources(path: Path) -> dict:
-    """What an output's sidecar says it was made from (see write_sources): {"records_sha256", "records"}, or {}."""
-    return read_json_object(path)
+    """What an output's sidecar says it was made from (see write_sources): {"records_sha256", "records"}, or {}
+    where it is missing or damaged (read_json), so that its output is made again."""
+    found = read_json_object(path)
+    records = found.get("records", {})
+    if not isinstance(records, dict) or not all(isinstance(sha, str) for sha in records.values()):
+        return {}  # valid JSON, but not run keys with their digests: damaged too
+    return found
 
 
 def write_sources(path: Path, summaries: dict[str, dict], extra: dict | None = None) -> None:
@@ -28,3 +33,28 @@ def write_sources(path: Path, summaries: dict[str, dict], extra: dict | None = N
     atomic_write_text(Path(path), json.dumps({"runs": len(records), **(extra or {}),
                                               "records_sha256": records_digest(summaries),
                                               "records": dict(sorted(records.items()))}, indent=1) + "\n")
+
+
+def output_digests(paths) -> dict[str, str]:
+    """Each output's file name and sha256, for the ``outputs`` of its sidecar (write_sources' extra): an output
+    damaged since it was made (a truncated Parquet file, another file under its name) is then made again, as one
+    made from other records is (adabench.housekeeping). By name: the sidecar lies beside its outputs."""
+    return {Path(path).name: sha256_file(Path(path)) for path in paths}
+
+
+def damaged_outputs(sidecar: Path, recorded: dict) -> list[tuple[Path, str]]:
+    """The outputs that ``recorded`` (``sidecar``'s content, see recorded_sources) lists under ``outputs`` and that
+    are gone, or hold other bytes than were written, each with what is wrong. A sidecar without the list (written
+    before outputs were listed) vouches for none."""
+    outputs = recorded.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(isinstance(sha, str) for sha in outputs.values()):
+        return [(Path(sidecar), "its list of outputs is damaged")]
+    found = []
+    for name, sha in outputs.items():
+        path = Path(sidecar).parent / Path(name).name
+        if not path.is_file():
+            found.append((path, "missing"))
+        elif sha256_file(path) != sha:
+            found.append((path, f"its bytes are not those written (sha256 recorded in {Path(sidecar).name}): "
+                                "damaged or replaced"))
+    return found

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .plan import PLAN_COLUMNS
 from .records import RecordError, read_summary
+from .sources import records_digest
 from .spec import RunSpec
 from .study import Job, StudyProblems, Study
 
@@ -55,8 +56,10 @@ def verified(study: StudyProblems, spec: RunSpec) -> tuple[dict | None, str]:
         summary = read_summary(directory)
     except RecordError as error:
         return None, str(error) if (directory / "summary.json").exists() else ""
-    if summary["identity"] != spec.identity() or summary["run_key"] != spec.key:
+    if summary["identity"] != spec.identity():
         return None, f"{directory}: a run of another configuration"
+    if summary["run_key"] != spec.key:  # digests recomputed over another run's key: it would be filed under that run
+        return None, f"{directory / 'summary.json'}: names run {summary['run_key']!r}, not its own {spec.key!r}"
     return summary, ""
 
 
@@ -70,6 +73,53 @@ def read_state(study: Study) -> StudyState:
         elif why:
             state.damaged[spec.key] = why
     return state
+
+
+def records_param(state: StudyState, run_dirs) -> str:
+    """The digest of the complete records in ``run_dirs`` (adabench.sources.records_digest: what the sidecar of an
+    output made from them records as its records_sha256), for the params of a rule that reads them: a record that
+    changes (retrained, brought in by git) changes the params, and Snakemake reruns the rule and everything made
+    from its outputs. Snakemake evaluates params when it plans, and again just before the job runs (after the
+    training it waits for): the runs complete when the study was read are taken from ``state`` (training never
+    touches a complete run), the others are read from disk each time, so that the params a job ran with are those
+    the next invocation plans with."""
+    summaries, runs = {}, Path(state.study.root) / "runs"
+    for directory in dict.fromkeys(str(path) for path in run_dirs):
+        try:
+            key = Path(directory).relative_to(runs).as_posix()  # a run's directory is named by its key (run_dir)
+        except ValueError:
+            key = None  # elsewhere (a path as another working directory wrote it): its record names its run
+        summary = state.complete.get(key) or summary_on_disk(Path(directory))
+        if summary is not None and summary["run_key"] == (key or summary["run_key"]):
+            summaries[directory] = summary  # else not complete (yet): its job trains it, and the rule waits for it
+    return records_digest(summaries)
+
+
+# verified summaries by run directory, with the sizes and times of the files they were verified from: a planning
+# process asks for the records of the search's runs once per rule that reads them (every round reads the rounds
+# before it), and verifying hashes and parses every metrics.csv
+_READ: dict[str, tuple[tuple, dict | None]] = {}
+
+
+def summary_on_disk(directory: Path) -> dict | None:
+    """The verified summary of the run in ``directory`` (records.read_summary), None where it has none that
+    verifies; read again only when its files changed."""
+    def signature(path: Path):
+        try:
+            found = path.stat()
+            return found.st_mtime_ns, found.st_size, found.st_ino
+        except OSError:
+            return None
+
+    stamp = (signature(directory / "summary.json"), signature(directory / "metrics.csv"))
+    cached = _READ.get(str(directory))
+    if cached is None or cached[0] != stamp or None in stamp:
+        try:
+            summary = read_summary(directory)
+        except (RecordError, OSError):
+            summary = None
+        cached = _READ[str(directory)] = (stamp, summary)
+    return cached[1]
 
 
 def pending(study: StudyProblems, jobs: list[Job]) -> list[Job]:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import DamagedJSON, read_json
 from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
-from .locks import holder_gone, holder_if_held, process_start
+from .locks import holder_gone, holder_if_held, same_process
 from .provenance import cpu_model
 from .records import METRICS
 from .state import StudyState, searched_on_disk, tuned_runs_on_disk, verified
@@ -43,6 +44,7 @@ class RunningJob:
     seconds_per_epoch: float | None
     eta_s: float | None
     quiet_s: float  # seconds since the job last reported progress
+    start: str | None = None  # its process's start time (locks.process_start): with the pid, which process it is
 
     @property
     def stalled(self) -> bool:
@@ -58,23 +60,38 @@ def write_progress(path: Path, job: str, problem: str, progress: dict) -> None:
                                               "updated": time.time(), **progress}, indent=1) + "\n")
 
 
-def running_jobs(study: Study, now: float | None = None) -> list[RunningJob]:
+def running_jobs(study: Study, now: float | None = None, damaged: list[str] | None = None) -> list[RunningJob]:
     """The study's training jobs whose process is alive (or, on another host, not known to be gone: a job removes
-    its progress file when it ends)."""
+    its progress file when it ends). A progress file that cannot be read (damaged, or lacking what a job writes)
+    is skipped; ``damaged``, where given, collects a line naming each."""
     now = time.time() if now is None else now
     jobs = []
     for path in sorted(Path(study.path("progress")).glob("*.json")):
         try:
-            progress = json.loads(path.read_text())
-        except (OSError, ValueError):
+            progress = read_json(path)
+            if holder_gone(progress):
+                continue
+            if progress.get("host") == platform.node() and progress.get("start") is None:
+                # every job records its start: without it, the pid may now be any process (stop must not signal it)
+                raise ValueError("it records no process start time, so its pid may be another process by now")
+            jobs.append(RunningJob(job=str(progress["job"]), problem=str(progress["problem"]),
+                                   pid=int(progress["pid"]), host=progress["host"], epoch=progress.get("epoch", 0),
+                                   epochs=progress.get("epochs", 0), unit=progress.get("unit", "epoch"),
+                                   active=progress.get("active", 0), size=progress.get("size", 0),
+                                   seconds_per_epoch=progress.get("seconds_per_epoch"), eta_s=progress.get("eta_s"),
+                                   quiet_s=now - float(progress["updated"]),
+                                   start=None if progress.get("start") is None else str(progress["start"])))
+        except FileNotFoundError:  # its job ended meanwhile
             continue
-        if holder_gone(progress):
-            continue
-        jobs.append(RunningJob(job=progress["job"], problem=progress["problem"], pid=int(progress["pid"]),
-                               host=progress["host"], epoch=progress.get("epoch", 0), epochs=progress.get("epochs", 0),
-                               unit=progress.get("unit", "epoch"), active=progress.get("active", 0),
-                               size=progress.get("size", 0), seconds_per_epoch=progress.get("seconds_per_epoch"),
-                               eta_s=progress.get("eta_s"), quiet_s=now - progress["updated"]))
+        except DamagedJSON as error:
+            if damaged is not None:
+                damaged.append(f"{error}; skipped (a running job rewrites it after its next epoch)")
+        except OSError as error:
+            if damaged is not None:
+                damaged.append(f"{path}: unreadable ({error.strerror or error}); skipped")
+        except (KeyError, TypeError, ValueError) as error:
+            if damaged is not None:
+                damaged.append(f"{path}: damaged, not a job's progress ({type(error).__name__}: {error}); skipped")
     return jobs
 
 
@@ -116,7 +133,7 @@ def run_progress(state: StudyState, spec, stage: str) -> dict:
     summary = state.complete.get(spec.key) or verified(state.study, spec)[0]
     if summary is not None:
         done = int(summary["epochs_completed"])
-        epochs = done if summary["status"] == "diverged" else epochs
+        epochs = done if summary["status"] in ("diverged", "failed") else epochs  # it ended there
         complete = 1
     else:
         done, complete = trained_epochs(state.study.run_dir(spec)), 0
@@ -195,7 +212,9 @@ def report(state: StudyState, now: float | None = None) -> str:
     if state.damaged:
         lines.append(f"{len(state.damaged)} runs have damaged records and will be trained again, e.g. "
                      f"{next(iter(state.damaged.values()))}")
-    jobs = running_jobs(study, now)
+    damaged: list[str] = []
+    jobs = running_jobs(study, now, damaged)
+    lines += [f"WARNING: {why}" for why in damaged]
     lines.append(f"training now: {len(jobs)} job(s)" + (":" if jobs else ""))
     for job in jobs:
         where = f"pid {job.pid}" + ("" if job.host == platform.node() else f" on {job.host}")
@@ -208,7 +227,10 @@ def report(state: StudyState, now: float | None = None) -> str:
             lines.append(f"  {job.job}: {job.unit} {job.epoch}/{job.epochs}, {job.active} of {job.size} runs active, "
                          f"{job.seconds_per_epoch:.1f} s/{job.unit}, job ETA {duration(job.eta_s)} [{where}]")
     seconds, unmeasured = remaining_seconds(table, study, jobs)
-    if table.done.sum() < table.epochs.sum():
+    if table.done.sum() < table.epochs.sum() and unmeasured and not seconds:
+        lines.append(f"left: {int(table.epochs.sum() - table.done.sum())} run-epochs, nothing measured yet "
+                     f"({', '.join(unmeasured)}); ETA unknown")
+    elif table.done.sum() < table.epochs.sum():
         parallel = max(1, len([job for job in jobs if not job.stalled]))
         lines.append(f"left: {duration(seconds)} of one-job training at the seconds per run-epoch the running jobs "
                      f"measure (else this study's finished runs); ETA {duration(seconds / parallel)} at {parallel} "
@@ -219,26 +241,61 @@ def report(state: StudyState, now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def stop(study: Study, log=print, wait_s: float = 0.0) -> int:
+@dataclass
+class Stopped:
+    """What ``adabench stop`` found: how many of the study's processes, and those it could not see end (each
+    named with its pid): still alive when the wait ended, or not signalled (see :func:`stop`)."""
+
+    found: int
+    left: list[str]
+
+
+def stop(study: Study, log=print, wait_s: float = 0.0) -> Stopped:
     """Stop a running study within one epoch: SIGTERM to its Snakemake (it starts no more jobs), then to each of
     its training jobs (each finishes the epoch in progress, writes its checkpoints and exits; a plain rerun resumes
-    them). Returns the number of processes signalled; with ``wait_s``, waits that long for the jobs to exit."""
-    signalled = []
-    holder = holder_if_held(study.root / "snakemake.lock")
+    them). A process is signalled only when its recorded start time is its pid's now (locks.same_process): a pid
+    alone may have been taken by another process. With ``wait_s``, waits that long for them to exit; ``left``
+    names those still alive then, and those not signalled (no start time recorded, another user's)."""
+    signalled, damaged, left = [], [], []
+    lock = study.root / "snakemake.lock"
+    try:
+        holder = holder_if_held(lock)
+    except OSError as error:  # a read-only or damaged study: its training jobs may still be stopped
+        log(f"WARNING: {lock}: cannot probe whether Snakemake holds it ({error.strerror or error}); "
+            "Snakemake not stopped")
+        holder, left = None, [f"Snakemake, if any ({lock}: {error.strerror or error})"]
     targets = ([("Snakemake", holder)] if holder else []) + [
-        (f"training job {job.job}", {"pid": job.pid, "host": job.host}) for job in running_jobs(study)]
+        (f"training job {job.job}", {"pid": job.pid, "host": job.host, "start": job.start})
+        for job in running_jobs(study, None, damaged)]
+    for why in damaged:
+        log(f"WARNING: {why}")
     for what, process in targets:
+        named = f"{what} (pid {process.get('pid', '?')})"
         if process.get("host") != platform.node():
             log(f"{what} runs on {process.get('host')}: stop it there (adabench stop on that host)")
             continue
+        if not same_process(process):
+            if process.get("start") is None:
+                log(f"{named}: not signalled: its record holds no process start time, so that pid may be another "
+                    "process by now")
+                left.append(named)
+            continue  # otherwise it ended (its pid is gone, or is another process now)
         try:
             os.kill(int(process["pid"]), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
+        except ProcessLookupError:
             continue
-        signalled.append(int(process["pid"]))
-        log(f"{what} (pid {process['pid']}): asked to stop")
+        except PermissionError:
+            log(f"{named}: not allowed to signal it (another user's process)")
+            left.append(named)
+            continue
+        signalled.append((named, process))
+        log(f"{named}: asked to stop")
     deadline = time.monotonic() + wait_s
-    while wait_s and signalled and time.monotonic() < deadline:
-        signalled = [pid for pid in signalled if process_start(pid) is not None]
-        time.sleep(1.0)
-    return len(targets)
+    while wait_s and signalled:
+        signalled = [(named, process) for named, process in signalled if same_process(process)]
+        if not signalled or time.monotonic() >= deadline:
+            break
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    if wait_s:
+        left += [named for named, _ in signalled]
+    return Stopped(len(targets), left)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .config import settings_list
+from .config import ConfigError, settings_list
 from .data import DATA_FILE
 from .layout import StudyLayout
 from .plan import PLAN_COLUMNS, ROLES
@@ -29,6 +29,10 @@ from .problems import PROBLEMS, problem_arguments
 from .reference import load_reference
 from .search import Lattice
 from .spec import RunSpec
+
+
+# the longest file name most filesystems take: a run's setting is one directory of its path
+MAX_NAME_BYTES = 255
 
 
 def lr_grid(tuning: dict) -> list[float]:
@@ -133,29 +137,48 @@ class Study(StudyProblems):
         return [p for p in self.config["problems"] if chosen is None or p in chosen]
 
     def expand(self) -> dict[str, tuple[RunSpec, set[str]]]:
-        """Every run known before training, by key, with its roles (the tuned reruns come from the selection)."""
+        """Every run known before training, by key, with its roles (the tuned reruns come from the selection).
+        ConfigError naming both where two different runs would share one key (one directory, one MLflow run)."""
         found: dict[str, tuple[RunSpec, set[str]]] = {}
+        origin: dict[str, str] = {}  # run key -> where its run comes from, to name both of a clash
 
-        def add(spec: RunSpec, role: str) -> None:
+        def add(spec: RunSpec, role: str, where: str, given: dict) -> None:
+            described = f"{where} {given!r}"
+            if spec.key in found and found[spec.key][0].identity() != spec.identity():
+                # a string value may still render like another value (a "None" beside a null, where a
+                # hyperparameter takes both): keeping the first would drop the second without a word
+                raise ConfigError(where, f"the setting {given!r} gives the run key {spec.key}, the key of another "
+                                         f"setting, {origin[spec.key]}: one of them would never be trained. Give "
+                                         "one of them values that are written differently")
+            if len(spec.setting.encode()) > MAX_NAME_BYTES:
+                raise ConfigError(where, f"the setting {given!r} is written as {len(spec.setting.encode())} "
+                                         f"bytes, more than a directory name holds ({MAX_NAME_BYTES}); use "
+                                         "shorter values")
             found.setdefault(spec.key, (spec, set()))[1].add(role)
+            origin.setdefault(spec.key, described)
 
         for problem in self.config["problems"]:
             settings = self.entry(problem)["settings"]
             for optimizer in self.optimizers(problem):
-                for hyperparameters in settings_list(settings.get(optimizer, {})):
+                listed = settings.get(optimizer, {})
+                for index, hyperparameters in enumerate(settings_list(listed)):
+                    where = f"problems.{problem}.settings.{optimizer}" + (f"[{index}]" if isinstance(listed, list)
+                                                                          else "")
                     for seed in self.seeds(problem):
-                        add(self.spec(problem, optimizer, hyperparameters, seed), "study")
+                        add(self.spec(problem, optimizer, hyperparameters, seed), "study", where, hyperparameters)
         for run in self.reference:
+            where = f"{self.config['reference']['results']} ({run.problem}, {run.optimizer})"
             for seed in self.seeds(run.problem):
                 spec = self.spec(run.problem, run.optimizer, run.hyperparameters, seed)
-                add(spec, "study")
-                add(spec, "reference")
+                add(spec, "study", where, run.hyperparameters)
+                add(spec, "reference", where, run.hyperparameters)
         for problem in self.config.get("defaults_protocol") or []:
             for optimizer in self.optimizers(problem):
                 for seed in self.seeds(problem):
-                    add(self.spec(problem, optimizer, {}, seed), "defaults")
+                    add(self.spec(problem, optimizer, {}, seed), "defaults",
+                        f"defaults_protocol ({problem}, {optimizer})", {})
         for spec in self.grid_runs():
-            add(spec, "grid")
+            add(spec, "grid", f"tuning ({spec.problem}, {spec.optimizer})", spec.hyperparameters)
         return found
 
     def grid_runs(self) -> list[RunSpec]:

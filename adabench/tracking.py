@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 
 from .atomic import fsync_directory
-from .provenance import git_commit
+from .provenance import PACKAGES, git_commit
 from .records import METRICS
 from .spec import RunSpec
 from .layout import sqlite_uri
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
+SUMMARY_TAG = "adabench.summary_sha256"  # and its summary: a record resealed with other content is synced again
 MAX_BATCH = 1000
 # MLflow 3 opens an experiment on the view its kind names: training runs, not the GenAI overview
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
@@ -130,12 +131,26 @@ def runs_view_url(base: str, experiment_id: str) -> str:
 
 
 def run_params(spec: RunSpec, environment: dict) -> dict:
-    """A run's MLflow params: what it is (problem, optimizer, seed, setting, each hyperparameter and option)."""
+    """A run's MLflow params: what it is (problem, optimizer, seed, setting, each hyperparameter and option) and
+    the versions of the packages that computed it (version.torch, ...)."""
     params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed, "setting": spec.setting,
               "precision": spec.precision, "options_id": spec.options_id, "device": environment["device"]}
     params.update({f"hp.{k}": v for k, v in spec.hyperparameters.items()})
     params.update({f"problem.{k}": v for k, v in spec.identity()["options"].items()})
+    # the versions its record names (an older record names torch and numpy only)
+    params.update({f"version.{name}": environment[name] for name in PACKAGES if name in environment})
     return params
+
+
+def key_filter(key: str) -> str | None:
+    """The MLflow filter string that selects the runs tagged with run key ``key``, or None where MLflow's grammar
+    cannot say it. MLflow (mlflow.utils.search_utils.SearchUtils) takes a string literal's text between its quotes
+    as it is: no escape works ('it''s' and 'it\\'s' search for those very characters). A key is quoted with a quote
+    it does not hold; one holding both (a string hyperparameter such as it's "x") has no literal at all."""
+    for quote in ("'", '"'):
+        if quote not in key:
+            return f"tags.`{RUN_KEY_TAG}` = {quote}{key}{quote}"
+    return None
 
 
 class MLflowTracker:
@@ -159,7 +174,11 @@ class MLflowTracker:
         self.last_flush = 0.0
 
     def runs_with_key(self, key: str) -> list:
-        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+        """The active runs tagged with ``key``, oldest first."""
+        query = key_filter(key)
+        if query is None:  # no filter names this key: the experiment's runs, matched here (experiment_runs)
+            return experiment_runs(self.client, self.experiment_id).get(key, [])
+        return self.client.search_runs([self.experiment_id], filter_string=query,
                                        order_by=["attributes.start_time ASC"], max_results=100)
 
     def find_run(self, key: str):
@@ -235,7 +254,8 @@ class MLflowTracker:
 
         self.flush()
         tags = {"status": summary["status"], f"{summary['unit']}s_completed": summary["epochs_completed"],
-                "train_time_s": f"{summary['train_time_s']:.3f}", RECORDS_TAG: summary["records_sha256"]}
+                "train_time_s": f"{summary['train_time_s']:.3f}", RECORDS_TAG: summary["records_sha256"],
+                SUMMARY_TAG: summary["summary_sha256"]}
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
@@ -262,7 +282,7 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dic
     """Make MLflow hold each complete run of ``runs`` (directory, summary, metrics: as records.read_run verified
     them) exactly as its records say:
     create missing runs, add missing steps (or replace a run holding steps of another training), remove
-    duplicates of a key. Runs whose records digest MLflow already holds are left as they are."""
+    duplicates of a key. Runs whose records and summary digests MLflow already holds are left as they are."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -277,6 +297,7 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dic
             counts["duplicates_removed"] += 1
         spec = RunSpec.from_dict(summary["spec"])
         if first is not None and first.data.tags.get(RECORDS_TAG) == summary["records_sha256"] \
+                and first.data.tags.get(SUMMARY_TAG) == summary["summary_sha256"] \
                 and first.info.status in ("FINISHED", "FAILED") \
                 and set(run_params(spec, summary["environment"])) <= set(first.data.params):
             counts["in_sync"] += 1

@@ -7,6 +7,10 @@ others, goes through the same loop.
 - A member whose metrics become non-finite is recorded as ``diverged`` and retired: its records end there. Its
   rows still go through every pass and step of the population (on their own in every operation, they leave the
   other members untouched), and their compute is charged to no member.
+- A member whose optimizer raises (or reshapes a parameter: adabench.population) is recorded as ``failed``, with
+  the error in its summary, and retired the same way: its records end at its last complete epoch, and its
+  siblings train on. The record is complete like any other (a plug-in's bug is deterministic: a rerun would
+  fail again), so a rerun skips it; delete the run's directory to train it again once the optimizer is fixed.
 - Seconds are honest per member: each batch's passes are shared equally by the rows they computed, and each
   optimizer group's step by its members, so a member's ``time_s`` is its share of the passes plus its own
   optimizer's work (``step_time_s``).
@@ -68,7 +72,7 @@ class Member:
     resumed_from: int
     earlier_wall_time: float  # seconds its training jobs ran before this one resumed it (from the checkpoint)
     tracker: "GuardedTracker | None" = None
-    status: str | None = None  # set when the member stops: "finished" or "diverged"
+    status: str | None = None  # set when the member stops: "finished", "diverged" or "failed"
 
     @property
     def active(self) -> bool:
@@ -137,7 +141,7 @@ def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", det
         for position, (spec, out_dir) in enumerate(runs):
             out_dir = Path(out_dir)
             held.enter_context(RunLock(out_dir, log))  # released when the population ends, or its process dies
-            summary, why_not = complete_summary(out_dir, spec.identity())
+            summary, why_not = complete_summary(out_dir, spec)
             if summary is not None:
                 log(f"{spec.key}: already {summary['status']}, skipped")
                 summaries[position] = summary
@@ -241,6 +245,9 @@ class PopulationTrainer:
                 if not member.active:
                     continue
                 group, _ = self.model.placement[row_index]
+                if group.failure is not None:  # this epoch's update did not happen: its records end before it
+                    summaries[member.position] = self.finish(member, "failed", error=group.failure)
+                    continue
                 step_share = seconds[id(group)] / len(group.members)
                 member.epoch += 1
                 member.steps += self.steps_per_epoch
@@ -320,7 +327,7 @@ class PopulationTrainer:
             return self.environment
         return {**self.environment, "deterministic": False, "nondeterministic_ops": sorted(self.nondeterministic)}
 
-    def finish(self, member: Member, status: str) -> dict:
+    def finish(self, member: Member, status: str, error: str | None = None) -> dict:
         member.status = status
         spec, unit, records = member.spec, self.unit, member.records
         summary = build_summary(spec, status, unit, records, self.problem.epochs, self.problem.headline,
@@ -329,6 +336,11 @@ class PopulationTrainer:
                                 wall_time_s=self.wall_time(member), resumed_from=member.resumed_from,
                                 population_size=self.size, data_digest=self.problem.data_digest,
                                 environment=self.run_environment())
+        if error is not None:
+            summary["error"] = error
+            self.log(f"{spec.key}: its optimizer failed in {unit} {member.epoch + 1} ({error}); recorded as failed "
+                     f"and retired, the other runs train on. A rerun keeps this result: to train it again once the "
+                     f"optimizer is fixed, delete {member.out_dir}")
         # the records first: MLflow, a view of them, may fail without losing the run
         summary = write_run(member.out_dir, records, unit, summary)
         (member.out_dir / CHECKPOINT).unlink(missing_ok=True)

@@ -1,19 +1,17 @@
 """Snakemake rule `tuning_budget`: from the grid runs already trained, per problem and optimizer the expected best
 validation score after k rates tried (tuning_budget.csv) and how often each rate is chosen when the grid seeds are
 resampled (choice_stability.csv); see adabench.analysis.budget. No torch: the runs table and problems.json."""
-import json
-
 import pandas as pd
 
 from adabench.analysis.aggregate import chance_levels
 from adabench.analysis.budget import budget_table
+from adabench.atomic import read_json
 from adabench.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)
 runs = pd.read_csv(sm.input.runs)
-with open(sm.input.problems) as declared:
-    problems = json.load(declared)
+problems = read_json(sm.input.problems)
 budget, stability = budget_table(runs, chance=chance_levels(problems))  # 1000 resamples, default_rng(0)
 budget.to_csv(sm.output.budget, index=False)
 stability.to_csv(sm.output.stability, index=False)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from workflow_helpers import REPO_ROOT, write_config
 
-from adabench.config import ConfigError, load_study_config, load_yaml, merge, validate_config
+from adabench.config import ConfigError, check_run_arguments, load_study_config, load_yaml, merge, validate_config
 from adabench.optim import OPTIMIZERS, SGD
 from adabench.study import Study
 
@@ -122,6 +122,37 @@ def test_a_value_that_would_leave_the_results_tree_is_refused(label):
     with pytest.raises(ConfigError, match="would become part of a path") as raised:
         validate_config(merge(defaults(), linreg(settings={"test_named_sgd": {"label": label}})))
     assert raised.value.field == "problems.linreg.settings.test_named_sgd.label"
+
+
+@pytest.mark.parametrize("label", ["a,zz=b", "x=y", "[a]"])
+def test_a_string_holding_a_separator_of_run_keys_is_refused_naming_its_field(label):
+    # label "a,zz=b" would be written lr=0.1,label=a,zz=b: the key of another setting (label "a", zz "b")
+    settings = {"test_named_sgd": [{"lr": 0.1}, {"lr": 0.1, "label": label}]}
+    with pytest.raises(ConfigError, match="would become part of a path, its run's key: no ',', '='") as raised:
+        validate_config(merge(defaults(), linreg(settings=settings)))
+    assert raised.value.field == "problems.linreg.settings.test_named_sgd[1].label"
+    with pytest.raises(ConfigError, match="its run's key") as raised:  # adabench train --set label=...
+        check_run_arguments("linreg", "test_named_sgd", {"lr": 0.1, "label": label}, {}, 0)
+    assert raised.value.field == "--set label"
+
+
+@OPTIMIZERS.register("test_maybe_named_sgd")
+class MaybeNamedSGD(SGD):
+    """A plug-in whose string hyperparameter may also be null: the string "None" and null are written alike."""
+
+    def __init__(self, params, lr: float = 0.1, label: str | None = "plain"):
+        super().__init__(params, lr=lr)
+
+
+def test_two_settings_with_one_run_key_are_refused_naming_both():
+    settings = {"test_maybe_named_sgd": [{"lr": 0.1, "label": None}, {"lr": 0.1, "label": "None"}]}
+    config = validate_config(merge(defaults(), linreg(optimizers=["test_maybe_named_sgd"], settings=settings)))
+    with pytest.raises(ConfigError) as raised:
+        Study(config)  # before, the second was dropped without a word: both are lr=0.1,label=None
+    assert raised.value.field == "problems.linreg.settings.test_maybe_named_sgd[1]"
+    assert "{'lr': 0.1, 'label': 'None'}" in raised.value.message
+    assert "problems.linreg.settings.test_maybe_named_sgd[0] {'lr': 0.1, 'label': None}" in raised.value.message
+    assert "/test_maybe_named_sgd/lr=0.1,label=None/seed=" in raised.value.message
 
 
 def test_bad_config_fails_in_the_cost_planner_too(tmp_path):

@@ -96,3 +96,70 @@ def test_first_source_that_verifies_is_used(tmp_path, payload):
     assert used == good
     assert destination.read_bytes() == compressed
     assert os.listdir(destination.parent) == [FILENAME]
+
+
+# --- where a dataset may be read from, and whose file an error may tell a user to delete ---------------------------
+
+def lenet_config(section: str, data_file: str) -> dict:
+    import yaml
+    from workflow_helpers import REPO_ROOT
+
+    from adabench.config import merge
+
+    defaults = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    return merge(defaults, {"problems": {"lenet_relu_fmnist": {section: {"data_file": data_file}}}})
+
+
+@pytest.mark.parametrize("section", ["options", "grid_options"])
+@pytest.mark.parametrize("data_file", ["/etc/passwd", "../elsewhere.pt", "results/data/../../etc/passwd",
+                                       "results/elsewhere.pt", "results/data", "results/data/a\nb.pt"])
+def test_a_dataset_path_outside_the_data_folder_is_refused_naming_the_field(section, data_file):
+    from adabench.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError) as raised:
+        validate_config(lenet_config(section, data_file))
+    assert raised.value.field == f"problems.lenet_relu_fmnist.{section}.data_file"
+    assert "results/data/" in raised.value.message and "delete" not in raised.value.message
+
+
+def test_a_dataset_path_inside_the_data_folder_is_accepted_and_adabench_train_checks_it_too():
+    from adabench.config import ConfigError, check_run_arguments, validate_config
+
+    config = validate_config(lenet_config("options", "results/data/my_copy.pt"))
+    assert config["problems"]["lenet_relu_fmnist"]["options"]["data_file"] == "results/data/my_copy.pt"
+    check_run_arguments("lenet_relu_fmnist", "adam", {}, {"data_file": "results/data/my_copy.pt"}, 0)
+    with pytest.raises(ConfigError) as raised:
+        check_run_arguments("lenet_relu_fmnist", "adam", {}, {"data_file": "/etc/passwd"}, 0)
+    assert raised.value.field == "--option data_file"
+
+
+def tiny_tensors() -> dict:
+    import torch
+
+    return {"train_images": torch.zeros(4, 28, 28, dtype=torch.uint8), "train_labels": torch.arange(4),
+            "test_images": torch.zeros(2, 28, 28, dtype=torch.uint8), "test_labels": torch.arange(2)}
+
+
+def test_a_file_adabench_did_not_write_is_never_to_be_deleted_or_overwritten(tmp_path, monkeypatch):
+    from adabench.data import DataError, load_prepared, save_prepared
+
+    monkeypatch.chdir(tmp_path)  # the data folder is results/data/ of the directory the workflow runs in
+    foreign = tmp_path / "passwd"
+    foreign.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    inside_foreign = Path("results/data/dropped_in.pt")  # put there by hand: no sidecar
+    inside_foreign.parent.mkdir(parents=True)
+    inside_foreign.write_bytes(b"not tensors")
+    for path in (foreign, inside_foreign):
+        with pytest.raises(DataError) as raised:
+            load_prepared(path)
+        message = str(raised.value)
+        assert str(path) in message and "left as it is" in message, message
+        assert "delete" not in message and f"--out {path}" not in message, message
+        assert path.exists()
+
+    ours = Path("results/data/mine.pt")  # prepared by adabench, then damaged: deleting and preparing it is the fix
+    save_prepared(tiny_tensors(), ours)
+    ours.write_bytes(ours.read_bytes()[:-1])
+    fix = f"Fix: delete {ours} and prepare it again: python -m adabench data --out {ours}"
+    with pytest.raises(DataError, match=fix):
+        load_prepared(ours)

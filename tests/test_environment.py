@@ -1,4 +1,6 @@
-"""environment.yml (conda) and requirements.txt (pip) must name the same packages with the same versions."""
+"""One pinned environment: requirements.txt (the direct dependencies, with ranges), requirements.lock (every package
+at one exact version with its hashes: what `make` installs) and environment.yml (conda: the lock's pins) agree, the
+installed packages are the lock's, and each run names the versions of the packages that computed it."""
 from __future__ import annotations
 
 import re
@@ -7,9 +9,13 @@ import sys
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from workflow_helpers import REPO_ROOT
 
 REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)\s*(.*)$")
+LOCK = REPO_ROOT / "requirements.lock"
+REFRESH = "run `make lock` (see README, install) and commit requirements.lock and environment.yml"
 
 
 def parse(lines) -> dict[str, str]:
@@ -18,18 +24,105 @@ def parse(lines) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if line:
             name, spec = REQUIREMENT.match(line).groups()
-            found[name.lower().replace("_", "-")] = spec.replace(" ", "")
+            found[canonicalize_name(name)] = spec.replace(" ", "")
     return found
 
 
-def test_conda_environment_and_pip_requirements_agree():
-    pip = parse((REPO_ROOT / "requirements.txt").read_text().splitlines())
+def locked() -> dict[str, tuple[str, int]]:
+    """The lock's pins: package -> (version, how many hashes follow it)."""
+    pins, current = {}, None
+    for line in LOCK.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9_.-]+)==(\S+?)\s*\\?$", line):
+            current = canonicalize_name(match[1])
+            pins[current] = (match[2], 0)
+        elif line.strip().startswith("--hash=sha256:") and current:
+            pins[current] = (pins[current][0], pins[current][1] + 1)
+    return pins
+
+
+def conda_pip_section() -> list[str]:
     environment = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
-    pip_section = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
-    assert parse(pip_section) == pip
     assert "python=3.11" in environment["dependencies"]
+    return next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
+
+
+def test_requirements_the_lock_and_the_conda_environment_agree():
+    """Every direct dependency is locked at a version its range allows, every locked package has its hashes (pip's
+    --require-hashes refuses the lock otherwise), and environment.yml pins exactly what the lock pins."""
+    direct = {canonicalize_name(Requirement(line).name): Requirement(line).specifier
+              for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+              if line.split("#", 1)[0].strip()}
+    pins = locked()
+    unlocked = sorted(name for name in direct if name not in pins)
+    assert unlocked == [], f"requirements.txt names {unlocked}, which requirements.lock lacks: {REFRESH}"
+    outside = {name: pins[name][0] for name, allowed in direct.items() if pins[name][0] not in allowed}
+    assert outside == {}, f"requirements.lock pins {outside} outside requirements.txt's ranges: {REFRESH}"
+    assert [name for name, (_, hashes) in pins.items() if hashes == 0] == []
+    conda = parse(conda_pip_section())
+    assert conda == {name: f"=={version}" for name, (version, _) in pins.items()}, \
+        f"environment.yml's pip section pins other versions than requirements.lock: {REFRESH}"
     # the versions this project is built and tested with
-    assert pip["torch"] == "==2.14.1" and pip["snakemake"] == ">=9,<10"
+    assert pins["torch"][0] == "2.14.1" and pins["snakemake"][0].startswith("9.")
+
+
+def test_the_installed_packages_are_the_locked_ones():
+    """What this environment runs is what the lock pins (`make` installs the lock; after `make lock` it installs
+    again, its stamp older than the lock): the figures it draws are the committed ones."""
+    from importlib import metadata
+
+    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+    differ = {name: (version, installed.get(name)) for name, (version, _) in locked().items()
+              if installed.get(name) != version}
+    assert differ == {}, f"(locked, installed) differ: run `make` (or pip install --require-hashes -r {LOCK.name})"
+
+
+def test_make_installs_the_lock_with_its_hashes(tmp_path):
+    """The stamp's recipe, as `make -n` prints it for a venv to come: the lock, every file checked by its hash."""
+    printed = subprocess.run(["make", "-n", f"VENV={tmp_path / 'venv'}", str(tmp_path / "venv" / ".installed")],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+    installs = [line for line in printed.splitlines() if " install " in line]
+    assert any("--require-hashes -r requirements.lock" in line for line in installs), printed
+    assert not any("requirements.txt" in line for line in installs), printed
+
+
+def test_each_run_names_the_versions_that_computed_it(tmp_path):
+    """The record's environment and the MLflow params (version.<package>) name the installed versions of the
+    packages that compute or draw; a record written before they were recorded (only torch and numpy) still syncs."""
+    import shutil
+    from importlib import metadata
+
+    from mlflow.tracking import MlflowClient
+
+    from adabench.provenance import PACKAGES
+    from adabench.records import read_run
+    from adabench.spec import RunSpec
+    from adabench.tracking import MLflowTracker, ensure_experiment, run_params, sqlite_uri, sync_runs
+    from adabench.trainer import train_run
+
+    assert set(PACKAGES) >= {"torch", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "contourpy", "mlflow",
+                             "snakemake"}
+    store = sqlite_uri(tmp_path / "mlflow.db")
+    ensure_experiment(store, "versions", tmp_path / "artifacts")
+    spec = RunSpec("quadratic", "adagrad", {"lr": 0.4}, seed=0, problem_options={"steps": 3})
+    summary = train_run(spec, tmp_path / "run", device="cpu", tracker=MLflowTracker(store, "versions", flush_seconds=0))
+    for name in PACKAGES:
+        assert summary["environment"][name].startswith(metadata.version(name)), name  # torch's: 2.14.1+cu130
+    client = MlflowClient(store)
+    [run] = client.search_runs([client.get_experiment_by_name("versions").experiment_id])
+    assert {name: run.data.params[f"version.{name}"] for name in PACKAGES} == \
+           {name: summary["environment"][name] for name in PACKAGES}
+
+    # a record as written before: its environment without the new names, read and synced as it is
+    old = sorted((REPO_ROOT / "results/default/runs").glob("quadratic@*/adagrad/*/seed=0/summary.json"))[0].parent
+    shutil.copytree(old, tmp_path / "old")
+    old_summary, metrics = read_run(tmp_path / "old")
+    assert "pandas" not in old_summary["environment"]
+    assert {name for name in run_params(RunSpec.from_dict(old_summary["spec"]), old_summary["environment"])
+            if name.startswith("version.")} == {"version.torch", "version.numpy"}
+    assert sync_runs(store, "versions", [(tmp_path / "old", old_summary, metrics)], lambda line: None)["updated"] == 1
+    [synced] = [found for found in client.search_runs([client.get_experiment_by_name("versions").experiment_id])
+                if found.info.run_id != run.info.run_id]
+    assert {name for name in synced.data.params if name.startswith("version.")} == {"version.torch", "version.numpy"}
 
 
 def test_the_package_is_installed_with_its_console_script():

@@ -3,8 +3,10 @@ real headless Chromium on the quick study's explorer.html, offline."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -100,3 +102,76 @@ def test_the_readmes_pictures_of_a_page_are_taken_by_one_command(quick, tmp_path
     for picture in (top, curves):
         assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
     assert top.read_bytes() != curves.read_bytes()  # the second is scrolled to the curves
+
+
+# --- names a plug-in chooses never become markup -----------------------------------------------------------------
+
+HOSTILE = {"problem": 'p"><img src=x onerror=alert(1)>', "optimizer": "</script><svg onload=alert(2)>"}
+PLAIN = {"problem": "plain_problem", "optimizer": "plain_optimizer"}
+
+
+class Elements(HTMLParser):
+    """Every element of a page as a browser's tokenizer sees it (a script's content is text up to its end tag)."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+
+def parsed(page: str) -> list[tuple[str, dict]]:
+    parser = Elements()
+    parser.feed(page)
+    parser.close()
+    return parser.elements
+
+
+def small_study(root: Path, names: dict) -> Path:
+    """The tables a study of one problem and one optimizer leaves, as small as the page reads them."""
+    (root / "tables").mkdir(parents=True)
+    (root / "tuning").mkdir()
+    problem, optimizer = names["problem"], names["optimizer"]
+    runs = pd.DataFrame([{"run_key": f"run-{seed}", **names, "setting": "lr=0.1", "seed": seed, "in_study": True,
+                          "in_defaults": False, "in_tuned": False, "device": "cpu", "device_name": "CPU",
+                          "git_commit": "abc"} for seed in (0, 1)])
+    runs.to_csv(root / "tables/runs.csv", index=False)
+    pd.DataFrame([{"run_key": f"run-{seed}", "problem": problem, "epoch": epoch, "loss": 1.0 / (epoch + seed)}
+                  for seed in (0, 1) for epoch in (1, 2, 3)]).to_csv(root / "tables/curves.csv.gz", index=False)
+    (root / "problems.json").write_text(json.dumps({problem: {"curve": "loss", "unit": "epoch", "log_scale": []}}))
+    pd.DataFrame([{**names, "mean": 0.5}]).to_csv(root / "tables/comparison.csv", index=False)
+    pd.DataFrame([{**names, "lr": lr, "mean": 0.5, "low": 0.4, "high": 0.6, "metric": "loss"}
+                  for lr in (0.01, 0.1)]).to_csv(root / "tuning/lr_sensitivity.csv", index=False)
+    pd.DataFrame([{**names, "lr": 0.1, "validation_score": 0.5}]).to_csv(root / "tuning/selection.csv", index=False)
+    pd.DataFrame([{**names, "k": k, "expected_best": 0.5, "grid_best": 0.1, "p_all_diverged": 0.0, "metric": "loss"}
+                  for k in (1, 2)]).to_csv(root / "tuning/tuning_budget.csv", index=False)
+    pd.DataFrame([{**names, "lr": 0.1, "chosen": True, "wins": 1.0}]).to_csv(root / "tuning/choice_stability.csv",
+                                                                              index=False)
+    pd.DataFrame([{**names, "protocol": "reference protocol", "label": optimizer, "median_epochs": 2,
+                   "median_seconds": 1.0, "reached": 2, "seeds": 2}]).to_csv(root / "tables/time_to_target.csv",
+                                                                               index=False)
+    pd.DataFrame([{"cost": "epochs", "optimizer": optimizer, "tau": tau, "fraction": 1.0}
+                  for tau in (1.0, 2.0)]).to_csv(root / "tables/performance_profile.csv", index=False)
+    return root
+
+
+def test_the_page_puts_no_name_into_markup(tmp_path):
+    """A plug-in's problem and optimizer named to break out of an attribute, a script and a tag give the page of
+    the same elements as plain names do; the figures' ids are safe, and each figure's script finds its div."""
+    from adabench.analysis.explorer import build_page
+
+    pages = {}
+    for label, names in (("plain", PLAIN), ("hostile", HOSTILE)):
+        study = {"plain": "plain", "hostile": '<b>"study"</b>'}[label]
+        header = {"study": study, "plan_digest": "d", "commit": "c", "date": "today"}
+        pages[label] = build_page(small_study(tmp_path / label / "results/study", names), header)
+    plain, hostile = parsed(pages["plain"]), parsed(pages["hostile"])
+    # the same elements with the same attributes, in the same order: nothing injected, nothing cut short
+    assert [(tag, sorted(attrs)) for tag, attrs in hostile] == [(tag, sorted(attrs)) for tag, attrs in plain]
+    ids = [attrs["id"] for _, attrs in hostile if "id" in attrs]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in ids), ids
+    figures = [value for value in ids if value.startswith(("curves-", "sensitivity-", "budget-"))]
+    assert len(figures) == 3 and all(pages["hostile"].count(f'getElementById("{value}")') == 1 for value in figures)
+    assert "curves-plain_problem" in [attrs.get("id") for _, attrs in plain]  # a plain name keeps its readable id
+    assert "&lt;b&gt;&quot;study&quot;&lt;/b&gt;" in pages["hostile"]

@@ -17,10 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from fault_study import COMMAND, CONFIG, ROOT, assert_recovered, known_runs, lenet_run, run_study
-from workflow_helpers import snakemake, write_config
+from mlflow.tracking import MlflowClient
+from fault_study import COMMAND, CONFIG, ROOT, STUDY, assert_recovered, known_runs, lenet_run, run_study
+from workflow_helpers import comparable, snakemake, write_config
 
-from adabench.records import TIME_COLUMNS, read_summary
+from adabench.analysis.export import DamagedTable, load_study
+from adabench.records import TIME_COLUMNS, read_summary, seal
+from adabench.tracking import RUN_KEY_TAG, sqlite_uri
 
 
 def edit_json(path: Path, change) -> None:
@@ -82,8 +85,26 @@ def deleted_run_directory(run: Path, workdir: Path) -> None:
     shutil.rmtree(run)
 
 
+def deeply_nested_summary(run: Path, workdir: Path) -> None:
+    # valid JSON nested past any parser's recursion: planning once failed on it with a RecursionError
+    (run / "summary.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
 RECORD_FAULTS = [garbage_checkpoint, pickled_checkpoint, truncated_summary, summary_missing_fields, non_utf8_summary,
-                 edited_summary, deleted_summary, truncated_metrics, deleted_run_directory]
+                 edited_summary, deleted_summary, truncated_metrics, deleted_run_directory, deeply_nested_summary]
+
+
+def summary_of_a_sibling(run: Path, workdir: Path) -> None:
+    """A valid record (digests recomputed) of this run's identity that names another run's key: counted under that
+    key, two runs would collapse into one (the tables, the sources, MLflow). It is the sibling's of none: trained
+    again."""
+    sibling = next(other for other in known_runs(workdir)[1::2] if other not in (run, lenet_run(workdir)))
+    summary = json.loads((run / "summary.json").read_text())
+    sibling_key = sibling.relative_to(workdir / ROOT / "runs").as_posix()
+    (run / "summary.json").write_text(json.dumps(seal({**summary, "run_key": sibling_key}), indent=2))
+
+
+RECORD_FAULTS += [summary_of_a_sibling]
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +134,7 @@ def test_a_damaged_run_record_is_trained_again_by_one_plain_rerun(fault, damaged
     pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv").drop(columns=TIME_COLUMNS),
                                   pd.read_csv(original / "metrics.csv").drop(columns=TIME_COLUMNS), rtol=1e-6)
     assert not (study / "PWNED").exists()  # a checkpoint is data, never code
+    assert read_summary(run)["run_key"] == read_summary(original)["run_key"]  # its own key (summary_of_a_sibling)
     if fault.endswith("checkpoint"):  # what was wrong is said, not passed over in silence
         assert f"{(run / 'checkpoint.pt').relative_to(study)} is unusable" in said
         assert list(run.glob("checkpoint.pt.bad-*"))
@@ -159,11 +181,25 @@ def random_bytes_store(workdir: Path) -> None:
     (workdir / ROOT / "mlflow/mlflow.db").write_bytes(os.urandom(64 * 1024))
 
 
+def truncated_parquet(workdir: Path) -> None:
+    """The typed runs table cut short (what `adabench export`, load_study and the results page read)."""
+    parquet = workdir / ROOT / "tables/runs.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:len(parquet.read_bytes()) // 2])
+
+
 STALE = "no longer holds"  # what the workflow says of an output it rebuilds because what it claims is gone
 # each fault, and what the rerun says of it (None: the missing outputs are simply built again)
 FAULTS = {fault.__name__: (fault, said) for fault, said in (
     (garbage_in_the_prepared_data, STALE), (damaged_raw_file_and_prepared_data, "not a valid gzip file"),
-    (half_created_store, "is unusable"), (deleted_store, None), (random_bytes_store, "set aside and rebuilt"))}
+    (half_created_store, "is unusable"), (deleted_store, None), (random_bytes_store, "set aside and rebuilt"),
+    (truncated_parquet, STALE))}
+
+
+def assert_same_typed_tables(workdir: Path, uninterrupted: Path) -> None:
+    """load_study (the Parquet tables) gives what it gives for the uninterrupted run (how runs were trained aside)."""
+    for mine, reference in zip(load_study(workdir / ROOT), load_study(uninterrupted / ROOT)):
+        pd.testing.assert_frame_equal(comparable(mine), comparable(reference), check_exact=False, rtol=1e-6,
+                                      atol=1e-12)
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -172,10 +208,58 @@ def test_one_plain_rerun_after_the_fault_gives_the_uninterrupted_tables(fault, s
     inject(study)
     rerun = run_study(study)
     assert_recovered(study, uninterrupted)
+    assert_same_typed_tables(study, uninterrupted)
     if expected:  # what was wrong is said, not passed over in silence
         said = rerun.stdout + rerun.stderr + "".join(path.read_text(errors="replace")
                                                      for path in (study / ROOT / "logs").rglob("*.log"))
         assert expected in said, said[-3000:]
+
+
+def test_a_changed_valid_record_rebuilds_everything_made_from_it(study, uninterrupted):
+    """A finished run's record replaced by another valid record of the same run (what a retrain elsewhere or a git
+    pull brings; here its summary resealed with another train_time_s): nothing trains, and everything made from
+    the records follows the new record. Snakemake sees it in the params of the rules that read records (the dry
+    run); without its metadata (a fresh clone) the sidecars say it, and one plain rerun rebuilds all the same."""
+    run = known_runs(study)[1]
+    summary = read_summary(run)
+    train_time_s = summary["train_time_s"] + 1000.0
+    (run / "summary.json").write_text(json.dumps(seal({**summary, "train_time_s": train_time_s}), indent=2))
+    planned = snakemake(study, "-n", *COMMAND).stdout
+    assert "Params have changed" in planned and "aggregate" in planned and "mlflow_sync" in planned, planned[-3000:]
+    shutil.rmtree(study / ".snakemake" / "metadata")  # a fresh clone's: only the sidecars can tell
+    rerun = run_study(study)
+    assert STALE in rerun.stdout + rerun.stderr
+    assert_recovered(study, uninterrupted)  # the measured seconds aside
+    assert_same_typed_tables(study, uninterrupted)
+    for runs in (pd.read_csv(study / ROOT / "tables/runs.csv"), load_study(study / ROOT).runs):
+        assert runs.set_index("run_key").train_time_s[summary["run_key"]] == pytest.approx(train_time_s)
+    resealed = read_summary(run)
+    assert resealed["train_time_s"] == train_time_s and resealed["records_sha256"] == summary["records_sha256"]
+    client = MlflowClient(sqlite_uri(study / ROOT / "mlflow/mlflow.db"))
+    (logged,) = client.search_runs([client.get_experiment_by_name(f"adabench-{STUDY}").experiment_id],
+                                   filter_string=f"tags.`{RUN_KEY_TAG}` = '{summary['run_key']}'")
+    assert float(logged.data.tags["train_time_s"]) == pytest.approx(train_time_s, abs=1e-3)  # MLflow follows too
+    assert "Nothing to be done" in snakemake(study, "-n", *COMMAND).stdout
+
+
+def test_a_damaged_table_is_named_with_its_fix(tmp_path):
+    """load_study (and `adabench export`) on a Parquet table that does not parse: one line naming the file and
+    the fix, no traceback."""
+    import subprocess
+    import sys
+
+    tables = tmp_path / "study/tables"
+    tables.mkdir(parents=True)
+    (tables / "runs.parquet").write_text("run_key,seed\na,0\n")  # a CSV under the Parquet name
+    with pytest.raises(DamagedTable) as raised:
+        load_study(tmp_path / "study")
+    assert str(raised.value).startswith(f"{tables / 'runs.parquet'} is damaged (")
+    assert str(raised.value).endswith("run snakemake for this study again: it sees the damage and writes the "
+                                      "study's tables again from the run records")
+    done = subprocess.run([sys.executable, "-m", "adabench", "export", str(tmp_path / "study"), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"adabench export: {raised.value}"]
 
 
 def test_a_config_change_after_damage_rebuilds_the_tables_for_the_new_config(study):

@@ -2,6 +2,8 @@
 bytes, or a rebuild of the published study would change tracked files."""
 import json
 
+import pytest
+
 import adabench
 from adabench.analysis.figures import final_metric
 
@@ -20,3 +22,97 @@ def test_the_final_metric_figure_is_the_same_bytes_when_drawn_again(tmp_path):
         final_metric(runs, problems, outputs, dpi=60)
         drawn.append([(tmp_path / f"{attempt}.{kind}").read_bytes() for kind in ("png", "pdf")])
     assert drawn[0] == drawn[1]
+
+
+# --- one legend per figure, beside the panels, never over the data ------------------------------------------------
+
+OPTIMIZERS = {"p1": ["adagrad", "adam"], "p2": ["adam", "sgd"]}  # one optimizer in both panels, one in each alone
+
+
+def small_tables() -> dict:
+    """Tables of two problems whose curves fill their panels, so that a legend inside a panel would cover data."""
+    import numpy as np
+    import pandas as pd
+
+    curves, runs, sensitivity, selection, times, budget, stability = [], [], [], [], [], [], []
+    for problem, optimizers in OPTIMIZERS.items():
+        for index, optimizer in enumerate(optimizers):
+            for seed in (0, 1):
+                for epoch in range(0, 11):
+                    value = 1.0 - epoch / 10 * (index + 1) / 2 + 0.01 * seed
+                    curves.append({"problem": problem, "optimizer": optimizer, "setting": "lr=0.1", "seed": seed,
+                                   "epoch": epoch, "in_study": True, "loss": value, "eff_lr_min": 0.01,
+                                   "eff_lr_median": 0.1 * (index + 1), "eff_lr_max": 1.0,
+                                   "x1": 2 * (1 - epoch / 10) * np.cos(epoch + index),
+                                   "x2": 2 * (1 - epoch / 10) * np.sin(epoch + index)})
+                runs.append({"problem": problem, "optimizer": optimizer, "setting": "lr=0.1", "seed": seed,
+                             "in_study": True, "final_headline": 0.5 + 0.1 * index, "headline_metric": "loss",
+                             "headline_mode": "min", "final_rare": 0.3 + 0.1 * index, "final_frequent": 0.2})
+            for lr in (0.001, 0.01, 0.1, 1.0):
+                sensitivity.append({"problem": problem, "optimizer": optimizer, "lr": lr, "metric": "loss",
+                                    "mean": 1.0 - lr * (index + 1) / 2, "low": 0.0, "high": 1.0})
+            selection.append({"problem": problem, "optimizer": optimizer, "lr": 0.1, "validation_score": 0.9})
+            for protocol in ("reference protocol", "tuned protocol"):
+                times.append({"problem": problem, "protocol": protocol, "label": optimizer, "median_epochs": 5 + index,
+                              "mode": "min", "metric": "loss", "target": 0.5})
+            budget += [{"problem": problem, "optimizer": optimizer, "k": k, "expected_best": 1.0 - 0.1 * k * index,
+                        "metric": "loss"} for k in (1, 2, 3)]
+            stability.append({"problem": problem, "optimizer": optimizer, "chosen": True, "lr": 0.1, "wins": 0.8,
+                              "resamples": 100})
+    profile = [{"cost": cost, "optimizer": optimizer, "tau": tau, "fraction": min(1.0, tau / (index + 2))}
+               for cost in ("epochs", "seconds") for index, optimizer in enumerate(["adagrad", "adam", "sgd"])
+               for tau in (1.0, 2.0, 4.0)]
+    declared = {"curve": "loss", "unit": "epoch", "log_scale": [], "figures": ["trajectories", "feature_errors"],
+                "trajectory": ["x1", "x2"], "hessian": [[1.0, 0.0], [0.0, 4.0]],
+                "feature_errors": {"rare": "rare features", "frequent": "frequent features"}}
+    frame = pd.DataFrame
+    return {"curves": frame(curves), "runs": frame(runs), "sensitivity": frame(sensitivity),
+            "selection": frame(selection), "times": frame(times), "profile": frame(profile), "budget": frame(budget),
+            "stability": frame(stability), "problems": {problem: declared for problem in OPTIMIZERS}}
+
+
+@pytest.fixture(scope="module")
+def drawn_figures(tmp_path_factory) -> dict:
+    """Every figure of the module drawn from the small tables, each kept (beside its files) for a look."""
+    from adabench.analysis import figures
+
+    out, kept, real_save = tmp_path_factory.mktemp("figures"), [], figures.save
+    tables, found = small_tables(), {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
+                                                                     real_save(figure, outputs, dpi)))
+        for name in ("learning_curves", "trajectories", "effective_lr", "feature_errors", "gerschgorin",
+                     "lr_sensitivity", "performance_profile", "time_to_target", "tuning_budget"):
+            getattr(figures, name)(**tables, outputs=[str(out / f"{name}.png")], dpi=50)
+            found[name] = kept.pop()
+    return found
+
+
+def test_each_figure_has_one_legend_outside_its_panels(drawn_figures):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    for name, figure in drawn_figures.items():
+        legends = list(figure.legends) + [axis.get_legend() for axis in figure.axes if axis.get_legend()]
+        assert len(legends) == 1, (name, len(legends))
+        canvas = FigureCanvasAgg(figure)  # closed by save: drawn again on a canvas of its own
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        box = legends[0].get_window_extent(renderer)
+        for axis in figure.axes:
+            if axis.get_visible() and axis.has_data():
+                assert not box.overlaps(axis.get_window_extent(renderer)), (name, axis.get_title())
+
+
+def test_the_one_legend_holds_for_every_panel(drawn_figures):
+    """An optimizer in two panels has one color in both, the color its legend entry shows."""
+    from matplotlib.colors import to_hex
+
+    figure = drawn_figures["lr_sensitivity"]
+    legend = figure.legends[0]
+    shown = {text.get_text(): to_hex(handle.get_color()) for text, handle in zip(legend.get_texts(),
+                                                                                  legend.legend_handles)}
+    assert sorted(shown) == ["adagrad", "adam", "sgd"]
+    for axis in figure.axes:
+        for line in axis.get_lines():
+            if not line.get_label().startswith("_"):
+                assert to_hex(line.get_color()) == shown[line.get_label()], (axis.get_title(), line.get_label())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ from scipy import stats
 from torch import nn
 from training_helpers import StopAfter
 
+from adabench.analysis.aggregate import failure_counts, run_row
 from adabench.data import save_prepared
 from adabench.optim import OPTIMIZERS, make_optimizer
 from adabench.population import SectionTimer
@@ -245,3 +247,81 @@ def test_a_compiled_lenet_pass_trains_as_the_eager_one(fake_fashion_mnist, tmp_p
     for a, b in zip(compiled, eager):
         for metric in ("train_loss", "val_loss", "test_loss"):
             assert a["final"][metric] == pytest.approx(b["final"][metric], rel=1e-4), metric
+
+
+class PlantedFailure(RuntimeError):
+    """What the plug-in below raises: a bug of its own code, the same on every rerun."""
+
+
+def failing_sgd(name: str, reshape: bool):
+    """A plug-in SGD that breaks after ``fail_after`` steps: it raises, or (``reshape``) replaces a parameter by one
+    of another shape."""
+    from adabench.optim import CoordinateWiseOptimizer
+
+    class FailingSGD(CoordinateWiseOptimizer):
+        def __init__(self, params, lr: float = 0.05, fail_after: int = 1):
+            super().__init__(params, {"lr": lr, "fail_after": fail_after})
+
+        def _init_state(self, group, p):
+            return {"step": 0}
+
+        def _update(self, group, p):
+            state = self.state[p]
+            state["step"] += 1
+            if state["step"] > group["fail_after"]:
+                if not reshape:
+                    raise PlantedFailure(f"planted failure at step {state['step']}")
+                p.data = torch.cat([p.data, p.data], dim=-1)
+                return
+            p.add_(p.grad, alpha=-group["lr"])
+
+        def _coordinate_steps(self, group, state):
+            return torch.tensor([group["lr"]])
+
+    if name not in OPTIMIZERS:
+        OPTIMIZERS.register(name)(FailingSGD)
+
+
+failing_sgd("fails_in_epoch_2", reshape=False)
+failing_sgd("reshapes_in_epoch_2", reshape=True)
+
+
+def test_an_optimizer_that_raises_fails_its_own_runs_and_its_siblings_end_as_alone(tmp_path):
+    """A plug-in that raises (or reshapes a parameter) in epoch 2: its runs are recorded failed with the error and
+    retired, the other members end bit for bit as they would alone, and a rerun trains nothing."""
+    options = {"epochs": 3, "n_samples": 64}
+    steps = math.ceil(make_problem("linreg", options, torch.device("cpu")).train_size / 32)  # one epoch
+    broken = {"lr": 0.05, "fail_after": steps}
+    specs = [RunSpec("linreg", "adam", {"lr": 0.05}, 0, options),
+             RunSpec("linreg", "fails_in_epoch_2", broken, 0, options),
+             RunSpec("linreg", "reshapes_in_epoch_2", broken, 1, options),
+             RunSpec("linreg", "sgd", {"lr": 0.05}, 1, options)]
+    together = run_linreg_population(specs, tmp_path / "pop")
+    for i in (0, 3):
+        alone = run_linreg_population([specs[i]], tmp_path / f"alone{i}")[0]
+        assert together[i]["status"] == alone["status"] == "finished"
+        pd.testing.assert_frame_equal(records(tmp_path / "pop", 4)[i], records(tmp_path / f"alone{i}", 1)[0],
+                                      check_exact=True)
+    raised, reshaped = together[1], together[2]
+    assert raised["status"] == reshaped["status"] == "failed"
+    assert re.fullmatch(rf"PlantedFailure: planted failure at step {steps + 1} \(at test_population\.py:\d+ in "
+                        r"_update\)", raised["error"]), raised["error"]
+    assert reshaped["error"] == ("the optimizer changed parameter 'weight' from (1, 2) float32 on cpu "
+                                 "to (1, 4) float32 on cpu")
+    for i, summary in ((1, raised), (2, reshaped)):
+        assert summary["epochs_completed"] == 1 and read_summary(tmp_path / "pop" / str(i)) == summary
+        assert list(pd.read_csv(tmp_path / "pop" / str(i) / "metrics.csv").epoch) == [1]
+        assert not (tmp_path / "pop" / str(i) / "checkpoint.pt").exists()
+
+    lines = []
+    stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "pop").rglob("*") if path.name != ".lock"}
+    again = train_population([(spec, tmp_path / "pop" / str(i)) for i, spec in enumerate(specs)], device="cpu",
+                             log=lines.append)
+    assert again == together and {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert sum("already failed, skipped" in line for line in lines) == 2, lines
+
+    # the analysis counts them as failures: no final result to average
+    rows = pd.DataFrame([run_row(summary, {"study"}) for summary in together])
+    assert list(rows.outcome) == ["trained", "failed", "failed", "trained"]
+    assert rows.final_headline.isna().tolist() == [False, True, True, False]
+    assert failure_counts(rows, ["problem"])[["failed", "diverged", "seeds"]].values.tolist() == [[2, 0, 4]]

@@ -2,6 +2,7 @@
 included), and locked against two trainers at once."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -34,10 +35,29 @@ def copy_of(run, tmp_path):
 
 
 def test_a_complete_run_verifies(complete):
-    summary, why_not = complete_summary(complete, SPEC.identity())
+    summary, why_not = complete_summary(complete, SPEC)
     assert summary is not None and why_not == ""
-    assert complete_summary(complete, {**SPEC.identity(), "seed": 1}) == (None, f"{complete}/summary.json: a run of "
+    assert complete_summary(complete, dataclasses.replace(SPEC, seed=1)) == (None, f"{complete}/summary.json: a run of "
                                                                                  "another configuration")
+
+
+def test_a_record_naming_another_runs_key_is_not_this_runs_and_is_trained_again(complete, tmp_path):
+    """A summary of this run's identity filed under a sibling's key (digests recomputed, so it verifies) would be
+    counted as the sibling's by every table, sidecar and MLflow: the trainer takes it for damaged and trains the
+    run again, as the study's state does."""
+    from adabench.records import seal
+
+    run = copy_of(complete, tmp_path)
+    sibling = RunSpec("linreg", "adam", {"lr": 0.05}, 1, {"epochs": 6, "n_samples": 256}).key
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps(seal({**summary, "run_key": sibling}), indent=2))
+    assert read_summary(run)["run_key"] == sibling  # a valid record: only its key is wrong
+    assert complete_summary(run, SPEC) == (
+        None, f"{run}/summary.json: names run {sibling!r}, not its own {SPEC.key!r}")
+    logged = []
+    train_run(SPEC, run, device="cpu", log=logged.append)
+    assert read_summary(run)["run_key"] == SPEC.key
+    assert any("trained again" in line for line in logged) and list(run.glob("summary.json.bad-*"))
 
 
 @pytest.mark.parametrize("damage, words", [
@@ -130,3 +150,65 @@ def test_a_tuned_setting_whose_every_seed_diverged_ranks_last():
     table = protocol_table(pd.DataFrame(rows), ["p"]).set_index("optimizer")
     assert table.loc["sgd", "rank"] == 2 and table.loc["sgd", "diverged"] == 2 and math.isnan(table.loc["sgd", "mean"])
     assert table.loc["adam", "rank"] == 1
+
+
+# --- metrics.csv hashed while it is parsed, never held whole -------------------------------------------------------
+
+def resealed_with_metrics(complete, tmp_path, data: bytes, digest_of: bytes | None = None):
+    """A copy of the complete run whose metrics.csv is ``data`` and whose summary records the whole-file sha256 of
+    ``digest_of`` (default: ``data``), computed as ``write_run`` computes it."""
+    from adabench.atomic import sha256_bytes
+    from adabench.records import seal
+
+    run = copy_of(complete, tmp_path)
+    (run / "metrics.csv").write_bytes(data)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["records_sha256"] = sha256_bytes(data if digest_of is None else digest_of)
+    (run / "summary.json").write_text(json.dumps(seal(summary), indent=2))
+    return run
+
+
+def test_streamed_metrics_match_the_whole_file_digest_and_damage_is_still_caught(complete, tmp_path):
+    from adabench.records import read_run
+
+    original = (complete / "metrics.csv").read_bytes()
+    summary, metrics = read_run(complete)  # its digest was written by write_run over the whole bytes
+    pd.testing.assert_frame_equal(metrics, pd.read_csv(complete / "metrics.csv"))
+    # one byte changed in the middle, still a valid CSV; garbage that no CSV parser takes; a file cut short
+    middle = len(original) // 2
+    digit = next(index for index in range(middle, len(original)) if chr(original[index]).isdigit())
+    flipped = original[:digit] + (b"1" if original[digit:digit + 1] != b"1" else b"2") + original[digit + 1:]
+    for name, damaged in {"flipped": flipped, "garbage": original[:middle] + b'"\xff\x00' * 1000,
+                          "cut": original[:middle], "empty": b""}.items():
+        run = resealed_with_metrics(complete, tmp_path / name, damaged, digest_of=original)
+        with pytest.raises(RecordError, match="metrics.csv: does not match the sha256"):
+            read_run(run)
+
+
+def test_a_large_metrics_file_is_never_held_whole(complete, tmp_path):
+    """A long run's metrics.csv (gigabytes): reading it must cost about the table it parses to, not the file's
+    bytes as well (traced allocations; the parsed floats take under half of their text here)."""
+    import tracemalloc
+
+    import numpy as np
+
+    from adabench.records import read_run
+
+    columns = pd.read_csv(complete / "metrics.csv").columns
+    rows = 160_000
+    table = pd.DataFrame(np.random.default_rng(0).random((rows, len(columns))), columns=columns)
+    table[columns[0]] = np.arange(1, rows + 1)
+    data = table.to_csv(index=False, float_format="%.17g").encode()
+    run = resealed_with_metrics(complete, tmp_path, data)
+    size = len(data)
+    del data
+    assert size > 30_000_000
+    tracemalloc.start()
+    try:
+        _, metrics = read_run(run)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(metrics) == rows
+    parsed = metrics.memory_usage(deep=True).sum()
+    assert peak < parsed + size // 4, (peak, parsed, size)

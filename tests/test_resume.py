@@ -265,6 +265,91 @@ def test_adabench_stop_ends_a_study_within_one_epoch_and_a_plain_rerun_resumes_i
     assert len(summaries) == 4 and all(s["resumed_from"] >= 3 and s["epochs_completed"] == 200 for s in summaries)
 
 
+# a process posing as a training job of the study: writes its progress file as a job does, says "ready", then
+# answers "pong" to every line on its stdin. On SIGTERM: "ignore" ignores it (a plug-in sleeping in its step),
+# "exit" exits, "nostart" dies (Python's default) and leaves the start time out of its progress file.
+FAKE_JOB = """
+import json, signal, sys
+from pathlib import Path
+from adabench.status import write_progress
+mode, path, job = sys.argv[1:4]
+if mode == "ignore":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+elif mode == "exit":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+write_progress(Path(path), job, "linreg", {"unit": "epoch", "epoch": 1, "epochs": 200, "active": 2, "size": 2,
+                                           "seconds_per_epoch": 1.0, "eta_s": 199.0})
+if mode == "nostart":
+    progress = json.loads(Path(path).read_text())
+    del progress["start"]
+    Path(path).write_text(json.dumps(progress))
+print("ready", flush=True)
+for line in sys.stdin:
+    print("pong", flush=True)
+"""
+
+
+def fake_job(study_root: Path, job: str, mode: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", FAKE_JOB, mode, str(study_root / "progress" / f"{job}.json"), job],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def adabench_cli(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adabench", *arguments], cwd=workdir, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_stop_wait_names_what_is_still_alive_and_signals_a_pid_only_with_its_recorded_start(tmp_path):
+    """`stop --wait` exits non-zero naming a job that outlived the wait (it ignores SIGTERM), not one that exited;
+    a progress file without its process's start time gets its pid no signal (it may be another process now)."""
+    copy_workflow(tmp_path)
+    config = slow_study(tmp_path)
+    root = tmp_path / "results/slow"
+    children = [fake_job(root, "linreg-0", "ignore"), fake_job(root, "linreg-1", "exit"),
+                fake_job(root, "linreg-2", "nostart")]
+    ignores, exits, unrelated = children
+    try:
+        assert [child.stdout.readline() for child in children] == ["ready\n"] * 3  # their progress files are written
+        stopped = adabench_cli(tmp_path, "stop", str(config), "--wait", "10")
+        assert stopped.returncode == 1, stopped
+        assert stopped.stderr.startswith(f"adabench stop: not seen to end within 10 s: training job linreg-0 (pid "
+                                         f"{ignores.pid}). Fix:"), stopped.stderr
+        assert f"training job linreg-1 (pid {exits.pid}): asked to stop" in stopped.stdout
+        assert exits.wait(timeout=60) == 0 and ignores.poll() is None
+        assert "linreg-2.json: damaged" in stopped.stdout and "records no process start time" in stopped.stdout
+        for child in (ignores, unrelated):  # alive and well: a process SIGTERM killed answers nothing
+            child.stdin.write("ping\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "pong\n"
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
+def test_status_and_stop_word_file_errors_in_one_line_and_the_eta_is_unknown_before_any_measurement(tmp_path):
+    copy_workflow(tmp_path)
+    config = slow_study(tmp_path)
+    status = adabench_cli(tmp_path, "status", str(config))
+    assert status.returncode == 0, status.stderr
+    assert "left: 800 run-epochs, nothing measured yet (linreg); ETA unknown" in status.stdout
+    assert "0m00s" not in status.stdout
+    # a file the study cannot read where a folder belongs (permissions would do the same for a user who is not root)
+    root = tmp_path / "results/slow"
+    root.mkdir(parents=True)
+    (root / "runs").write_text("")
+    status = adabench_cli(tmp_path, "status", str(config))
+    assert status.returncode == 1 and "Traceback" not in status.stderr and len(status.stderr.splitlines()) == 1
+    assert status.stderr.startswith("adabench status: results/slow/runs/") and ": Not a directory. Fix:" in \
+        status.stderr, status.stderr
+    (root / "snakemake.lock").mkdir()
+    stopped = adabench_cli(tmp_path, "stop", str(config))
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr + stopped.stdout
+    assert stopped.stdout.splitlines() == ["WARNING: results/slow/snakemake.lock: cannot probe whether Snakemake "
+                                           "holds it (Is a directory); Snakemake not stopped"]
+    assert len(stopped.stderr.splitlines()) == 1 and "snakemake.lock: Is a directory" in stopped.stderr
+
+
 @pytest.mark.parametrize("flag", [["-n"], ["--report", "report.html"], ["--summary"]])
 def test_a_run_that_trains_nothing_changes_nothing(quick, tmp_path, flag):
     """A dry run, a report or a summary over a study with a damaged record only reports what a run would redo."""

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from training_helpers import StopAfter
 
 from adabench.layout import StudyLayout
+from adabench.optim import OPTIMIZERS, SGD
 from adabench.pipeline import ensure_store
 from adabench.records import read_run, read_summary
 from adabench.runtime import STOP_REQUESTED, Preempted
@@ -48,9 +49,11 @@ def train(spec: RunSpec, out_dir, store: str, **keywords) -> dict:
 
 
 def mlflow_runs(store: str, key: str) -> list:
+    """The active runs tagged with ``key``, matched here, not by a filter string (the code under test makes those)."""
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'")
+    return [run for run in client.search_runs([experiment.experiment_id], max_results=1000)
+            if run.data.tags.get(RUN_KEY_TAG) == key]
 
 
 def mlflow_history(store: str, key: str, metric: str) -> list[tuple[int, float]]:
@@ -115,6 +118,34 @@ def test_the_sync_adds_missing_steps_and_removes_duplicate_runs(store, tmp_path)
     counts = sync_runs(store, EXPERIMENT, [(tmp_path / "run", *read_run(tmp_path / "run"))], lambda line: None)
     assert counts == {"in_sync": 0, "updated": 1, "duplicates_removed": 1}
     assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")
+
+
+@OPTIMIZERS.register("test_labelled_sgd")
+class LabelledSGD(SGD):
+    """A plug-in with a string hyperparameter: its value is written into the run key, which MLflow is searched by."""
+
+    def __init__(self, params, lr: float = 0.1, label: str = "plain"):
+        super().__init__(params, lr=lr)
+
+
+# a ' (searched with "..."), a " (with '...'), and both (no MLflow string literal holds both: matched in Python)
+@pytest.mark.parametrize("label", ["it's", 'say "hi"', "it's \"x\" `y`"], ids=["single", "double", "both"])
+def test_a_key_with_quotes_and_backticks_is_found_by_its_key_and_synced_once(store, tmp_path, label):
+    spec = RunSpec("quadratic", "test_labelled_sgd", {"lr": 0.1, "label": label}, seed=0, problem_options={"steps": 4})
+    assert label in spec.key
+    train_run(spec, tmp_path / "run", device="cpu")  # without MLflow: the sync creates its run
+    records_of_run = [(tmp_path / "run", *read_run(tmp_path / "run"))]
+    assert sync_runs(store, EXPERIMENT, records_of_run, lambda line: None)["updated"] == 1
+    assert sync_runs(store, EXPERIMENT, records_of_run, lambda line: None) == {"in_sync": 1, "updated": 0,
+                                                                               "duplicates_removed": 0}
+    (run,) = mlflow_runs(store, spec.key)
+    assert MLflowTracker(store, EXPERIMENT).find_run(spec.key).info.run_id == run.info.run_id
+    assert run.data.params["hp.label"] == label
+    assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "run", "x1")
+    # trained again elsewhere with MLflow on: the tracker finds the key's run and replaces it, still one run
+    train(spec, tmp_path / "again", store)
+    assert len(mlflow_runs(store, spec.key)) == 1
+    assert mlflow_history(store, spec.key, "x1") == records(tmp_path / "again", "x1")
 
 
 def test_a_half_created_store_is_detected_and_a_new_one_is_created_atomically(tmp_path):

@@ -19,7 +19,7 @@ ENVIRONMENT_COLUMNS = ["device", "device_name", "threads", "torch", "git_commit"
 RUN_COLUMNS = ["run_key", "problem", "options_id", "optimizer", "setting", "seed"] + [f"in_{role}" for role in ROLES]
 
 # the runs that failed to give a result, as the tables count them (column name, outcome)
-FAILURES = {"diverged": "diverged", "collapsed": "collapsed", "never_trained": "never trained"}
+FAILURES = {"diverged": "diverged", "collapsed": "collapsed", "never_trained": "never trained", "failed": "failed"}
 
 
 def declared_bounds(declared: dict | None, metric: str) -> tuple[float, float] | None:
@@ -53,13 +53,14 @@ def chance_margin(declared: dict | None, metric: str) -> float:
 
 
 def run_outcome(status: str, best, final, mode: str, chance: float | None, margin: float = CHANCE_MARGIN) -> str:
-    """What became of a run, from its headline metric: "diverged" (its status), "never trained" (its best value over
+    """What became of a run, from its headline metric: "diverged" or "failed" (its status: its optimizer raised, see
+    adabench.trainer), "never trained" (its best value over
     the curve never got more than ``margin`` past ``chance``), "collapsed" (its best did, its final value fell back
     within ``margin`` of chance or past it), else "trained". Without a chance level: "trained" or "diverged".
     ``mode`` is the headline's direction ("max": past chance is above it). A missing (non-finite) best or final
     value counts as at chance: a finished run has a finite headline, so that only happens to damaged data."""
-    if status == "diverged":
-        return "diverged"
+    if status in ("diverged", "failed"):
+        return status
     if chance is None:
         return "trained"
     sign = 1.0 if mode == "max" else -1.0
@@ -94,14 +95,14 @@ def with_outcomes(runs: pd.DataFrame, declarations: dict[str, dict] | None) -> p
 
 def outcomes(runs: pd.DataFrame) -> pd.Series:
     """Each run's outcome: the table's ``outcome`` column, or for a table without one (older, or synthetic), what its
-    status alone says ("diverged" or "trained")."""
-    from_status = runs.status.map(lambda status: "diverged" if status == "diverged" else "trained")
+    status alone says ("diverged", "failed" or "trained")."""
+    from_status = runs.status.map(lambda status: status if status in ("diverged", "failed") else "trained")
     return runs.outcome.fillna(from_status) if "outcome" in runs else from_status
 
 
 def failure_counts(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per group of ``by``: how many runs diverged, collapsed and never trained (:data:`FAILURES`) and how many
-    seeds it has."""
+    """Per group of ``by``: how many runs diverged, collapsed, never trained and failed (:data:`FAILURES`) and
+    how many seeds it has."""
     marked = runs[by].assign(**{column: outcomes(runs) == outcome for column, outcome in FAILURES.items()},
                              seeds=1)
     return marked.groupby(by, sort=False, observed=True).sum().astype(int).reset_index()
@@ -147,7 +148,9 @@ def run_row(summary: dict, roles: set[str], declared: dict | None = None) -> dic
         **{name: summary["environment"].get(name) for name in ENVIRONMENT_COLUMNS},
     }
     row.update({f"final_{name}": value for name, value in summary["final"].items() if name != unit})
-    row["final_headline"] = summary["final"].get(row["headline_metric"])
+    # a failed run's last row is from before its planned end: no final result to average (its outcome counts it)
+    row["final_headline"] = (math.nan if summary["status"] == "failed"
+                             else summary["final"].get(row["headline_metric"]))
     # beside the status; the summary's best is the best headline value over the run's whole curve
     items = list(row.items())
     position = list(row).index("status") + 1

@@ -10,8 +10,9 @@ tables and what its problems declare (problems.json).
 """
 from __future__ import annotations
 
+import hashlib
 import html
-import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from itables.javascript import generate_init_offline_itables_html
 from itables.options import dt_bundle
 from plotly.subplots import make_subplots
 
+from ..atomic import read_json
 from .export import load_study
 from .protocols import protocol_runs
 from .tables import fmt
@@ -44,6 +46,25 @@ TABLES = [("tables/comparison.csv", "Every optimizer, the study's settings"),
           ("tables/optimizer_overhead.csv", "Optimizer overhead per step"),
           ("tables/compute.csv", "What the study cost, per machine")]
 TABLE_LAYOUT = {"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None}
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def element_id(prefix: str, name) -> str:
+    """The HTML id of a figure of ``name`` (a problem's: a plug-in chooses it, and ``x"><script>`` is a valid one).
+    A name of letters, digits, '_' and '-' is kept as it is (the built-in problems: readable, stable links); any
+    other becomes a slug of it and a digest of the whole name, so that none of its characters reach the markup and
+    two names that slug alike still get two ids."""
+    name = str(name)
+    if SAFE_ID.fullmatch(name):
+        return f"{prefix}-{name}"
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:40]
+    return f"{prefix}-{slug}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+def text(name) -> str:
+    """A name as plotly text: plotly.js renders tags in titles, trace names and tick labels (<a href>, <br>, ...)
+    and shows entities as their characters, so an escaped name is shown exactly as it is written, never as markup."""
+    return html.escape(str(name), quote=False)
 
 
 def table_html(name: str, frame: pd.DataFrame) -> str:
@@ -100,14 +121,15 @@ def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, decl
                                     y=np.concatenate([high.to_numpy(), low.to_numpy()[::-1]]), mode="lines",
                                     fill="toself",
                                     fillcolor=translucent(color), line={"width": 0}, hoverinfo="skip",
-                                    showlegend=False, legendgroup=label, name=f"{label} band"))
-        figure.add_trace(go.Scatter(x=epochs, y=mean.to_numpy(), mode="lines", name=label, legendgroup=label,
+                                    showlegend=False, legendgroup=label, name=text(f"{label} band")))
+        figure.add_trace(go.Scatter(x=epochs, y=mean.to_numpy(), mode="lines", name=text(label), legendgroup=label,
                                     line={"dash": dash, "color": color}, customdata=table.to_numpy(),
                                     hovertemplate=seed_hover(seeds),
                                     meta={"optimizer": str(part.optimizer.iloc[0]), "protocol": protocol}))
-    figure.update_layout(title=f"{problem}: {metric} (mean over seeds; band: lowest to highest seed; dashed: tuned; "
-                         "dotted: defaults)",
-                         xaxis_title=declared["unit"], yaxis_title=metric, height=460, legend={"font": {"size": 10}},
+    figure.update_layout(title=text(f"{problem}: {metric} (mean over seeds; band: lowest to highest seed; dashed: "
+                                    "tuned; dotted: defaults)"),
+                         xaxis_title=text(declared["unit"]), yaxis_title=text(metric), height=460,
+                         legend={"font": {"size": 10}},
                          yaxis_type="log" if metric in declared["log_scale"] else "linear")
     return figure
 
@@ -116,17 +138,17 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problem: 
     part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
     figure = go.Figure()
     for optimizer, line in part.groupby("optimizer", sort=True):
-        figure.add_trace(go.Scatter(x=line.lr, y=line["mean"], mode="lines+markers", name=str(optimizer),
+        figure.add_trace(go.Scatter(x=line.lr, y=line["mean"], mode="lines+markers", name=text(optimizer),
                                     error_y={"type": "data", "symmetric": False, "array": line.high - line["mean"],
                                              "arrayminus": line["mean"] - line.low}, legendgroup=str(optimizer)))
         chosen = selection[(selection.problem == problem) & (selection.optimizer == optimizer)]
         figure.add_trace(go.Scatter(x=chosen.lr, y=chosen.validation_score, mode="markers", showlegend=False,
                                     marker={"symbol": "star", "size": 14, "line": {"width": 1}},
-                                    legendgroup=str(optimizer), name=f"{optimizer}: chosen"))
+                                    legendgroup=str(optimizer), name=text(f"{optimizer}: chosen")))
     metric = part.metric.iloc[0] if len(part) else ""
-    figure.update_layout(title=f"{problem}: final {metric} on the validation split against the learning rate "
-                               "(bars: range over grid seeds; star: chosen)", xaxis_type="log",
-                         xaxis_title="learning rate", yaxis_title=metric, height=420,
+    figure.update_layout(title=text(f"{problem}: final {metric} on the validation split against the learning rate "
+                                    "(bars: range over grid seeds; star: chosen)"), xaxis_type="log",
+                         xaxis_title="learning rate", yaxis_title=text(metric), height=420,
                          yaxis_type="log" if metric in declared["log_scale"] else "linear")
     return figure
 
@@ -144,7 +166,7 @@ def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problem: str, d
             row = chosen.loc[name]
             what = "does not train" if np.isnan(row.lr) else f"lr {row.lr:.3g}"
             name = f"{optimizer} ({what}: in {row.wins:.0%} of seed resamples)"
-        figure.add_trace(go.Scatter(x=line.k, y=line.expected_best, mode="lines+markers", name=name,
+        figure.add_trace(go.Scatter(x=line.k, y=line.expected_best, mode="lines+markers", name=text(name),
                                     line={"color": colors[str(optimizer)]},
                                     customdata=np.stack([line.grid_best, line.p_all_diverged], axis=1),
                                     hovertemplate="%{fullData.name}<br>%{x} rates tried: expected best %{y:.4g}<br>"
@@ -152,20 +174,22 @@ def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problem: str, d
                                                   "%{customdata[1]:.2g}<extra></extra>",
                                     meta={"optimizer": str(optimizer)}))
     metric = str(part.metric.iloc[0]) if len(part) else ""
-    figure.update_layout(title=f"{problem}: expected best {metric} (the selection metric) after trying k learning "
-                               "rates drawn at random from those tried", xaxis_title="learning rates tried (k)",
-                         yaxis_title=f"expected best {metric}", height=420, xaxis={"dtick": 1},
+    figure.update_layout(title=text(f"{problem}: expected best {metric} (the selection metric) after trying k "
+                                    "learning rates drawn at random from those tried"),
+                         xaxis_title="learning rates tried (k)",
+                         yaxis_title=text(f"expected best {metric}"), height=420, xaxis={"dtick": 1},
                          yaxis_type="log" if metric in declared["log_scale"] else "linear")
     return figure
 
 
 def time_to_target(times: pd.DataFrame) -> go.Figure:
     problems = list(dict.fromkeys(times.problem))
-    figure = make_subplots(rows=1, cols=max(1, len(problems)), subplot_titles=problems)
+    figure = make_subplots(rows=1, cols=max(1, len(problems)), subplot_titles=[text(p) for p in problems])
     for column, problem in enumerate(problems, start=1):
         part = times[times.problem == problem].replace([np.inf], np.nan)
         for protocol, bars in part.groupby("protocol", sort=True):
-            figure.add_trace(go.Bar(y=bars.label, x=bars.median_epochs, orientation="h", name=str(protocol),
+            figure.add_trace(go.Bar(y=bars.label.map(text), x=bars.median_epochs, orientation="h",
+                                    name=text(protocol),
                                     legendgroup=str(protocol), showlegend=column == 1,
                                     customdata=np.stack([bars.median_seconds, bars.reached, bars.seeds], axis=1),
                                     hovertemplate="%{y}: %{x} epochs, %{customdata[0]:.1f} s; reached on "
@@ -178,11 +202,12 @@ def time_to_target(times: pd.DataFrame) -> go.Figure:
 
 def performance_profiles(profile: pd.DataFrame) -> go.Figure:
     costs = list(dict.fromkeys(profile.cost))
-    figure = make_subplots(rows=1, cols=max(1, len(costs)), subplot_titles=[f"cost: {c} to target" for c in costs])
+    figure = make_subplots(rows=1, cols=max(1, len(costs)),
+                           subplot_titles=[text(f"cost: {c} to target") for c in costs])
     for column, cost in enumerate(costs, start=1):
         for optimizer, line in profile[profile.cost == cost].groupby("optimizer", sort=True):
             figure.add_trace(go.Scatter(x=line.tau, y=line.fraction, mode="lines", line={"shape": "hv"},
-                                        name=str(optimizer), legendgroup=str(optimizer), showlegend=column == 1),
+                                        name=text(optimizer), legendgroup=str(optimizer), showlegend=column == 1),
                              row=1, col=column)
         figure.update_xaxes(type="log", title_text="τ (multiple of the best optimizer's cost)", row=1, col=column)
     figure.update_yaxes(range=[-0.02, 1.02], title_text="fraction of problems solved within τ", row=1, col=1)
@@ -212,7 +237,7 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
     ``checks`` (config checks) are the copies of an optimizer, shown in their table, not as curves."""
     root = Path(root)
     runs, curves = load_study(root)
-    problems = json.loads((root / "problems.json").read_text())
+    problems = read_json(root / "problems.json")
     sections, first = [header_html(header, runs)], True
     sections.append("<h2>Tables</h2><p>Click a column to sort; type in a table's search box to filter its rows.</p>")
     for path, title in TABLES:
@@ -224,7 +249,7 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
                     "seed's value.</p>")
     for problem in dict.fromkeys(runs.problem.astype(str)):
         figure = learning_curves(runs, curves, problem, problems[problem], checks)
-        sections.append(figure_html(figure, f"curves-{problem}", first))
+        sections.append(figure_html(figure, element_id("curves", problem), first))
         first = False
     sensitivity, selection = root / "tuning/lr_sensitivity.csv", root / "tuning/selection.csv"
     if sensitivity.exists() and selection.exists():
@@ -232,7 +257,7 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
         sections.append("<h2>Learning-rate sensitivity</h2>")
         for problem in dict.fromkeys(sensitivity.problem):
             sections.append(figure_html(lr_sensitivity(sensitivity, selection, problem, problems[problem]),
-                                        f"sensitivity-{problem}", first))
+                                        element_id("sensitivity", problem), first))
             first = False
     budget, stability = root / "tuning/tuning_budget.csv", root / "tuning/choice_stability.csv"
     if budget.exists() and stability.exists():
@@ -244,7 +269,7 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
                         "again when the grid seeds are resampled.</p>")
         for problem in dict.fromkeys(budget.problem):
             sections.append(figure_html(tuning_budget(budget, stability, problem, problems[problem]),
-                                        f"budget-{problem}", first))
+                                        element_id("budget", problem), first))
             first = False
     if (root / "tables/time_to_target.csv").exists():
         sections.append("<h2>Time to target</h2>")

@@ -5,10 +5,13 @@ and gives every column its type; ``adabench export`` writes the same as Parquet 
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+
+from ..atomic import atomic_write_bytes
 
 # the identity of a run, repeated on each of its curve rows
 CATEGORY_COLUMNS = ["problem", "options_id", "optimizer", "setting", "status", "unit", "precision", "headline_metric",
@@ -39,21 +42,41 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+class DamagedTable(ValueError):
+    """A study's table that cannot be read: damaged since the aggregate step wrote it."""
+
+
+def read_table(path: Path, csv: bool) -> pd.DataFrame:
+    """One table as written by the aggregate step; DamagedTable naming the file and the fix where it does not
+    parse (a truncated Parquet file, a CSV under a Parquet name: pyarrow's and pandas' errors vary)."""
+    try:
+        return typed(pd.read_csv(path)) if csv else pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow.ArrowInvalid is a ValueError
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DamagedTable(f"{path} is damaged ({reason}); run snakemake for this study again: it sees the damage "
+                           f"and writes the study's tables again from the run records") from None
+
+
 def load_study(root: str | Path) -> StudyTables:
-    """The runs and curves of the study in ``root`` (e.g. "results/default"), typed."""
+    """The runs and curves of the study in ``root`` (e.g. "results/default"), typed. DamagedTable where a table
+    does not parse, FileNotFoundError where the study has none."""
     tables = Path(root) / "tables"
     found = {}
     for name, stem in (("runs", "runs"), ("curves", "curves")):
         parquet, csv = tables / f"{stem}.parquet", tables / (f"{stem}.csv.gz" if stem == "curves" else f"{stem}.csv")
         if parquet.exists():
-            found[name] = pd.read_parquet(parquet)
+            found[name] = read_table(parquet, csv=False)
         elif csv.exists():
-            found[name] = typed(pd.read_csv(csv))
+            found[name] = read_table(csv, csv=True)
         else:
             raise FileNotFoundError(f"{tables} has no {stem}.parquet or CSV: run snakemake for this study first")
     return StudyTables(**found)
 
 
 def write_parquet(runs: pd.DataFrame, curves: pd.DataFrame, runs_path: Path, curves_path: Path) -> None:
-    typed(runs).to_parquet(runs_path, index=False)
-    typed(curves).to_parquet(curves_path, index=False)
+    """Both tables as typed Parquet, each written whole or not at all (adabench.atomic): a kill mid-write leaves
+    no half a file under the table's name."""
+    for frame, path in ((runs, runs_path), (curves, curves_path)):
+        buffer = io.BytesIO()
+        typed(frame).to_parquet(buffer, index=False)
+        atomic_write_bytes(Path(path), buffer.getvalue())

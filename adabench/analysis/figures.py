@@ -51,6 +51,43 @@ def landscape(hessian, x1, x2):
     return 0.5 * (a * x1**2 + 2 * b * x1 * x2 + d * x2**2)
 
 
+def label_colors(labels) -> dict:
+    """One color per label over all the panels of a figure, so that the figure's one legend holds for every panel
+    (a palette drawn per panel would give one color to different optimizers in different panels)."""
+    names = sorted(dict.fromkeys(map(str, labels)))
+    # seaborn's default palette has 10 colors and repeats after them; husl gives any number of distinct ones
+    colors = sns.color_palette(n_colors=len(names)) if len(names) <= 10 else sns.color_palette("husl", len(names))
+    return dict(zip(names, colors))
+
+
+def figure_legend(figure: plt.Figure, axes, title: str | None = None, sort: bool = True) -> None:
+    """One legend for the whole figure, right of its panels, where it covers no data: the entries of every panel's
+    legend (or, where a panel has none, its labelled artists), each label once; the panels' own legends removed.
+    Call it after ``tight_layout`` (which would squeeze the panels to make room for it); saving with
+    ``bbox_inches="tight"`` widens the image to hold it."""
+    entries = {}
+    for axis in axes:
+        legend = axis.get_legend()
+        if legend is not None:
+            pairs = list(zip(legend.legend_handles, [text.get_text() for text in legend.get_texts()]))
+            legend.remove()
+        else:
+            pairs = list(zip(*axis.get_legend_handles_labels()))
+        for handle, label in pairs:
+            if not label.startswith("_"):  # matplotlib's mark of an artist kept out of legends
+                entries.setdefault(label, handle)
+    labels = sorted(entries) if sort else list(entries)
+    if not labels:
+        return
+    # just right of the panels' outermost label or tick: panels of equal aspect (trajectories, discs) end well left
+    # of the figure's edge, and a legend at the edge would float far from them
+    renderer = figure.canvas.get_renderer()
+    edges = [box.x1 for axis in figure.axes if axis.get_visible() and (box := axis.get_tightbbox(renderer))]
+    right = figure.transFigure.inverted().transform((max(edges), 0))[0] if edges else 1.0
+    figure.legend([entries[label] for label in labels], labels, title=title, fontsize=8, title_fontsize=8,
+                  loc="center left", bbox_to_anchor=(right + 0.005, 0.5), frameon=False)
+
+
 def empty_note(axis, text: str) -> None:
     axis.text(0.5, 0.5, text, ha="center", va="center")
     axis.set_axis_off()
@@ -61,17 +98,21 @@ def learning_curves(curves: pd.DataFrame, problems: dict, outputs: list[str], dp
     curves = study_only(curves)
     names = list(dict.fromkeys(curves.problem))
     figure, axes = facet_grid(len(names))
+    parts = {problem: curves[(curves.problem == problem) & curves[problems[problem]["curve"]].notna()].assign(
+        optimizer_label=optimizer_label) for problem in names}
+    colors = label_colors(label for part in parts.values() for label in part.optimizer_label)
     for axis, problem in zip(axes, names):
         declared = problems[problem]
         metric = declared["curve"]
-        part = curves[(curves.problem == problem) & curves[metric].notna()].assign(optimizer_label=optimizer_label)
-        sns.lineplot(data=part, x="epoch", y=metric, hue="optimizer_label", errorbar=("pi", 100), ax=axis)
+        part = parts[problem]
+        sns.lineplot(data=part, x="epoch", y=metric, hue="optimizer_label", errorbar=("pi", 100), ax=axis,
+                     palette=colors, hue_order=sorted(set(part.optimizer_label)))
         axis.set(title=problem, xlabel=declared["unit"])
         if metric in declared["log_scale"]:
             axis.set_yscale("log")
-        axis.legend(fontsize=7, title="optimizer")
     figure.suptitle("Learning curves: mean over seeds, band from the lowest to the highest seed")
     figure.tight_layout()
+    figure_legend(figure, axes, title="optimizer")
     save(figure, outputs, dpi)
 
 
@@ -81,6 +122,7 @@ def trajectories(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     curves = study_only(curves)
     names = problems_declaring(curves, problems, "trajectories")
     figure, axes = plt.subplots(1, max(1, len(names)), figsize=(6.5 * max(1, len(names)), 5), squeeze=False)
+    colors = label_colors(curves[curves.problem.isin(names)].assign(optimizer_label=optimizer_label).optimizer_label)
     for axis, problem in zip(axes.flat, names):
         declared = problems[problem]
         first, second = declared["trajectory"]
@@ -94,18 +136,18 @@ def trajectories(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
         values = landscape(declared["hessian"], x1, x2)
         axis.contour(x1, x2, values, levels=np.geomspace(values.max() * 1e-3, values.max(), 14), colors="0.75",
                      linewidths=0.7)
-        palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
-        for color, (name, path) in zip(palette, part.groupby("optimizer_label", sort=True)):
+        for name, path in part.groupby("optimizer_label", sort=True):
             path = path.sort_values("epoch")
             inside = path[(path[first].abs() < reach) & (path[second].abs() < reach)]
-            axis.plot(inside[first], inside[second], "-o", markersize=2.5, linewidth=1.2, color=color, label=name)
+            axis.plot(inside[first], inside[second], "-o", markersize=2.5, linewidth=1.2, color=colors[name],
+                      label=name)
         axis.plot([0], [0], "k*", markersize=10)
         axis.set(title=f"{problem}: {int(part.epoch.max())} {declared['unit']}s", xlabel=first, ylabel=second,
                  xlim=(-reach, reach), ylim=(-reach, reach), aspect="equal")
-        axis.legend(fontsize=7, loc="lower left")
     if not names:
         empty_note(axes.flat[0], "no problem of this study declares trajectories")
     figure.tight_layout()
+    figure_legend(figure, axes.flat, title="optimizer")
     save(figure, outputs, dpi)
 
 
@@ -136,17 +178,18 @@ def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     curves = curves[curves.eff_lr_median.notna()] if "eff_lr_median" in curves else curves.iloc[:0]
     names = list(dict.fromkeys(curves.problem))
     figure, axes = facet_grid(len(names))
+    parts = {problem: curves[curves.problem == problem] for problem in names}
+    parts = {problem: part[part.seed == part.seed.min()].assign(optimizer_label=optimizer_label)
+             for problem, part in parts.items()}
+    colors = label_colors(label for part in parts.values() for label in part.optimizer_label)
     for axis, problem in zip(axes, names):
-        part = curves[curves.problem == problem]
-        part = part[part.seed == part.seed.min()].assign(optimizer_label=optimizer_label)
-        palette = sns.color_palette(n_colors=part.optimizer_label.nunique())
-        for color, (name, run) in zip(palette, part.groupby("optimizer_label", sort=True)):
-            axis.plot(run.epoch, run.eff_lr_median, color=color, label=name)
-            axis.fill_between(run.epoch, run.eff_lr_min, run.eff_lr_max, color=color, alpha=0.12)
+        for name, run in parts[problem].groupby("optimizer_label", sort=True):
+            axis.plot(run.epoch, run.eff_lr_median, color=colors[name], label=name)
+            axis.fill_between(run.epoch, run.eff_lr_min, run.eff_lr_max, color=colors[name], alpha=0.12)
         axis.set(title=problem, xlabel=problems[problem]["unit"], ylabel="effective step size", yscale="log")
-        axis.legend(fontsize=7)
     figure.suptitle("Effective per-coordinate step size: median, band from min to max over coordinates (first seed)")
     figure.tight_layout()
+    figure_legend(figure, axes, title="optimizer")
     save(figure, outputs, dpi)
 
 
@@ -156,6 +199,7 @@ def feature_errors(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     runs = study_only(runs)
     names = problems_declaring(runs, problems, "feature_errors")
     figure, axes = facet_grid(len(names), width=8, height=4)
+    colors = label_colors(label for problem in names for label in problems[problem]["feature_errors"].values())
     for axis, problem in zip(axes, names):
         labels = problems[problem]["feature_errors"]
         part = runs[runs.problem == problem].assign(optimizer_label=optimizer_label)
@@ -164,13 +208,14 @@ def feature_errors(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
         tidy["metric"] = tidy.metric.str.removeprefix("final_").map(labels)
         first = next(iter(labels.values()))
         order = tidy[tidy.metric == first].groupby("optimizer_label").value.mean().sort_values().index
-        sns.barplot(data=tidy, y="optimizer_label", x="value", hue="metric", order=order, errorbar=("pi", 100), ax=axis)
+        sns.barplot(data=tidy, y="optimizer_label", x="value", hue="metric", order=order, errorbar=("pi", 100),
+                    ax=axis, palette=colors, hue_order=list(labels.values()))
         axis.set(ylabel="", xlabel="final value", title=problem)
-        axis.legend(fontsize=7, title="")
     if not names:
         axes[0].set_visible(True)
         empty_note(axes[0], "no problem of this study declares feature errors")
     figure.tight_layout()
+    figure_legend(figure, axes, sort=False)
     save(figure, outputs, dpi)
 
 
@@ -191,9 +236,9 @@ def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0, **ta
         axis.set(xlim=(np.min(centers - radii) - pad, np.max(centers + radii) + pad),
                  ylim=(-np.max(radii) - pad, np.max(radii) + pad), aspect="equal",
                  title=f"{name}: condition number {condition_number(m):.1f}", xlabel="real axis")
-        axis.legend(fontsize=8, loc="upper right")
     figure.suptitle("Gerschgorin discs and eigenvalues of a random SPD matrix, before and after diagonal preconditioning")
     figure.tight_layout()
+    figure_legend(figure, axes, sort=False)
     save(figure, outputs, dpi)
 
 
@@ -203,9 +248,9 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problems:
     the chosen point marked."""
     names = list(dict.fromkeys(sensitivity.problem))
     figure, axes = facet_grid(len(names))
+    palette = label_colors(sensitivity.optimizer)
     for axis, problem in zip(axes, names):
         part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
-        palette = dict(zip(sorted(set(part.optimizer)), sns.color_palette(n_colors=part.optimizer.nunique())))
         for optimizer, line in part.groupby("optimizer", sort=True):
             axis.plot(line.lr, line["mean"], "-o", markersize=3, color=palette[optimizer], label=optimizer)
             axis.fill_between(line.lr, line.low, line.high, color=palette[optimizer], alpha=0.15)
@@ -215,40 +260,45 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problems:
         axis.set(title=problem, xscale="log", xlabel="learning rate", ylabel=f"final {part.metric.iloc[0]}")
         if part.metric.iloc[0] in problems[problem]["log_scale"]:
             axis.set_yscale("log")
-        axis.legend(fontsize=7)
     figure.suptitle("Learning-rate sensitivity on the validation split (band: range over grid seeds; star: chosen)")
     figure.tight_layout()
+    figure_legend(figure, axes, title="optimizer")
     save(figure, outputs, dpi)
 
 
 def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     costs = list(dict.fromkeys(profile.cost))
     figure, axes = facet_grid(max(1, len(costs)), width=5.5)
+    colors = label_colors(profile.optimizer)
     for axis, cost in zip(axes, costs):
-        sns.lineplot(data=profile[profile.cost == cost], x="tau", y="fraction", hue="optimizer",
-                     drawstyle="steps-post", ax=axis)
+        part = profile[profile.cost == cost].assign(optimizer=lambda frame: frame.optimizer.astype(str))
+        sns.lineplot(data=part, x="tau", y="fraction", hue="optimizer", drawstyle="steps-post", ax=axis,
+                     palette=colors, hue_order=sorted(set(part.optimizer)))
         axis.set(xscale="log", ylim=(-0.02, 1.02), xlabel=f"τ (multiple of the best optimizer's {cost} to target)",
                  ylabel="fraction of problems solved within τ", title=f"cost: {cost} to target")
-        axis.legend(fontsize=7)
     figure.suptitle("Performance profiles over problems, tuned protocol")
     figure.tight_layout()
+    figure_legend(figure, axes, title="optimizer")
     save(figure, outputs, dpi)
 
 
 def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     problems = list(dict.fromkeys(times.problem))
     figure, axes = facet_grid(max(1, len(problems)), width=5.5)
+    colors = label_colors(times.protocol)
     for axis, problem in zip(axes, problems):
-        part = times[times.problem == problem].replace([np.inf], np.nan)
-        sns.barplot(data=part, y="label", x="median_epochs", hue="protocol", ax=axis)
+        part = times[times.problem == problem].replace([np.inf], np.nan).assign(
+            protocol=lambda frame: frame.protocol.astype(str))
+        sns.barplot(data=part, y="label", x="median_epochs", hue="protocol", ax=axis, palette=colors,
+                    hue_order=sorted(set(part.protocol)))
         for container in axis.containers:
             axis.bar_label(container, fmt="%.0f", fontsize=6)
         reached = "≥" if part["mode"].iloc[0] == "max" else "≤"
         axis.set(title=f"{problem}: {part.metric.iloc[0]} {reached} {part.target.iloc[0]:g}",
                  xlabel="median epochs (steps) to target (missing: not reached)", ylabel="")
-        axis.legend(fontsize=7)
     figure.suptitle("Time to target, reference protocol and tuned protocol")
     figure.tight_layout()
+    figure_legend(figure, axes, title="protocol")
     save(figure, outputs, dpi)
 
 

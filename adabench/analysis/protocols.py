@@ -49,14 +49,14 @@ def protocol_runs(runs: pd.DataFrame, tuned_problems: list[str], checks: dict[st
 
 PROTOCOL_COLUMNS = ["problem", "protocol", "optimizer", "label", "setting", "metric", "mode", "seeds", "n", "mean",
                     "std", "t_low", "t_high", "boot_low", "boot_high", "diverged", "collapsed", "never_trained",
-                    "verdict", "rank"]
+                    "failed", "verdict", "rank"]
 
 
 def protocol_table(runs: pd.DataFrame, tuned_problems: list[str], declarations: dict[str, dict] | None = None,
                    checks: dict[str, str] | None = None) -> pd.DataFrame:
     """Final headline metric per problem and optimizer under each protocol, with its rank, side by side: mean over
     seeds, std, 95% CIs within the metric's declared range (``declarations``: problems.json), and how many seeds
-    diverged, collapsed or never trained (adabench.analysis.aggregate.run_outcome).
+    diverged, collapsed, never trained or failed (adabench.analysis.aggregate.run_outcome).
 
     An optimizer none of whose seeds trained -- each one never rose past chance, or diverged -- ``does not
     train``: it takes no rank (``verdict`` says so), since the order of chance-level means is noise. One whose every
@@ -71,7 +71,7 @@ def protocol_table(runs: pd.DataFrame, tuned_problems: list[str], declarations: 
     ).reset_index()
     table = stats.merge(settings, on=keys).merge(failure_counts(labelled, keys), on=keys)
     # none trained, and not only divergences (those rank last, as before): chance-level means are not ranked
-    untrained = (table.never_trained > 0) & (table.never_trained + table.diverged == table.seeds)
+    untrained = (table.never_trained > 0) & (table.never_trained + table.diverged + table.failed == table.seeds)
     table["verdict"] = np.where(untrained, DOES_NOT_TRAIN, "")
     sign = np.where(table["mode"] == "max", -1, 1)
     ranked = table.assign(key=sign * table["mean"])[~untrained]

@@ -58,9 +58,9 @@ def failures_text(row) -> str:
 def comparison_table(runs: pd.DataFrame, declarations: dict[str, dict] | None = None,
                      checks: dict[str, str] | None = None) -> pd.DataFrame:
     """Per problem, optimizer and setting: the final headline metric over seeds (mean, std, 95% CIs, within the
-    metric's declared range), best epoch, training time and how many seeds diverged, collapsed or never trained
-    (outcomes from ``declarations``, problems.json; see adabench.analysis.aggregate.run_outcome). The copies that
-    ``checks`` names are left out (:func:`competitors`)."""
+    metric's declared range), best epoch, training time and how many seeds diverged, collapsed, never trained or
+    failed (outcomes from ``declarations``, problems.json; see adabench.analysis.aggregate.run_outcome). The
+    copies that ``checks`` names are left out (:func:`competitors`)."""
     keys = ["problem", "optimizer", "setting"]
     study = prepared_runs(runs, declarations, checks)
     study = study[study.in_study]

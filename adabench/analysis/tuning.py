@@ -15,14 +15,15 @@ SENSITIVITY_KEYS = ["problem", "optimizer", "lr"]
 
 
 def grid_scores(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per grid run with its ``score``: the final selection metric, worst-case if it diverged."""
+    """One row per grid run with its ``score``: the final selection metric, worst-case if it diverged or failed
+    (its optimizer raised: a rate that cannot be trained)."""
     grid = runs[runs.in_grid].copy()
     grid["score"] = [
         row[f"final_{row.selection_metric}"] if f"final_{row.selection_metric}" in row else math.nan
         for _, row in grid.iterrows()
     ]
     worst = grid.selection_mode.map({"max": -math.inf, "min": math.inf})
-    unusable = grid.score.isna() | (grid.status == "diverged")
+    unusable = grid.score.isna() | grid.status.isin(["diverged", "failed"])
     grid.loc[unusable, "score"] = worst[unusable]
     return grid[["problem", "optimizer", "lr", "seed", "status", "selection_metric", "selection_mode", "score"]]
 

@@ -14,6 +14,9 @@ rule aggregate:
         runs_parquet=study_path("tables", "runs.parquet"),
         curves_parquet=study_path("tables", "curves.parquet"),
         sources=study_path("tables", "runs.sources.json"),
+    params:
+        # the digest of the records read: a changed record makes the tables, and all made from them, again
+        records=table_records,
     conda:
         "../../environment.yml"
     log:

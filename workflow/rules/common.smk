@@ -15,7 +15,9 @@ import pandas as pd
 
 from adabench.problems import PROBLEMS
 from adabench.search import finished, next_rates
-from adabench.state import chosen_rates, pending, read_state, round_file
+from adabench.plan import study_run_dirs
+from adabench.state import (chosen_rates, pending, read_state, records_param, round_file, search_rounds_on_disk,
+                            searched_specs)
 from adabench.study import Study
 
 try:
@@ -26,7 +28,10 @@ except ConfigError as error:
 if not Path(config["reference"]["results"]).exists():
     config["reference"]["results"] = str(Path(workflow.basedir) / config["reference"]["results"])
 
-STUDY = Study(config)
+try:
+    STUDY = Study(config)  # refuses, naming both, two settings that would share one run key
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 STATE = read_state(STUDY)
 JOBS = STATE.pending_jobs()
 PLAN = STUDY.path("plan.csv")
@@ -65,23 +70,6 @@ GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
 SEARCH_JOB = re.compile(r"(?P<problem>.+)-search(?P<round>[0-9]+)-[0-9]+")
 TUNED_JOB = re.compile(r"(?P<problem>.+)-tuned-[0-9]+")
 
-# The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
-# locks of a Snakemake of this study that is gone. Outputs that no longer hold (adabench.housekeeping.stale_outputs),
-# and those a killed Snakemake left marked incomplete (incomplete_outputs), are removed, so that Snakemake builds them
-# and what reads them again; a dry run or a report only says so.
-if workflow.is_main_process:
-    EXECUTES = invocation_executes()
-    try:
-        refuse_symlinks(STUDY)
-        if EXECUTES:
-            STUDY_LOCK = take_study_lock(STUDY)
-    except StudyLocked as error:
-        raise WorkflowError(str(error)) from None
-    if EXECUTES:
-        clear_stale_snakemake_locks(Path(".snakemake"), STUDY, print)
-    remove_stale_outputs(stale_outputs(STATE, JOBS) + incomplete_outputs(Path(".snakemake"), STUDY), EXECUTES, print)
-
-
 # Inputs whose producing job runs only when they are missing (adabench.housekeeping removes them when they no
 # longer hold) are ancient: their file times, which a git clone sets in checkout order, never rerun the records'
 # aggregation or the MLflow sync. (Snakemake does not rerun a job for an ancient input that exists even when the
@@ -103,8 +91,9 @@ def search_round_inputs(wildcards):
     if round_ == 0:
         jobs = [job for job in JOBS.values() if job.problem == problem and any(s.key in GRID_KEYS for s in job.runs)]
     else:
-        # ancient, as the other outputs made from records: a round whose records changed is removed with every
-        # later round (adabench.housekeeping), and a change of what the search may try changes every round's params
+        # ancient, as the other outputs made from records: a round whose records changed has other params (every
+        # later round reads them too: search_records), and is removed with every later round where Snakemake has no
+        # metadata (adabench.housekeeping); a change of what the search may try changes every round's params
         previous = checkpoints.search_round.get(problem=problem, round=round_ - 1).output.decisions
         inputs["previous"] = ancient(previous)
         jobs = pending(STUDY, STUDY.round_jobs(problem, round_, next_rates(pd.read_csv(previous))))
@@ -217,3 +206,66 @@ EXPLORER_DATA = [study_path("tuning", name) for name in ("selection.csv", "lr_se
 
 def figure_inputs(wildcards):
     return FIGURE_INPUTS[wildcards.figure]
+
+
+# --- what is made from the outputs that read run records -------------------------------------------------------
+# The rules that read records have their digest among their params (adabench.state.records_param); a changed record
+# reruns them, and Snakemake then reruns all that reads their outputs. Without Snakemake's metadata (a fresh clone) only
+# missing outputs count, and a missing output is made only for an output asked for: where a sidecar says an output
+# no longer holds, what is made from it goes too (adabench.housekeeping.stale_outputs), so that what the invocation
+# asks for is made again from the records.
+AGGREGATE_OUTPUTS = [RUNS_TABLE, CURVES_TABLE, study_path("tables", "runs.parquet"),
+                     study_path("tables", "curves.parquet")]
+TUNING_BUDGET = [study_path("tuning", name) for name in ("tuning_budget.csv", "choice_stability.csv")] if TUNING else []
+FROM_TABLES = AGGREGATE_OUTPUTS + [study_path("tables", "performance_profile.csv")] + TUNING_BUDGET + [
+    path for path in TABLES if not path.endswith(".json")]
+MADE_FROM = {
+    RUNS_TABLE: FROM_TABLES + [
+        path for figure, inputs in FIGURE_INPUTS.items() if set(map(str, inputs.values())) & set(FROM_TABLES)
+        for path in expand(study_path("figures", "{figure}.{ext}"), figure=figure, ext=["png", "pdf"])] + [
+        study_path("explorer.html")],
+    # the check of the choice (a target) reads both: without it, the sync or the choice would not be made again
+    SYNCED: [study_path("tuning", "selection_check.json")] if TUNING else [],
+    SELECTION: [study_path("tuning", "selection_check.json")] if TUNING else [],
+}
+
+
+def table_records(wildcards):
+    """The records the tables and the MLflow sync are made from (the plan's runs, and the tuning's plans once the
+    search has made them), as one digest: a rule's params."""
+    if not Path(PLAN).exists():
+        return ""  # the plan is made in this invocation: so is everything made from it
+    plans = [path for path in (SEARCH_RUNS, TUNED_RUNS) if TUNING and Path(path).exists()]
+    return records_param(STATE, study_run_dirs(PLAN, *plans))
+
+
+def search_records(problem, rounds=None):
+    """The records a round of the search reads (every run the search asked for before it; ``rounds`` None: every
+    round on disk, what the end of the search and the choice are made from), as one digest: a rule's params."""
+    try:
+        made = search_rounds_on_disk(STUDY, problem)
+    except (OSError, ValueError):
+        return ""  # a damaged round is made again (adabench.housekeeping), and what follows it
+    if rounds is not None:
+        if len(made) < rounds:
+            return ""  # an earlier round is made in this invocation: so is this one
+        made = made[:rounds]
+    return records_param(STATE, [STUDY.run_dir(spec) for spec in searched_specs(STUDY, problem, made)])
+
+
+# The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
+# locks of a Snakemake of this study that is gone. Outputs that no longer hold (adabench.housekeeping.stale_outputs),
+# with what is made from them (MADE_FROM), and those a killed Snakemake left marked incomplete (incomplete_outputs),
+# are removed, so that Snakemake builds them and what reads them again; a dry run or a report only says so.
+if workflow.is_main_process:
+    EXECUTES = invocation_executes()
+    try:
+        refuse_symlinks(STUDY)
+        if EXECUTES:
+            STUDY_LOCK = take_study_lock(STUDY)
+    except StudyLocked as error:
+        raise WorkflowError(str(error)) from None
+    if EXECUTES:
+        clear_stale_snakemake_locks(Path(".snakemake"), STUDY, print)
+    remove_stale_outputs(stale_outputs(STATE, JOBS, MADE_FROM) + incomplete_outputs(Path(".snakemake"), STUDY),
+                         EXECUTES, print)

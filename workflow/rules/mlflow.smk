@@ -22,6 +22,9 @@ rule mlflow_sync:
         store=ancient(STORE),
     output:
         SYNCED,
+    params:
+        # the digest of the records read: MLflow follows a changed record
+        records=table_records,
     conda:
         "../../environment.yml"
     log:

@@ -19,6 +19,8 @@ checkpoint search_round:
         sources=study_path("tuning", "search", "{problem}", "round-{round}.sources.json"),
     params:
         search=lambda wildcards: search_params(wildcards.problem),
+        # the digest of the records the round scores: a changed record makes it, and every later round, again
+        records=lambda wildcards: search_records(wildcards.problem, int(wildcards.round)),
     wildcard_constraints:
         problem="|".join(TUNING["problems"]) if TUNING else "no-tuning",
         round="[0-9]+",
@@ -37,6 +39,7 @@ rule search_ended:
         study_path("tuning", "search", "{problem}", "rounds.csv"),
     params:
         search=lambda wildcards: search_params(wildcards.problem),
+        records=lambda wildcards: search_records(wildcards.problem),  # its rounds' (their inputs are ancient)
     wildcard_constraints:
         problem="|".join(TUNING["problems"]) if TUNING else "no-tuning",
     conda:
@@ -63,6 +66,8 @@ checkpoint select_tuned:
         sources=study_path("tuning", "selection.sources.json"),
     params:
         search={problem: search_params(problem) for problem in TUNING["problems"]} if TUNING else {},
+        # the digest of the grid's records, every round's: the choice is made from them
+        records=lambda wildcards: {problem: search_records(problem) for problem in (TUNING or {}).get("problems", [])},
     conda:
         "../../environment.yml"
     log:
