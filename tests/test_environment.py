@@ -3,6 +3,7 @@ at one exact version with its hashes: what `make` installs) and environment.yml 
 installed packages are the lock's, and each run names the versions of the packages that computed it."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -67,12 +68,22 @@ def test_requirements_the_lock_and_the_conda_environment_agree():
 
 def test_the_installed_packages_are_the_locked_ones():
     """What this environment runs is what the lock pins (`make` installs the lock; after `make lock` it installs
-    again, its stamp older than the lock): the figures it draws are the committed ones."""
-    from importlib import metadata
+    again, its stamp older than the lock): the figures it draws are the committed ones.
 
-    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
-    differ = {name: (version, installed.get(name)) for name, (version, _) in locked().items()
-              if installed.get(name) != version}
+    Asked of a fresh interpreter, as a run would ask it (adabench.provenance: the first distribution on sys.path):
+    once anything imports setuptools, its vendored copies (setuptools/_vendor: packaging, zipp, ...) join sys.path
+    of the test process and metadata.distributions() lists them too."""
+    names = sorted(locked())
+    asked = subprocess.run(
+        [sys.executable, "-c", "import json, sys; from importlib import metadata\n"
+         "def version(name):\n"
+         "    try: return metadata.version(name)\n"
+         "    except metadata.PackageNotFoundError: return None\n"
+         "print(json.dumps({name: version(name) for name in sys.argv[1:]}))", *names],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    installed = json.loads(asked)
+    differ = {name: (version, installed[name]) for name, (version, _) in locked().items()
+              if installed[name] != version}
     assert differ == {}, f"(locked, installed) differ: run `make` (or pip install --require-hashes -r {LOCK.name})"
 
 
