@@ -48,16 +48,30 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def fresh(study: Path) -> None:
-    """The copy with nothing trained yet: every run, store and table gone, the data kept."""
-    shutil.rmtree(study / ROOT)
-    shutil.rmtree(study / ".snakemake")
+# the problems whose runs the kill tests train again: a LeNet and two fast ones, four jobs on two cores
+RETRAINED = ("lenet_sigmoid_fmnist", "linreg", "quadratic")
+
+
+def retrain_jobs_of(study: Path, problems: tuple[str, ...] = RETRAINED, replan: bool = False) -> set[str]:
+    """The copy with the planned runs of ``problems`` to train again (their records gone), its MLflow store, tables
+    and Snakemake's state gone: a study mid-way, at a fraction of a fresh study's cost (the tuning search's problem
+    keeps its records, so no round runs again). ``replan``: the plan goes too, so its job runs first (the jobs read
+    it as ancient: the same plan made again trains no complete run). Returns the jobs that train."""
+    plan = read_plan(study / ROOT / "plan.csv")
+    chosen = plan[plan.problem.isin(problems)]
+    for run_dir in chosen.run_dir:
+        shutil.rmtree(study / run_dir)
+    for made in (study / ROOT / "mlflow", study / ROOT / "tables", study / ".snakemake"):
+        shutil.rmtree(made)
+    if replan:
+        (study / ROOT / "plan.csv").unlink()
+    return set(chosen.job)
 
 
 def test_killing_snakemake_alone_ends_its_training_jobs_and_a_plain_rerun_finishes(study, uninterrupted):
     """Snakemake killed alone (as a killed terminal would), twice: while its plan job runs, whose own process then
     finishes the plan (an output that exists, marked incomplete by Snakemake), and while a training job runs."""
-    fresh(study)
+    retrain_jobs_of(study, replan=True)
     for script in ("plan.py", "train.py"):
         snakemake_process = start_study(study)
         try:
@@ -79,7 +93,7 @@ def test_killing_snakemake_alone_ends_its_training_jobs_and_a_plain_rerun_finish
 
 
 def test_a_second_snakemake_beside_a_running_one_is_refused_with_the_way_out(study):
-    fresh(study)
+    retrain_jobs_of(study)
     first = start_study(study)
     try:
         wait_for(lambda: training_processes(study), 120, "training job")
@@ -97,7 +111,7 @@ def test_kills_at_random_moments_each_followed_by_a_rerun(study, uninterrupted):
     failure), each followed by a rerun that may itself be killed; then one plain rerun to the end."""
     seed = int(os.environ.get("ADABENCH_KILL_SEED", "20261129"))
     chooser = random.Random(seed)
-    fresh(study)
+    retrain_jobs_of(study, replan=True)
     for attempt in range(5):
         process = start_study(study)
         time.sleep(chooser.uniform(2.0, 25.0))
@@ -145,23 +159,10 @@ def tracking_server(tmp_path):
     server.stop()
 
 
-def retrain_jobs_of(study: Path, problems: tuple[str, ...]) -> set[str]:
-    """The copy with the planned runs of ``problems`` to train again (their records gone), its MLflow store, tables
-    and Snakemake's state gone: a study mid-way, at a fraction of fresh()'s cost (the tuning search's problem keeps
-    its records, so no round runs again). Returns the jobs that train."""
-    plan = read_plan(study / ROOT / "plan.csv")
-    chosen = plan[plan.problem.isin(problems)]
-    for run_dir in chosen.run_dir:
-        shutil.rmtree(study / run_dir)
-    for made in (study / ROOT / "mlflow", study / ROOT / "tables", study / ".snakemake"):
-        shutil.rmtree(made)
-    return set(chosen.job)
-
-
 def test_a_tracking_server_killed_mid_study_stops_no_training_and_a_rerun_heals_mlflow(study, uninterrupted,
                                                                                        tracking_server):
     # four jobs on two cores: the server is killed when the first ends, so later jobs start without it
-    retrained = retrain_jobs_of(study, ("lenet_sigmoid_fmnist", "linreg", "quadratic"))
+    retrained = retrain_jobs_of(study)
     assert len(retrained) >= 3
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server.uri}
     tracking_server.start()
