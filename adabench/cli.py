@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run one (problem, optimizer, hyperparameters, seed)")
     train.add_argument("--problem", required=True, choices=PROBLEMS.names())
-    train.add_argument("--optimizer", required=True, choices=OPTIMIZERS.names())
+    train.add_argument("--optimizer", required=True,
+                       help=f"a registry name ({', '.join(OPTIMIZERS.names())}) or a packaged optimizer, "
+                            "module:Class (e.g. torch.optim:NAdam)")
     train.add_argument("--lr", type=float, help="learning rate (same as --set lr=X)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an optimizer hyperparameter")
     train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a problem option")
@@ -64,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--source", action="append", help="a directory or URL prefix (repeatable; default: "
                       + ", ".join(DEFAULT_SOURCES) + ")")
 
-    commands.add_parser("list", help="list problems and optimizers with their options")
+    listing = commands.add_parser("list", help="list problems and optimizers with their options, or show how "
+                                               "packaged optimizers (module:Class) are read")
+    listing.add_argument("references", nargs="*", metavar="MODULE:CLASS",
+                         help="a packaged optimizer: its hyperparameters (names, types, defaults, where each type "
+                              "came from) and what the training loop does for it")
 
     for name, text in (("status", "where a study stands: runs and epochs done, jobs training now (or stalled), ETA"),
                        ("stop", "stop a running study within one epoch; a plain rerun resumes it"),
@@ -106,12 +112,23 @@ def study_of(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "list" and args.references:
+        from .packaged import ReferenceError, describe
+
+        for reference in args.references:
+            try:
+                print(describe(reference))
+            except ReferenceError as error:
+                raise SystemExit(f"adabench list: {reference}: {error}") from None
+        return 0
     if args.command == "list":
         for kind, registry, arguments in (("problem", PROBLEMS, problem_arguments),
                                           ("optimizer", OPTIMIZERS, optimizer_arguments)):
             for name in registry.names():
                 shown = ", ".join(f"{a.name}={a.default!r}" for a in arguments(name).values())
                 print(f"{kind} {name}: {shown}")
+        print("optimizer module:Class: any torch.optim.Optimizer subclass of an installed package, e.g. "
+              "torch.optim:NAdam (`adabench list torch.optim:NAdam` shows how it is read)")
         return 0
     if args.command == "status":
         from .state import read_state

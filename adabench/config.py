@@ -18,6 +18,7 @@ import yaml
 
 from .data import data_path_fault
 from .optim import OPTIMIZERS, optimizer_arguments
+from .packaged import ReferenceError, check_setting, is_reference, resolve
 from .problems import PROBLEMS, problem_arguments
 from .spec import PATH_OPTIONS
 
@@ -103,10 +104,48 @@ def arguments_schema(arguments: dict) -> dict:
             "properties": {name: copy.deepcopy(argument.schema) for name, argument in arguments.items()}}
 
 
-def schema_with_registries() -> dict:
-    """The JSON schema with the registries' names, options and hyperparameters, typed and bounded."""
+def references_in(config: dict) -> dict[str, str]:
+    """The packaged optimizers (``module:Class``) a config names, each with the field of its first use."""
+    found: dict[str, str] = {}
+
+    def note(names, field):
+        for index, name in (enumerate(names) if isinstance(names, list) else []):
+            if isinstance(name, str) and is_reference(name):
+                found.setdefault(name, f"{field}[{index}]")
+
+    def note_keys(entries, field):
+        for name in (entries if isinstance(entries, dict) else {}):
+            if isinstance(name, str) and is_reference(name):
+                found.setdefault(name, f"{field}.{name}")
+
+    note(config.get("optimizers"), "optimizers")
+    for problem, entry in (config.get("problems") or {}).items() if isinstance(config.get("problems"), dict) else ():
+        if isinstance(entry, dict):
+            note(entry.get("optimizers"), f"problems.{problem}.optimizers")
+            note_keys(entry.get("settings"), f"problems.{problem}.settings")
+    if isinstance(config.get("tuning"), dict):
+        note(config["tuning"].get("optimizers"), "tuning.optimizers")
+    checks = config.get("checks")
+    note_keys(checks, "checks")
+    note(list(checks.values()) if isinstance(checks, dict) else None, "checks")
+    return found
+
+
+def resolve_references(config: dict) -> list[str]:
+    """Import and probe every packaged optimizer the config names; a bad one is refused naming its field."""
+    for reference, field in references_in(config).items():
+        try:
+            resolve(reference)
+        except ReferenceError as error:
+            raise ConfigError(field, str(error)) from None
+    return sorted(references_in(config))
+
+
+def schema_with_registries(references: list[str] = ()) -> dict:
+    """The JSON schema with the registries' names, options and hyperparameters, typed and bounded, and those of
+    the packaged optimizers a config names (``references``; unbounded: their constructors judge the values)."""
     schema = base_schema()
-    problem_names, optimizer_names = PROBLEMS.names(), OPTIMIZERS.names()
+    problem_names, optimizer_names = PROBLEMS.names(), [*OPTIMIZERS.names(), *references]
     props = schema["properties"]
     props["optimizers"]["items"] = {"enum": optimizer_names}
     settings = {}
@@ -204,7 +243,8 @@ def validate_config(config: dict) -> dict:
         raise ConfigError("(top level)", "a study config is a mapping")
     reject_non_finite(config)
     load_plugins(config.get("plugins", []) if isinstance(config.get("plugins"), list) else [])
-    schema = schema_with_registries()
+    references = resolve_references(config)
+    schema = schema_with_registries(references)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
                     key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -213,10 +253,11 @@ def validate_config(config: dict) -> dict:
     for problem, entry in config["problems"].items():
         for optimizer, settings in entry["settings"].items():
             for index, hyperparameters in enumerate(settings_list(settings)):
+                place = ("problems", problem, "settings", optimizer, *([index] if isinstance(settings, list) else []))
                 for name, value in hyperparameters.items():
-                    at = ("problems", problem, "settings", optimizer, *([index] if isinstance(settings, list) else []),
-                          name)
-                    check_path_safe(value, at)
+                    check_path_safe(value, (*place, name))
+                if is_reference(optimizer):
+                    check_constructor(optimizer, hyperparameters, place)
     for problem, entry in config["problems"].items():
         for section in ("options", "grid_options"):
             for name in PATH_OPTIONS:  # a dataset is read only from the data folder (adabench.data.data_path_fault)
@@ -251,12 +292,23 @@ def validate_config(config: dict) -> dict:
     return config
 
 
+def check_constructor(reference: str, hyperparameters: dict, path: tuple) -> None:
+    """A packaged optimizer built once with a setting: a value its constructor refuses is named by its field."""
+    try:
+        check_setting(reference, hyperparameters)
+    except ReferenceError as error:
+        raise ConfigError(field_name((*path, *([error.name] if error.name else []))), str(error)) from None
+
+
 def check_run_arguments(problem: str, optimizer: str, hyperparameters: dict, options: dict, seed: int) -> None:
     """One run's arguments (``adabench train``) checked by the schema and bounds a study's config is checked by;
     a ConfigError names the command-line argument (``--set NAME``, ``--option NAME``, ``--seed``)."""
     checks = [("--seed", base_schema()["$defs"]["seeds"]["items"], seed)]
-    for flag, kind, name, given, arguments in (("--set", "optimizer", optimizer, hyperparameters,
-                                                optimizer_arguments(optimizer)),
+    try:
+        accepted = optimizer_arguments(optimizer)
+    except (KeyError, ReferenceError) as error:  # an unknown registry name, a reference that names no optimizer
+        raise ConfigError("--optimizer", error.args[0]) from None
+    for flag, kind, name, given, arguments in (("--set", "optimizer", optimizer, hyperparameters, accepted),
                                                ("--option", "problem", problem, options, problem_arguments(problem))):
         unknown = sorted(set(given) - set(arguments))
         if unknown:
@@ -273,6 +325,11 @@ def check_run_arguments(problem: str, optimizer: str, hyperparameters: dict, opt
             raise ConfigError(flag, schema_error(error).message)
     for name, value in hyperparameters.items():  # written into the run's key, as a study's settings are
         check_path_safe(value, (f"--set {name}",))
+    if is_reference(optimizer):
+        try:
+            check_setting(optimizer, hyperparameters)
+        except ReferenceError as error:
+            raise ConfigError(f"--set {error.name}" if error.name else "--set", str(error)) from None
 
 
 def merge(base: dict, override: dict) -> dict:

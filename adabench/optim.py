@@ -16,6 +16,7 @@ from typing import Iterable
 
 import torch
 
+from .packaged import is_reference, resolve
 from .params import NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, constructor_arguments, refuse_unknown
 from .registry import Registry
 
@@ -266,11 +267,21 @@ class SGD(StepSizeReporting, torch.optim.SGD):
 @functools.cache  # as problem_arguments: one class per name for the life of the process
 def optimizer_arguments(name: str) -> dict[str, Argument]:
     """The hyperparameters an optimizer accepts: default, type and range (``params`` excluded; shared: never
-    modify it)."""
+    modify it). A reference (``torch.optim:NAdam``) has its constructor's, unbounded (adabench.packaged)."""
+    if is_reference(name):
+        return resolve(name).arguments
     cls = OPTIMIZERS.get(name)
     return constructor_arguments(cls, skip=("params",), bounds={**HYPERPARAMETER_BOUNDS, **cls.bounds})
 
 
+def is_elementwise(name: str) -> bool:
+    """Whether the optimizer may run on the stacked parameters of several runs (a registry class that says so);
+    a reference is not known to be."""
+    return not is_reference(name) and getattr(OPTIMIZERS.get(name), "elementwise", False)
+
+
 def make_optimizer(name: str, params: Iterable, hyperparameters: dict) -> torch.optim.Optimizer:
+    if is_reference(name):
+        return resolve(name).build(params, hyperparameters)
     refuse_unknown("optimizer", name, "hyperparameter", hyperparameters, optimizer_arguments(name))
     return OPTIMIZERS.get(name)(params, **hyperparameters)

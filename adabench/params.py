@@ -67,6 +67,8 @@ def type_schema(annotation, default) -> dict:
             return {}
         annotation = type(default)
     origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return {"enum": list(arguments)}
     if origin in (typing.Union, types.UnionType):
         members = [a for a in arguments if a is not type(None)]
         # torch's optimizers take ``float | Tensor``: a config can only give the float
@@ -115,6 +117,8 @@ class Argument:
     name: str
     default: Any
     schema: dict
+    # where its type came from: "annotation", "default" (no annotation: its default's type), "untyped" (neither)
+    source: str = "annotation"
 
 
 def constructor_arguments(cls: type, skip: tuple[str, ...], bounds: dict[str, Bound]) -> dict[str, Argument]:
@@ -135,7 +139,11 @@ def constructor_arguments(cls: type, skip: tuple[str, ...], bounds: dict[str, Bo
             continue
         annotation = hints.get(param.name, inspect.Parameter.empty)
         schema = with_bound(type_schema(annotation, param.default), bounds.get(param.name))
-        found[param.name] = Argument(param.name, param.default, schema)
+        if annotation is not inspect.Parameter.empty and annotation is not Any:
+            source = "annotation"
+        else:
+            source = "untyped" if param.default is None or param.default is inspect.Parameter.empty else "default"
+        found[param.name] = Argument(param.name, param.default, schema, source)
     return found
 
 

@@ -35,9 +35,16 @@ def setting_string(hyperparameters: dict) -> str:
     return ",".join(f"{name}={format_value(hyperparameters[name])}" for name in names)
 
 
+def key_name(optimizer: str) -> str:
+    """The optimizer's segment of a run key: a packaged optimizer's reference with '.' for ':' (records are
+    committed to git, and ':' is not a file name on Windows nor a safe one for scp/rsync); a registry name has
+    neither, and a reference's class name has no '.', so two optimizers never share a segment."""
+    return optimizer.replace(":", ".")
+
+
 def run_key(problem: str, options_id: str, optimizer: str, setting: str, seed: int) -> str:
     """A run's key: its directory under the study's runs and its MLflow run (adabench.spec.RunSpec.key)."""
-    return f"{problem}@{options_id}/{optimizer}/{setting}/seed={seed}"
+    return f"{problem}@{options_id}/{key_name(optimizer)}/{setting}/seed={seed}"
 
 
 def key_options_id(key: str) -> str:

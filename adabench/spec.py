@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .optim import optimizer_arguments
+from .packaged import is_reference, resolve
 from .params import canonical_value, refuse_unknown, same_value
 from .plan import run_key, setting_string
 from .problems import problem_arguments
@@ -65,11 +66,16 @@ class RunSpec:
     seed: int
     problem_options: dict = field(default_factory=dict)
     precision: str = "fp32"
+    # a packaged optimizer's package and version (adabench.packaged), read from this machine's install when the
+    # spec is made and kept as given when it is read back (a job trains what the plan named); None for the registry
+    package: dict | None = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         object.__setattr__(self, "hyperparameters", canonical_hyperparameters(self.optimizer, self.hyperparameters))
+        if self.package is None and is_reference(self.optimizer):
+            object.__setattr__(self, "package", resolve(self.optimizer).identity())
 
     @property
     def setting(self) -> str:
@@ -85,13 +91,20 @@ class RunSpec:
         return run_key(self.problem, self.options_id, self.optimizer, self.setting, self.seed)
 
     def identity(self) -> dict:
-        """What a run's records and checkpoint must have been made from to count as this run's."""
-        return {"problem": self.problem, "options": canonical_options(self.problem, self.problem_options),
-                "precision": self.precision, "optimizer": self.optimizer,
-                "hyperparameters": dict(self.hyperparameters), "seed": self.seed}
+        """What a run's records and checkpoint must have been made from to count as this run's (a registry run's
+        as before packaged optimizers existed: no package)."""
+        identity = {"problem": self.problem, "options": canonical_options(self.problem, self.problem_options),
+                    "precision": self.precision, "optimizer": self.optimizer,
+                    "hyperparameters": dict(self.hyperparameters), "seed": self.seed}
+        if self.package is not None:
+            identity["package"] = dict(self.package)
+        return identity
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["package"] is None:  # a registry run's spec reads as before: its job's params are unchanged
+            del data["package"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSpec":

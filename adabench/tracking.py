@@ -132,13 +132,15 @@ def runs_view_url(base: str, experiment_id: str) -> str:
 
 def run_params(spec: RunSpec, environment: dict) -> dict:
     """A run's MLflow params: what it is (problem, optimizer, seed, setting, each hyperparameter and option) and
-    the versions of the packages that computed it (version.torch, ...)."""
+    the versions of the packages that computed it (version.torch, ...; package.* for a packaged optimizer)."""
     params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed, "setting": spec.setting,
               "precision": spec.precision, "options_id": spec.options_id, "device": environment["device"]}
     params.update({f"hp.{k}": v for k, v in spec.hyperparameters.items()})
     params.update({f"problem.{k}": v for k, v in spec.identity()["options"].items()})
     # the versions its record names (an older record names torch and numpy only)
     params.update({f"version.{name}": environment[name] for name in PACKAGES if name in environment})
+    # a packaged optimizer's reference, distribution and version (a registry run has none)
+    params.update({f"package.{k}": v for k, v in (spec.package or {}).items()})
     return params
 
 
