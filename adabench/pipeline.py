@@ -84,6 +84,7 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
     torch.set_num_threads(threads)
     study = StudyProblems(config)
     specs = list({spec.key: spec for spec in (RunSpec.from_dict(run) for run in job["runs"])}.values())
+    refuse_other_packages(specs)
     trackers = mlflow_trackers(study.tracking_uri(), study.experiment, config["mlflow"]["timeout_s"], log)
     progress_file = Path(study.progress_file(job_id))
     write_progress(progress_file, job_id, job["problem"], {"size": len(specs)})  # `adabench status`: starting
@@ -102,6 +103,19 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
         progress_file.unlink(missing_ok=True)
     atomic_write_text(Path(marker), json.dumps([{"key": spec.key, "run_dir": str(study.run_dir(spec))}
                                                 for spec in specs], indent=2) + "\n")
+
+
+def refuse_other_packages(specs: list[RunSpec]) -> None:
+    """A job trains what its plan named: a packaged optimizer installed here at another version than the plan's
+    (a cluster node with another install) would compute other runs under the plan's identity."""
+    from .packaged import resolve
+
+    for spec in specs:
+        if spec.package is not None and (installed := resolve(spec.optimizer).identity()) != spec.package:
+            raise SystemExit(f"run {spec.key}: the plan names {spec.optimizer} from {spec.package['distribution']} "
+                             f"{spec.package['version']}, this machine has {installed['distribution']} "
+                             f"{installed['version']}: install the plan's version here, or plan again where "
+                             "this one is installed (a rerun of Snakemake there)")
 
 
 def chance_levels(problems: list[str]) -> dict[str, float]:

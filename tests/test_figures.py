@@ -116,3 +116,25 @@ def test_the_one_legend_holds_for_every_panel(drawn_figures):
         for line in axis.get_lines():
             if not line.get_label().startswith("_"):
                 assert to_hex(line.get_color()) == shown[line.get_label()], (axis.get_title(), line.get_label())
+
+
+def test_an_optimizer_that_reports_no_step_sizes_is_named_not_left_out(tmp_path):
+    """A packaged optimizer has no effective step sizes (empty eff_lr_* columns): its problem's panel names it."""
+    from adabench.analysis import figures
+
+    def notes(tables) -> dict:
+        kept, real_save = [], figures.save
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
+                                                                         real_save(figure, outputs, dpi)))
+            figures.effective_lr(**tables, outputs=[str(tmp_path / "effective_lr.png")], dpi=50)
+        return {axis.get_title(): [text.get_text() for text in axis.texts] for axis in kept[0].axes
+                if axis.get_title()}
+
+    tables = small_tables()
+    curves, columns = tables["curves"], ["eff_lr_min", "eff_lr_median", "eff_lr_max"]
+    curves.loc[(curves.problem == "p2") & (curves.optimizer == "sgd"), columns] = float("nan")
+    assert notes(tables) == {"p1": [], "p2": ["step sizes not reported: sgd"]}
+    # a problem none of whose optimizers reports keeps its panel, with the note
+    curves.loc[curves.problem == "p2", columns] = float("nan")
+    assert notes(tables) == {"p1": [], "p2": ["step sizes not reported: adam, sgd"]}

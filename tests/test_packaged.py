@@ -174,3 +174,15 @@ def test_adabench_list_shows_how_a_reference_was_read():
     refused = subprocess.run([sys.executable, "-m", "adabench", "list", "nosuchpkg:Opt"], capture_output=True,
                              text=True, timeout=120)
     assert refused.returncode != 0 and "nosuchpkg:Opt: cannot import 'nosuchpkg'" in refused.stderr
+
+
+def test_a_job_refuses_a_packaged_optimizer_installed_at_another_version_than_its_plan_names():
+    from adabench.pipeline import refuse_other_packages
+
+    spec = RunSpec("linreg", "prodigyopt:Prodigy", {}, 0)
+    refuse_other_packages([spec, RunSpec("linreg", "adam", {}, 0)])  # as planned: trains
+    planned = RunSpec.from_dict({**spec.to_dict(), "package": {**spec.package, "version": "0.0.1"}})
+    with pytest.raises(SystemExit) as refused:
+        refuse_other_packages([planned])
+    assert f"the plan names prodigyopt:Prodigy from prodigyopt 0.0.1, this machine has prodigyopt " \
+           f"{spec.package['version']}" in str(refused.value)

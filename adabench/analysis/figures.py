@@ -174,19 +174,29 @@ def final_metric(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: in
 
 
 def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
+    """Each optimizer's effective step sizes; an optimizer that does not report them (a packaged one: its
+    eff_lr_* columns are empty) is named on its problem's axis, not left out silently."""
     curves = study_only(curves)
-    curves = curves[curves.eff_lr_median.notna()] if "eff_lr_median" in curves else curves.iloc[:0]
+    if "eff_lr_median" not in curves:
+        curves = curves.assign(eff_lr_median=np.nan)
+    curves = curves.assign(optimizer_label=optimizer_label)
+    reported = curves[curves.eff_lr_median.notna()]
     names = list(dict.fromkeys(curves.problem))
     figure, axes = facet_grid(len(names))
-    parts = {problem: curves[curves.problem == problem] for problem in names}
-    parts = {problem: part[part.seed == part.seed.min()].assign(optimizer_label=optimizer_label)
-             for problem, part in parts.items()}
+    parts = {problem: reported[reported.problem == problem] for problem in names}
+    parts = {problem: part[part.seed == part.seed.min()] for problem, part in parts.items()}
     colors = label_colors(label for part in parts.values() for label in part.optimizer_label)
     for axis, problem in zip(axes, names):
         for name, run in parts[problem].groupby("optimizer_label", sort=True):
             axis.plot(run.epoch, run.eff_lr_median, color=colors[name], label=name)
             axis.fill_between(run.epoch, run.eff_lr_min, run.eff_lr_max, color=colors[name], alpha=0.12)
-        axis.set(title=problem, xlabel=problems[problem]["unit"], ylabel="effective step size", yscale="log")
+        silent = sorted(set(curves[curves.problem == problem].optimizer_label)
+                        - set(reported[reported.problem == problem].optimizer_label))
+        if silent:
+            axis.text(0.01, 0.01, "step sizes not reported: " + ", ".join(silent), transform=axis.transAxes,
+                      fontsize=7, va="bottom", wrap=True)
+        axis.set(title=problem, xlabel=problems[problem]["unit"], ylabel="effective step size",
+                 yscale="log" if len(parts[problem]) else "linear")
     figure.suptitle("Effective per-coordinate step size: median, band from min to max over coordinates (first seed)")
     figure.tight_layout()
     figure_legend(figure, axes, title="optimizer")
