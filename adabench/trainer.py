@@ -14,6 +14,10 @@ others, goes through the same loop.
 - Seconds are honest per member: each batch's passes are shared equally by the rows they computed, and each
   optimizer group's step by its members, so a member's ``time_s`` is its share of the passes plus its own
   optimizer's work (``step_time_s``).
+- An optimizer with train() and eval() (schedule-free) is in eval mode while its member is evaluated and
+  checkpointed (the initial evaluation too), and back in train mode after, as a lone user's loop switches it: its
+  records are of its eval-mode weights, and a resume goes on from the checkpoint with train(), as the uninterrupted
+  run did. The switches are not timed, like the evaluation.
 - Every member keeps its own run directory, records, checkpoint and MLflow run, exactly as a run trained alone.
   After every epoch each member's checkpoint is written atomically; a killed population resumes every member
   from its own checkpoint, and members already complete are skipped. Members resumed at different epochs train
@@ -218,7 +222,8 @@ class PopulationTrainer:
     def record_initial_state(self) -> None:
         if not self.problem.records_initial_state or all(member.records for member in self.members):
             return
-        initial = self.model.evaluate()
+        with self.model.evaluation():
+            initial = self.model.evaluate()
         for member, metrics in zip(self.members, initial):
             if not member.records:
                 member.records.append({self.unit: 0, **metrics, "time_s": 0.0, "step_time_s": 0.0})
@@ -236,36 +241,40 @@ class PopulationTrainer:
         planned = self.problem.epochs
         while any(member.active for member in self.members):
             tick = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                trained, seconds = self.train_epoch()
-                evaluated, step_sizes = self.model.evaluate(), self.model.step_sizes()
-            self.note_warnings(caught)
-            for row_index, member in enumerate(self.members):
-                if not member.active:
-                    continue
-                group, _ = self.model.placement[row_index]
-                if group.failure is not None:  # this epoch's update did not happen: its records end before it
-                    summaries[member.position] = self.finish(member, "failed", error=group.failure)
-                    continue
-                step_share = seconds[id(group)] / len(group.members)
-                member.epoch += 1
-                member.steps += self.steps_per_epoch
-                member.step_time += step_share
-                member.train_time += seconds["passes"] / self.size + step_share
-                row = {self.unit: member.epoch, **trained[row_index], **evaluated[row_index], **step_sizes[row_index],
-                       "time_s": member.train_time, "step_time_s": member.step_time}
-                member.records.append(row)
-                if member.tracker:
-                    member.tracker.log_rows([row])
-                if is_diverged(row):
-                    self.log(f"{member.spec.key}: non-finite metrics at {self.unit} {member.epoch}, stopped as diverged")
-                    summaries[member.position] = self.finish(member, "diverged")
-                elif member.epoch >= planned:
-                    summaries[member.position] = self.finish(member, "finished")
-                else:
-                    self.save_checkpoint(member, row_index)
-                    write_run(member.out_dir, member.records, self.unit)
+            with contextlib.ExitStack() as modes:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    trained, seconds = self.train_epoch()
+                    # eval mode from here until the checkpoints are written: they hold the weights evaluated
+                    modes.enter_context(self.model.evaluation())
+                    evaluated, step_sizes = self.model.evaluate(), self.model.step_sizes()
+                self.note_warnings(caught)
+                for row_index, member in enumerate(self.members):
+                    if not member.active:
+                        continue
+                    group, _ = self.model.placement[row_index]
+                    if group.failure is not None:  # this epoch's update did not happen: its records end before it
+                        summaries[member.position] = self.finish(member, "failed", error=group.failure)
+                        continue
+                    step_share = seconds[id(group)] / len(group.members)
+                    member.epoch += 1
+                    member.steps += self.steps_per_epoch
+                    member.step_time += step_share
+                    member.train_time += seconds["passes"] / self.size + step_share
+                    row = {self.unit: member.epoch, **trained[row_index], **evaluated[row_index],
+                           **step_sizes[row_index], "time_s": member.train_time, "step_time_s": member.step_time}
+                    member.records.append(row)
+                    if member.tracker:
+                        member.tracker.log_rows([row])
+                    if is_diverged(row):
+                        self.log(f"{member.spec.key}: non-finite metrics at {self.unit} {member.epoch}, stopped as "
+                                 "diverged")
+                        summaries[member.position] = self.finish(member, "diverged")
+                    elif member.epoch >= planned:
+                        summaries[member.position] = self.finish(member, "finished")
+                    else:
+                        self.save_checkpoint(member, row_index)
+                        write_run(member.out_dir, member.records, self.unit)
             self.report(time.perf_counter() - tick)
             if STOP_REQUESTED.is_set() and any(member.active for member in self.members):
                 raise Preempted(f"stop requested; the checkpoints hold every member's last completed {self.unit}")
