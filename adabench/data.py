@@ -211,8 +211,10 @@ def prepared_data_fault(path: Path, data: bytes | None = None, content: str | No
     try:
         recorded = read_json(sidecar)
         expected = recorded["sha256"]
-    except (OSError, ValueError, KeyError) as error:  # ValueError: DamagedJSON
-        return f"{sidecar}, the record of its sha256, is missing or unreadable ({type(error).__name__})"
+    except KeyError:
+        return f"{sidecar}, the record of its sha256, is damaged (it lacks the field sha256)"
+    except (OSError, ValueError) as error:  # ValueError: DamagedJSON, whose message says what is wrong with the file
+        return f"{sidecar}, the record of its sha256, is missing or unreadable ({error})"
     actual = sha256_file(path) if data is None else sha256_bytes(data)
     if actual != expected:
         return f"{path} has sha256 {actual}, not the {expected} recorded when it was prepared (damaged or changed)"

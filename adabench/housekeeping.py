@@ -15,7 +15,7 @@ from pathlib import Path
 from .atomic import DamagedJSON, read_json
 from .locks import Locked, ProcessLock, describe
 from .sources import damaged_outputs, recorded_sources
-from .state import StudyState, summary_on_disk
+from .state import StudyState, complete_record
 from .study import Job, Study
 
 # Snakemake's modes that run no job (and a dry run): whatever they plan, they must change nothing
@@ -135,15 +135,12 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
             continue  # not made yet (a sidecar without its output: the output was removed, see below)
         found = recorded_sources(sources)
         recorded = found.get("records", {})
-        now = {key: record_digest(state, key) for key in recorded}
-        changed = {key: digest for key, digest in now.items() if digest != recorded[key]}
+        changed, why_changed = changed_records(state, recorded)
         # the runs the tuning search added are not in the plan: only the plan's runs can be missing from an output
         missing = [key for key in state.run_keys(role) if key in state.complete and key not in recorded]
         damaged = damaged_outputs(sources, found) if sources != output and sources.exists() else []
         if changed:
-            key, now = next(iter(changed.items()))
-            why = (f"made from records that changed since ({len(changed)} runs, e.g. {key}: "
-                   + ("damaged or gone; its job trains it again)" if now is None else "another valid record now)"))
+            why = why_changed
         elif missing:
             why = (f"made from other records than {what} runs now ({len(missing)} runs complete since, e.g. "
                    f"{missing[0]})")
@@ -187,12 +184,11 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
         while Path(round_file(study, problem, round_)).exists():
             path = Path(round_file(study, problem, round_))
             recorded = recorded_sources(path.with_suffix(".sources.json")).get("records", {})
-            changed = [key for key, sha in recorded.items() if record_digest(state, key) != sha]
+            changed, why_changed = changed_records(state, recorded)
             # the runs it should score now: another grid, grid seeds or optimizers searched (a clone has no
             # Snakemake metadata to rerun it on its params) make it a round of another search
             expected = {spec.key for spec in searched_specs(study, problem, rounds)}
-            why = (f"made from records that are damaged, gone or retrained now ({len(changed)} runs, e.g. "
-                   f"{changed[0]})" if changed else "made for another search (its grid, seeds or optimizers)"
+            why = (why_changed if changed else "made for another search (its grid, seeds or optimizers)"
                    if set(recorded) != expected else "")
             if why:
                 later = [Path(round_file(study, problem, after)) for after in range(round_, round_ + 1000)]
@@ -211,15 +207,27 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
     return list(dict.fromkeys(stale))
 
 
+def changed_records(state: StudyState, recorded: dict[str, str]) -> tuple[dict[str, str | None], str]:
+    """The runs whose records differ from the summary digests an output's sidecar records (``recorded``: run key ->
+    digest), each with its digest now (None: no complete record), and the reason an output made from them no longer
+    holds ("" where none changed). One wording for every output: a valid record resealed since (retrained
+    elsewhere, brought in by git) is told apart from damage, which its job trains again."""
+    changed = {key: digest for key, digest in ((key, record_digest(state, key)) for key in recorded)
+               if digest != recorded[key]}
+    if not changed:
+        return changed, ""
+    key, digest = next(iter(changed.items()))
+    return changed, (f"made from records that changed since ({len(changed)} runs, e.g. {key}: "
+                     + ("damaged or gone; its job trains it again)" if digest is None else "another valid record now)"))
+
+
 def record_digest(state: StudyState, key: str) -> str | None:
-    """The summary digest of a run's complete records: from the state for the plan's runs, else read (a run the
-    tuning search added); None where it has none that verify."""
-    if key in state.complete:
-        return state.complete[key]["summary_sha256"]
+    """The summary digest of a run's complete records (adabench.state.complete_record: from the state for the
+    plan's runs, else read, as for a run the tuning search added); None where it has none that verify."""
     if key in state.damaged:
-        return None
-    summary = summary_on_disk(state.study.root / "runs" / key)  # verified once per planning process
-    return summary["summary_sha256"] if summary is not None and summary["run_key"] == key else None
+        return None  # verified against its plan's spec (its identity too, which a read from disk does not check)
+    summary = complete_record(state, key)
+    return summary["summary_sha256"] if summary is not None else None
 
 
 def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:

@@ -28,6 +28,9 @@ CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 # every status a complete run ends with; "failed": its optimizer raised (its summary holds the error, adabench.trainer)
 FINISHED_STATUSES = ("finished", "diverged", "failed")
+# the statuses of a complete run that ended before its planned epochs with no result: its loss diverged, or its
+# optimizer raised ("failed"). One tuple, so that every table, score and count treats the two alike
+ENDED_EARLY = ("diverged", "failed")
 # the measured seconds of a run's records: the only columns two trainings of one run may differ in
 TIME_COLUMNS = ["time_s", "step_time_s"]
 SUMMARY_FIELDS = ("run_key", "identity", "spec", "status", "unit", "epochs_completed", "epochs_planned", "final",
@@ -127,6 +130,8 @@ def read_run(out_dir: Path) -> tuple[dict, pd.DataFrame]:
         raise RecordError(f"{path}: missing") from None
     except DamagedJSON as error:
         raise RecordError(str(error)) from None
+    except OSError as error:  # read_json passes permissions and I/O on: here they are records not to be used
+        raise RecordError(f"{path}: unreadable ({error.strerror or error})") from None
     missing = [name for name in SUMMARY_FIELDS if name not in summary]
     if missing:
         raise RecordError(f"{path}: lacks {', '.join(missing)}")
@@ -165,17 +170,26 @@ def read_verified_csv(path: Path, sha256: str) -> pd.DataFrame:
     """The CSV at ``path``, parsed in one streaming pass that also hashes it; RecordError unless its sha256 is
     ``sha256``. A file that does not parse is reported by its digest (what damaged it matters, not how pandas
     fails on it)."""
+    # every failure to read is a RecordError naming the file: the study's state (adabench.state.verified) and the
+    # trainer take a RecordError for records to train again, and anything else would stop Snakemake's planning
     try:
         handle = open(path, "rb", buffering=0)
     except FileNotFoundError:
         raise RecordError(f"{path}: missing") from None
+    except IsADirectoryError:
+        raise RecordError(f"{path}: damaged, a folder, not a file") from None
+    except OSError as error:  # permissions, I/O
+        raise RecordError(f"{path}: unreadable ({error.strerror or error})") from None
     with handle:
         reader = HashingReader(handle)
         try:
-            frame, failure = pd.read_csv(io.BufferedReader(reader, 1 << 20)), None
-        except ValueError as error:  # pandas' ParserError, EmptyDataError, UnicodeDecodeError: all ValueErrors
-            frame, failure = None, error
-        digest = reader.drain()
+            try:
+                frame, failure = pd.read_csv(io.BufferedReader(reader, 1 << 20)), None
+            except ValueError as error:  # pandas' ParserError, EmptyDataError, UnicodeDecodeError: all ValueErrors
+                frame, failure = None, error
+            digest = reader.drain()
+        except OSError as error:  # an I/O error while it is read
+            raise RecordError(f"{path}: unreadable ({error.strerror or error})") from None
     if digest != sha256:
         raise RecordError(f"{path}: does not match the sha256 its summary.json records (truncated or edited)")
     if failure is not None:

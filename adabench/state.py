@@ -85,14 +85,21 @@ def records_param(state: StudyState, run_dirs) -> str:
     the next invocation plans with."""
     summaries, runs = {}, Path(state.study.root) / "runs"
     for directory in dict.fromkeys(str(path) for path in run_dirs):
-        try:
-            key = Path(directory).relative_to(runs).as_posix()  # a run's directory is named by its key (run_dir)
-        except ValueError:
-            key = None  # elsewhere (a path as another working directory wrote it): its record names its run
-        summary = state.complete.get(key) or summary_on_disk(Path(directory))
-        if summary is not None and summary["run_key"] == (key or summary["run_key"]):
+        # every run directory the plans hold is the study's run_dir of its run, runs/<its key>: a path elsewhere
+        # (a plan edited by hand) stops the planning with relative_to's ValueError, which names it
+        summary = complete_record(state, Path(directory).relative_to(runs).as_posix())
+        if summary is not None:
             summaries[directory] = summary  # else not complete (yet): its job trains it, and the rule waits for it
     return records_digest(summaries)
+
+
+def complete_record(state: StudyState, key: str) -> dict | None:
+    """The verified summary of run ``key``, or None where it has none that verifies: from ``state`` where the
+    study's read found it complete (training never touches a complete run), else read from its directory
+    (summary_on_disk: a run the tuning search added, or one trained since). A record naming another run's key is
+    not this run's (adabench.records.complete_summary)."""
+    summary = state.complete.get(key) or summary_on_disk(Path(state.study.root) / "runs" / key)
+    return summary if summary is not None and summary["run_key"] == key else None
 
 
 # verified summaries by run directory, with the sizes and times of the files they were verified from: a planning

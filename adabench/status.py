@@ -22,7 +22,7 @@ from .atomic import DamagedJSON, read_json
 from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
 from .locks import holder_gone, holder_if_held, same_process
 from .provenance import cpu_model
-from .records import METRICS
+from .records import ENDED_EARLY, METRICS
 from .state import StudyState, searched_on_disk, tuned_runs_on_disk, verified
 from .study import Study
 
@@ -133,7 +133,7 @@ def run_progress(state: StudyState, spec, stage: str) -> dict:
     summary = state.complete.get(spec.key) or verified(state.study, spec)[0]
     if summary is not None:
         done = int(summary["epochs_completed"])
-        epochs = done if summary["status"] in ("diverged", "failed") else epochs  # it ended there
+        epochs = done if summary["status"] in ENDED_EARLY else epochs  # it ended there
         complete = 1
     else:
         done, complete = trained_epochs(state.study.run_dir(spec)), 0

@@ -153,6 +153,8 @@ def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", det
             if (out_dir / SUMMARY).exists():
                 log(f"WARNING: {why_not}; the run is trained again")
                 set_aside(out_dir / SUMMARY, log)
+            if (out_dir / METRICS).is_dir():  # a folder in the curve's place: the new curve could not replace it
+                set_aside(out_dir / METRICS, log)
             pending.append(position)
         if pending:
             beside = list(trained_beside) + [summary for summary in summaries if summary]

@@ -6,6 +6,7 @@ from adabench.analysis.export import write_parquet
 from adabench.atomic import read_json
 from adabench.joblog import job_log
 from adabench.plan import study_run_dirs
+from adabench.records import ENDED_EARLY
 from adabench.sources import output_digests, write_sources
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
@@ -19,4 +20,4 @@ write_parquet(runs, curves, sm.output.runs_parquet, sm.output.curves_parquet)  #
 # the records' digests, and those of the tables' own bytes (a damaged Parquet file is made again, adabench.housekeeping)
 tables = [sm.output.runs, sm.output.curves, sm.output.runs_parquet, sm.output.curves_parquet]
 write_sources(sm.output.sources, summaries, {"outputs": output_digests(tables)})
-log(f"{len(runs)} runs ({(runs.status == 'diverged').sum()} diverged), {len(curves)} curve rows")
+log(f"{len(runs)} runs ({runs.status.isin(ENDED_EARLY).sum()} diverged or failed), {len(curves)} curve rows")

@@ -163,3 +163,21 @@ def test_a_file_adabench_did_not_write_is_never_to_be_deleted_or_overwritten(tmp
     fix = f"Fix: delete {ours} and prepare it again: python -m adabench data --out {ours}"
     with pytest.raises(DataError, match=fix):
         load_prepared(ours)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda sidecar: sidecar.write_text('{"sha256": "ab'), "damaged, not valid JSON (Unterminated string"),
+    (lambda sidecar: sidecar.write_text("[1, 2]"), "damaged, JSON an array, not an object"),
+    (lambda sidecar: sidecar.write_text('{"shapes": {}}'), "is damaged (it lacks the field sha256)"),
+    (lambda sidecar: sidecar.unlink(), "No such file or directory"),
+], ids=["cut off", "an array", "no sha256", "deleted"])
+def test_a_damaged_sidecar_of_the_prepared_data_is_named_with_what_is_wrong(tmp_path, damage, words):
+    """The fault names the sidecar and what is wrong with it (read_json's message), not only an exception's type."""
+    from adabench.data import checksum_file, prepared_data_fault, save_prepared
+
+    prepared = tmp_path / "prepared.pt"
+    save_prepared(tiny_tensors(), prepared)
+    assert prepared_data_fault(prepared) == ""
+    damage(checksum_file(prepared))
+    fault = prepared_data_fault(prepared)
+    assert fault.startswith(f"{checksum_file(prepared)}, the record of its sha256, is ") and words in fault, fault

@@ -212,3 +212,81 @@ def test_a_large_metrics_file_is_never_held_whole(complete, tmp_path):
     assert len(metrics) == rows
     parsed = metrics.memory_usage(deep=True).sum()
     assert peak < parsed + size // 4, (peak, parsed, size)
+
+
+# --- the study's view of one run's records: damaged, or another valid record ---------------------------------------
+
+@pytest.fixture
+def study_with_the_run(complete, tmp_path, monkeypatch):
+    """A study (its working directory ``tmp_path``) that plans SPEC, whose records are a copy of the complete run's;
+    the other runs it plans have none."""
+    from workflow_helpers import REPO_ROOT, write_config
+
+    from adabench.config import load_study_config
+    from adabench.study import Study
+
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path, {
+        "study": "records", "device": "cpu", "seeds": [0], "optimizers": ["adam"], "tuning": None,
+        "defaults_protocol": None,
+        "reference": {"problems": [], "results": str(REPO_ROOT / "config/reference_results.yaml")},
+        "problems": {"linreg": {"options": SPEC.problem_options, "settings": {"adam": SPEC.hyperparameters}}}})
+    study = Study(load_study_config(config, defaults=REPO_ROOT / "config.yaml"))
+    (spec,) = [spec for spec in study.runs() if spec.key == SPEC.key]
+    shutil.copytree(complete, study.run_dir(spec))
+    return study, spec
+
+
+def test_a_metrics_file_that_is_a_folder_is_a_damaged_record_not_a_crash(study_with_the_run):
+    """An OSError from metrics.csv (a folder in its place, no permission) is a RecordError naming the file: the
+    study's state takes the run for damaged (to train again) instead of stopping Snakemake's planning."""
+    from adabench.state import read_state
+
+    study, spec = study_with_the_run
+    run = study.run_dir(spec)
+    assert read_state(study).complete[spec.key]["run_key"] == spec.key
+    (run / "metrics.csv").unlink()
+    (run / "metrics.csv").mkdir()
+    said = f"{run / 'metrics.csv'}: damaged, a folder, not a file"
+    with pytest.raises(RecordError, match="damaged, a folder, not a file"):
+        read_summary(run)
+    assert complete_summary(run, spec) == (None, said)
+    state = read_state(study)
+    assert spec.key not in state.complete and state.damaged[spec.key] == said
+    # its job trains it again: the folder is set aside, the new curve takes its place
+    logged = []
+    assert train_run(spec, run, device="cpu", log=logged.append)["status"] == "finished"
+    assert (run / "metrics.csv").is_file() and any("metrics.csv moved aside" in line for line in logged)
+    assert read_state(study).complete[spec.key]["run_key"] == spec.key
+
+
+def test_an_output_made_from_a_changed_record_says_whether_it_was_resealed_or_damaged(study_with_the_run):
+    """What an output's sidecar recorded against the records now (adabench.housekeeping.changed_records, the one
+    check of the tables, the MLflow sync and the search's rounds): a valid record resealed since is told apart
+    from a damaged one, which its job trains again; and the records' digest in the rules' params follows both."""
+    from adabench.housekeeping import changed_records
+    from adabench.records import seal
+    from adabench.sources import records_digest
+    from adabench.state import read_state, records_param
+
+    study, spec = study_with_the_run
+    run = study.run_dir(spec)
+    state = read_state(study)
+    recorded = {spec.key: state.complete[spec.key]["summary_sha256"]}
+    assert changed_records(state, recorded) == ({}, "")
+    param = records_param(state, [run, run])
+    assert param == records_digest({str(run): state.complete[spec.key]})
+
+    summary = read_summary(run)
+    (run / "summary.json").write_text(json.dumps(seal({**summary, "train_time_s": summary["train_time_s"] + 1})))
+    state = read_state(study)
+    resealed = state.complete[spec.key]["summary_sha256"]
+    assert changed_records(state, recorded) == ({spec.key: resealed}, f"made from records that changed since (1 runs, "
+                                                f"e.g. {spec.key}: another valid record now)")
+    assert records_param(state, [run]) not in ("", param)
+
+    (run / "summary.json").write_text("{")
+    state = read_state(study)
+    assert changed_records(state, recorded) == ({spec.key: None}, f"made from records that changed since (1 runs, "
+                                                f"e.g. {spec.key}: damaged or gone; its job trains it again)")
+    assert records_param(state, [run]) == records_digest({})

@@ -77,3 +77,28 @@ def test_the_protocols_side_by_side_pair_each_optimizers_setting_result_and_rank
     assert adagrad["95% CI (t)"].startswith("[0.") and "–" not in adagrad.values
     sgd = shown.iloc[2]
     assert sgd["rank (reference)"] == "3" and (sgd["tuned protocol"], sgd["rank (tuned)"]) == ("–", "–")
+
+
+def test_failed_seeds_end_early_like_diverged_ones_in_the_protocols_table():
+    """A seed whose optimizer raised ("failed", no final value) is counted as failed, not trained: with seeds that
+    never rose past chance it makes the optimizer one that does not train, and where every seed failed it has no
+    mean and ranks last."""
+    from adabench.analysis.protocols import DOES_NOT_TRAIN
+
+    declarations = {"p": {"headline": ["test_acc", "max"], "metric_bounds": {"test_acc": [0.0, 1.0]},
+                          "chance": {"test_acc": 0.1}}}
+    finals = {"adam": [(0.85, "finished"), (0.86, "finished")], "sgd": [(0.80, "finished"), (0.81, "finished")],
+              "plugin": [(float("nan"), "failed"), (float("nan"), "failed")],
+              "stuck": [(0.10, "finished"), (float("nan"), "failed")]}
+    rows = [{"run_key": f"{optimizer}/{seed}", "problem": "p", "optimizer": optimizer, "setting": "lr=0.1",
+             "seed": seed, "in_study": False, "in_tuned": True, "final_headline": final, "best_value": final,
+             "headline_metric": "test_acc", "headline_mode": "max", "status": status}
+            for optimizer, seeds in finals.items() for seed, (final, status) in enumerate(seeds)]
+    table = protocol_table(pd.DataFrame(rows), ["p"], declarations).set_index("optimizer")
+    assert table.loc["plugin", "failed"] == 2 and table.loc["plugin", "diverged"] == 0
+    assert table.loc["plugin", "rank"] == 3 and table.loc["plugin", "verdict"] == ""
+    assert table.loc["stuck", "verdict"] == DOES_NOT_TRAIN and pd.isna(table.loc["stuck", "rank"])
+    assert (table.loc["stuck", "never_trained"], table.loc["stuck", "failed"]) == (1, 1)
+    # a table without outcomes (older, or synthetic): the status alone says failed
+    plain = protocol_table(pd.DataFrame(rows), ["p"]).set_index("optimizer")
+    assert plain.loc["plugin", "failed"] == 2 and plain.loc["stuck", "failed"] == 1 and plain.loc["plugin", "rank"] == 4

@@ -48,6 +48,22 @@ def test_a_diverged_seed_makes_its_grid_point_the_worst_and_ties_go_to_the_small
     assert table.loc[0.1, "diverged"] == 1 and table.loc[0.1, "mean"] == -math.inf
 
 
+def test_a_failed_seed_scores_and_counts_as_a_diverged_one():
+    """A seed whose optimizer raised ("failed") ended early like a diverged one: worst score even with a value from
+    its last complete epoch, and counted in lr_sensitivity's ``diverged`` column, which says where the worst
+    scores come from."""
+    runs = grid([
+        ("sgd", 0.1, 0, 0.90, 0.9, "finished"), ("sgd", 0.1, 1, 0.95, 0.95, "failed"),
+        ("sgd", 0.1, 2, math.nan, math.nan, "diverged"),
+        ("sgd", 0.01, 0, 0.70, 0.7, "finished"), ("sgd", 0.01, 1, 0.70, 0.7, "finished"),
+        ("sgd", 0.01, 2, 0.70, 0.7, "finished"),
+    ])
+    assert chosen_lr(select(runs), "p", "sgd") == 0.01
+    table = lr_sensitivity(runs).set_index("lr")
+    assert table.loc[0.1, "diverged"] == 2 and table.loc[0.1, "low"] == -math.inf and table.loc[0.1, "high"] == 0.9
+    assert table.loc[0.01, "diverged"] == 0
+
+
 def test_a_choice_at_an_end_of_the_grid_is_flagged():
     runs = grid([(optimizer, lr, seed, val, 0.5, "finished")
                  for optimizer, scores in {"adam": [0.9, 0.8, 0.7], "sgd": [0.7, 0.9, 0.8], "rmsprop": [0.7, 0.8, 0.9]}.items()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..plan import ROLES, key_options_id, setting_string
-from ..records import RecordError, check_same_data, read_run
+from ..records import ENDED_EARLY, RecordError, check_same_data, read_run
 from ..search import CHANCE_MARGIN  # one margin for runs' outcomes and the search's rates
 
 # what the runs table keeps of each run's environment
@@ -56,10 +56,11 @@ def run_outcome(status: str, best, final, mode: str, chance: float | None, margi
     """What became of a run, from its headline metric: "diverged" or "failed" (its status: its optimizer raised, see
     adabench.trainer), "never trained" (its best value over
     the curve never got more than ``margin`` past ``chance``), "collapsed" (its best did, its final value fell back
-    within ``margin`` of chance or past it), else "trained". Without a chance level: "trained" or "diverged".
+    within ``margin`` of chance or past it), else "trained". Without a chance level: "trained", "diverged" or
+    "failed".
     ``mode`` is the headline's direction ("max": past chance is above it). A missing (non-finite) best or final
     value counts as at chance: a finished run has a finite headline, so that only happens to damaged data."""
-    if status in ("diverged", "failed"):
+    if status in ENDED_EARLY:
         return status
     if chance is None:
         return "trained"
@@ -96,7 +97,7 @@ def with_outcomes(runs: pd.DataFrame, declarations: dict[str, dict] | None) -> p
 def outcomes(runs: pd.DataFrame) -> pd.Series:
     """Each run's outcome: the table's ``outcome`` column, or for a table without one (older, or synthetic), what its
     status alone says ("diverged", "failed" or "trained")."""
-    from_status = runs.status.map(lambda status: status if status in ("diverged", "failed") else "trained")
+    from_status = runs.status.map(lambda status: status if status in ENDED_EARLY else "trained")
     return runs.outcome.fillna(from_status) if "outcome" in runs else from_status
 
 
@@ -111,7 +112,7 @@ def failure_counts(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def run_row(summary: dict, roles: set[str], declared: dict | None = None) -> dict:
     """A run's row of the runs table, from its verified summary (whose spec holds canonical hyperparameters), and
     its outcome (:func:`run_outcome`: the summary's best and final headline values against the chance level that
-    ``declared``, its problem's declarations, gives; without them "trained" or "diverged")."""
+    ``declared``, its problem's declarations, gives; without them "trained", "diverged" or "failed")."""
     spec = summary["spec"]
     hyperparameters = spec["hyperparameters"]
     best = summary.get("best") or {}

@@ -58,9 +58,9 @@ def protocol_table(runs: pd.DataFrame, tuned_problems: list[str], declarations: 
     seeds, std, 95% CIs within the metric's declared range (``declarations``: problems.json), and how many seeds
     diverged, collapsed, never trained or failed (adabench.analysis.aggregate.run_outcome).
 
-    An optimizer none of whose seeds trained -- each one never rose past chance, or diverged -- ``does not
+    An optimizer none of whose seeds trained -- each one never rose past chance, diverged or failed -- ``does not
     train``: it takes no rank (``verdict`` says so), since the order of chance-level means is noise. One whose every
-    seed diverged has no mean: it ranks last. The copies ``checks`` names are left out."""
+    seed diverged or failed has no mean: it ranks last. The copies ``checks`` names are left out."""
     keys = ["problem", "protocol", "label"]
     labelled = protocol_runs(prepared_runs(runs, declarations), tuned_problems, checks)
     if labelled.empty:

@@ -2,14 +2,17 @@
 
 Each rate the search tried (adabench.search) is scored by the final value of the problem's selection metric
 (validation accuracy for the classifiers, the training objective for the problems that have no held-out data),
-averaged over the grid seeds; a diverged seed scores as the worst possible value. Where no rate trains (every
-mean at chance level) nothing is chosen: the optimizer "does not train" there, and is not ranked by noise.
+averaged over the grid seeds; a seed that diverged or failed scores as the worst possible value. Where no rate
+trains (every mean at chance level) nothing is chosen: the optimizer "does not train" there, and is not ranked by
+noise.
 """
 from __future__ import annotations
 
 import math
 
 import pandas as pd
+
+from ..records import ENDED_EARLY
 
 SENSITIVITY_KEYS = ["problem", "optimizer", "lr"]
 
@@ -23,18 +26,21 @@ def grid_scores(runs: pd.DataFrame) -> pd.DataFrame:
         for _, row in grid.iterrows()
     ]
     worst = grid.selection_mode.map({"max": -math.inf, "min": math.inf})
-    unusable = grid.score.isna() | grid.status.isin(["diverged", "failed"])
+    unusable = grid.score.isna() | grid.status.isin(ENDED_EARLY)
     grid.loc[unusable, "score"] = worst[unusable]
     return grid[["problem", "optimizer", "lr", "seed", "status", "selection_metric", "selection_mode", "score"]]
 
 
 def lr_sensitivity(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per problem, optimizer and grid learning rate: the score's mean and spread over the grid seeds."""
+    """Per problem, optimizer and grid learning rate: the score's mean and spread over the grid seeds, and how many
+    seeds ended early (``diverged``: diverged or failed, both scored as the worst value by grid_scores)."""
     scores = grid_scores(runs)
     table = scores.groupby(SENSITIVITY_KEYS, sort=True).agg(
         metric=("selection_metric", "first"), mode=("selection_mode", "first"), mean=("score", "mean"),
         low=("score", "min"), high=("score", "max"), seeds=("seed", "nunique"),
-        diverged=("status", lambda s: int((s == "diverged").sum())),
+        # a failed seed (its optimizer raised) is scored as a diverged one: counted with them, or the worst values
+        # in ``low``/``mean`` would have no count that says where they came from
+        diverged=("status", lambda s: int(s.isin(ENDED_EARLY).sum())),
     ).reset_index()
     return table
 
