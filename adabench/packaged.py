@@ -81,12 +81,18 @@ class Packaged:
         return self.cls(params, **given)
 
 
+@functools.cache
+def distributions_of_modules() -> dict[str, list[str]]:
+    """Top-level module -> distributions, read once per process (a scan of every installed package: ~1 s)."""
+    return metadata.packages_distributions()
+
+
 def distribution_of(cls: type) -> tuple[str | None, str]:
     """(distribution, version) of the installed package that holds ``cls``; the version without its local label
     (torch's 2.14.1+cu130 and 2.14.1+cpu compute alike: one identity). A module of no distribution (a file on
     PYTHONPATH) is named by the digest of its source."""
     top = cls.__module__.split(".")[0]
-    names = metadata.packages_distributions().get(top) or []
+    names = distributions_of_modules().get(top) or []
     if names:  # named as PEP 503 normalises it: pytorch_optimizer and pytorch-optimizer are one distribution
         return re.sub(r"[-_.]+", "-", names[0]).lower(), metadata.version(names[0]).split("+")[0]
     source = inspect.getsourcefile(cls)

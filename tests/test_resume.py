@@ -130,16 +130,21 @@ class ToySGD(CoordinateWiseOptimizer):
 '''
 
 
+# packaged optimizers named by reference, no Python written: elementwise, global statistic, train/eval modes, sign
+PACKAGED = ["torch.optim:NAdam", "prodigyopt:Prodigy", "schedulefree:AdamWScheduleFree", "pytorch_optimizer:Lion"]
+
+
 def test_a_new_optimizer_trains_only_its_own_runs_against_the_published_ones(quick, tmp_path, monkeypatch):
     """A user registers an optimizer in a plug-in module and names it in a study file that keeps the study: only
     jobs holding its runs train (its runs of the report's protocol, its grid and its tuned reruns); no complete
-    run is trained again; every table then holds it, paired with the published runs on the same seeds."""
+    run is trained again; every table then holds it, paired with the published runs on the same seeds. The same
+    study file names four packaged optimizers by reference (module:Class): they train on every problem too."""
     clone = clone_with_records(quick, tmp_path / "clone", "quick")
     (clone / "toy_optimizer.py").write_text(TOY_OPTIMIZER)
     base = quick_config()
     mine = write_config(clone / "config", {
         "plugins": ["toy_optimizer"],
-        "optimizers": [*base["optimizers"], "toy_sgd"],
+        "optimizers": [*base["optimizers"], "toy_sgd", *PACKAGED],
         "tuning": {"optimizers": [*base["tuning"]["optimizers"], "toy_sgd"]}}, "mine.yaml")
     arguments = ["--cores", "2", "--configfile", "config/quick.yaml", str(mine)]
     environment = {**os.environ, "PYTHONPATH": f"{clone}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -152,16 +157,19 @@ def test_a_new_optimizer_trains_only_its_own_runs_against_the_published_ones(qui
     pending = read_state(Study(config)).pending_jobs()
     assert training_jobs(dry) == set(pending) and pending
     for job in pending.values():
-        assert {spec.optimizer for spec in job.runs} <= {"toy_sgd"}
+        assert {spec.optimizer for spec in job.runs} <= {"toy_sgd", *PACKAGED}
 
     snakemake(clone, *arguments, env=environment)
     assert before == {path: path.stat().st_mtime_ns for path in before}  # no complete run trained again
     root = clone / "results/quick/tables"
     comparison = pd.read_csv(root / "comparison.csv")
-    assert set(comparison[comparison.optimizer == "toy_sgd"].problem) == set(base["problems"])
+    for optimizer in ("toy_sgd", *PACKAGED):
+        assert set(comparison[comparison.optimizer == optimizer].problem) == set(base["problems"]), optimizer
+    runs = pd.read_csv(root / "runs.csv")
+    packaged = runs[runs.optimizer.isin(PACKAGED)]
+    assert set(packaged.status) == {"finished"} and set(packaged.seed) == set(base["seeds"])
     paired = pd.read_csv(root / "paired_tests.csv")
     assert "toy_sgd" in set(paired.optimizer_a) and set(paired.optimizer_b) == {"adagrad"}
-    runs = pd.read_csv(root / "runs.csv")
     toy = runs[(runs.optimizer == "toy_sgd") & runs.in_tuned]
     assert sorted(set(toy.seed)) == sorted(base["seeds"])  # paired with the published runs' seeds
 
