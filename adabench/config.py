@@ -18,7 +18,7 @@ import yaml
 
 from .data import data_path_fault
 from .optim import OPTIMIZERS, optimizer_arguments
-from .packaged import ReferenceError, check_setting, is_reference, resolve
+from .packaged import ReferenceError, check_setting, define, is_reference, resolve
 from .problems import PROBLEMS, problem_arguments
 from .spec import PATH_OPTIONS
 
@@ -129,6 +129,40 @@ def references_in(config: dict) -> dict[str, str]:
     note_keys(checks, "checks")
     note(list(checks.values()) if isinstance(checks, dict) else None, "checks")
     return found
+
+
+def define_aliases(config: dict) -> None:
+    """The study's `packaged` section: its shape checked, its aliases made known to this process, each resolved
+    (its optimizer, its fallback and the fallback's settings), a bad one refused naming its field."""
+    section = config.get("packaged")
+    if section is None:
+        return
+    shape = {"type": "object", "properties": {"packaged": base_schema()["properties"]["packaged"]}}
+    errors = list(jsonschema.Draft202012Validator(shape).iter_errors({"packaged": section}))
+    if errors:
+        raise schema_error(jsonschema.exceptions.best_match(errors))
+    for alias, entry in section.items():
+        if alias in OPTIMIZERS:
+            raise ConfigError(f"packaged.{alias}", f"{alias!r} is an optimizer of the registry: name the alias "
+                                                   "otherwise")
+        fallback = entry.get("fallback")
+        if fallback and ":" not in fallback["optimizer"]:
+            if fallback["optimizer"] not in OPTIMIZERS:
+                raise ConfigError(f"packaged.{alias}.fallback.optimizer",
+                                  f"unknown {fallback['optimizer']!r}; known: {', '.join(OPTIMIZERS.names())} "
+                                  "or a reference (module:Class)")
+            settings = arguments_schema(optimizer_arguments(fallback["optimizer"]))
+            errors = list(jsonschema.Draft202012Validator(settings).iter_errors(fallback.get("settings", {})))
+            if errors:
+                error = schema_error(jsonschema.exceptions.best_match(errors))
+                raise ConfigError(f"packaged.{alias}.fallback.settings"
+                                  + (f".{error.field}" if error.field != "(top level)" else ""), error.message)
+    define(section)
+    for alias in section:
+        try:
+            resolve(alias)
+        except ReferenceError as error:
+            raise ConfigError(f"packaged.{alias}.{error.name or 'optimizer'}", str(error)) from None
 
 
 def resolve_references(config: dict) -> list[str]:
@@ -243,6 +277,7 @@ def validate_config(config: dict) -> dict:
         raise ConfigError("(top level)", "a study config is a mapping")
     reject_non_finite(config)
     load_plugins(config.get("plugins", []) if isinstance(config.get("plugins"), list) else [])
+    define_aliases(config)
     references = resolve_references(config)
     schema = schema_with_registries(references)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),

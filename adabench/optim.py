@@ -264,12 +264,17 @@ class SGD(StepSizeReporting, torch.optim.SGD):
         return rates.reshape(1, -1).expand(members, -1)
 
 
-@functools.cache  # as problem_arguments: one class per name for the life of the process
 def optimizer_arguments(name: str) -> dict[str, Argument]:
     """The hyperparameters an optimizer accepts: default, type and range (``params`` excluded; shared: never
-    modify it). A reference (``torch.optim:NAdam``) has its constructor's, unbounded (adabench.packaged)."""
+    modify it). A reference (``torch.optim:NAdam``) or a study's alias of one has its constructor's, unbounded
+    (adabench.packaged, which caches them per definition: an alias may be defined again)."""
     if is_reference(name):
         return resolve(name).arguments
+    return registry_arguments(name)
+
+
+@functools.cache  # as problem_arguments: one class per name for the life of the process
+def registry_arguments(name: str) -> dict[str, Argument]:
     cls = OPTIMIZERS.get(name)
     return constructor_arguments(cls, skip=("params",), bounds={**HYPERPARAMETER_BOUNDS, **cls.bounds})
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import hashlib
 import importlib
 import inspect
 import io
+import json
 import re
 from dataclasses import dataclass
 from importlib import metadata
@@ -52,14 +54,31 @@ class ReferenceError(ValueError):
 
 
 def is_reference(name: str) -> bool:
-    """Whether an optimizer name is a reference (registry names have no colon)."""
-    return ":" in name
+    """Whether an optimizer name is a reference (registry names have no colon) or a study's alias of one."""
+    return ":" in name or name in ALIASES
 
 
 @dataclass(frozen=True)
-class Packaged:
-    """A resolved reference: its class, where it comes from, its hyperparameters and what its probe saw."""
+class Fallback:
+    """The optimizer of the tensors a 2-D-only optimizer (Muon) does not take: biases, convolution kernels."""
 
+    optimizer: str  # a registry name or a reference
+    hyperparameters: dict  # canonical (adabench.spec.canonical_hyperparameters)
+    main_ndim: tuple[int, ...]  # the dimensions of the tensors the main optimizer takes
+    package: dict | None  # the fallback's package and version, where it is a reference
+
+    def identity(self) -> dict:
+        identity = {"optimizer": self.optimizer, "hyperparameters": dict(self.hyperparameters),
+                    "main_ndim": list(self.main_ndim)}
+        return {**identity, "package": self.package} if self.package else identity
+
+
+@dataclass(frozen=True, eq=False)  # one object per reference or alias (cached): hashed by identity
+class Packaged:
+    """A resolved reference (or a study's alias of one, with a fallback): its class, where it comes from, its
+    hyperparameters and what its probe saw."""
+
+    name: str  # what a study calls it: the reference, or the alias of its `packaged` section
     reference: str
     cls: type
     distribution: str | None
@@ -67,18 +86,76 @@ class Packaged:
     arguments: dict[str, Argument]
     needs_closure: bool
     has_modes: bool
-    draws_random: bool
+    draws_random: bool = False
+    fallback: Fallback | None = None
 
     def identity(self) -> dict:
-        """What a run's identity adds for it: the optimizer's package and version."""
-        return {"reference": self.reference, "distribution": self.distribution, "version": self.version}
+        """What a run's identity adds for it: the optimizer's package and version (and its fallback's)."""
+        identity = {"reference": self.reference, "distribution": self.distribution, "version": self.version}
+        return {**identity, "fallback": self.fallback.identity()} if self.fallback else identity
 
-    def build(self, params, hyperparameters: dict) -> torch.optim.Optimizer:
-        """The optimizer over ``params``; a list where the constructor's default is a tuple is given as a tuple."""
-        refuse_unknown("optimizer", self.reference, "hyperparameter", hyperparameters, self.arguments)
+    def build(self, params, hyperparameters: dict):
+        """The optimizer over ``params``; a list where the constructor's default is a tuple is given as a tuple.
+        With a fallback: a SplitOptimizer, the class over the tensors of ``main_ndim`` dimensions, the fallback
+        over the rest."""
+        refuse_unknown("optimizer", self.name, "hyperparameter", hyperparameters, self.arguments)
         given = {name: tuple(value) if isinstance(self.arguments[name].default, tuple) and isinstance(value, list)
                  else value for name, value in hyperparameters.items()}
-        return self.cls(params, **given)
+        if self.fallback is None:
+            return self.cls(params, **given)
+        from .optim import make_optimizer  # optim dispatches references to this module
+
+        params = list(params)
+        main = [p for p in params if p.ndim in self.fallback.main_ndim]
+        rest = [p for p in params if p.ndim not in self.fallback.main_ndim]
+        return SplitOptimizer(self.cls(main, **given) if main else None,
+                              make_optimizer(self.fallback.optimizer, rest, self.fallback.hyperparameters)
+                              if rest else None)
+
+    def assignment(self, shapes: dict[str, tuple]) -> dict[str, list[str]] | None:
+        """Which tensors (by name) each optimizer of a split takes, for the run's record; None without a split."""
+        if self.fallback is None:
+            return None
+        main = [name for name, shape in shapes.items() if len(shape) in self.fallback.main_ndim]
+        return {self.reference: main, self.fallback.optimizer: [name for name in shapes if name not in main]}
+
+
+class SplitOptimizer:
+    """Two optimizers stepped as one (timm's and pytorch-optimizer's factories pair Muon with AdamW the same way):
+    ``main`` over the tensors it takes, ``fallback`` over the rest; either is None where it has no tensor. Its
+    state_dict holds both, under "main" and "fallback"."""
+
+    def __init__(self, main, fallback):
+        self.parts = {name: part for name, part in (("main", main), ("fallback", fallback)) if part is not None}
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for part in self.parts.values() for group in part.param_groups]
+
+    def step(self, closure=None):
+        for part in self.parts.values():
+            part.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts.values():
+            part.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {name: part.state_dict() for name, part in self.parts.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+
+    def train(self) -> None:  # forwarded to a part that switches modes (schedule-free as a fallback)
+        for part in self.parts.values():
+            if callable(getattr(part, "train", None)):
+                part.train()
+
+    def eval(self) -> None:
+        for part in self.parts.values():
+            if callable(getattr(part, "eval", None)):
+                part.eval()
 
 
 @functools.cache
@@ -155,9 +232,27 @@ def needs_a_closure(cls: type) -> bool:
     return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
+# the aliases of the `packaged` sections this process has read (define): alias -> its definition, as JSON
+ALIASES: dict[str, str] = {}
+
+
+def define(section: dict | None) -> None:
+    """Make a study's `packaged` section's aliases known to this process (the config check, each job)."""
+    for name, entry in (section or {}).items():
+        ALIASES[name] = json.dumps(entry, sort_keys=True)
+
+
+def resolve(name: str) -> Packaged:
+    """The optimizer a reference, or a defined alias, names: checked and probed once per process; ReferenceError
+    says what is wrong."""
+    if name in ALIASES:
+        return resolve_alias(name, ALIASES[name])
+    return probe(read_class(name))
+
+
 @functools.cache
-def resolve(reference: str) -> Packaged:
-    """The optimizer a reference names, checked and probed once per process; ReferenceError says what is wrong."""
+def read_class(reference: str) -> Packaged:
+    """The class a reference names, checked, with its hyperparameters and package (not yet probed)."""
     if not REFERENCE.match(reference):
         raise ReferenceError(f"{reference!r} is not a reference to an optimizer class: write module.path:ClassName "
                              "(e.g. torch.optim:NAdam)")
@@ -184,34 +279,69 @@ def resolve(reference: str) -> Packaged:
         raise ReferenceError(f"{reference} needs second-order information (backward(create_graph=True)); "
                              "adabench does not compute it")
     distribution, version = distribution_of(cls)
-    needs_closure = needs_a_closure(cls)
     has_modes = callable(getattr(cls, "train", None)) and callable(getattr(cls, "eval", None))
+    return Packaged(reference, reference, cls, distribution, version, arguments, needs_a_closure(cls), has_modes)
+
+
+@functools.cache
+def probe(packaged: Packaged) -> Packaged:
+    """One step of its defaults on a bias, a matrix and a convolution's kernel (a split: each part on its own
+    tensors), and its state_dict through a checkpoint: it with ``draws_random`` known."""
     # some constructors print (Prodigy: "Using decoupled weight decay"): not into a config check's output
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(0)
         params = dummy_parameters()
         try:
-            optimizer = cls(params)
-            if has_modes:
+            optimizer = packaged.build(params, {})
+            if packaged.has_modes:
                 optimizer.train()
             before = torch.get_rng_state()
-            probe_step(optimizer, params, needs_closure)
+            probe_step(optimizer, params, packaged.needs_closure)
             draws_random = not torch.equal(before, torch.get_rng_state())
         except Exception as error:
             if SECOND_ORDER.search(str(error)):
-                raise ReferenceError(f"{reference} needs second-order information (backward(create_graph=True)); "
-                                     f"adabench does not compute it ({type(error).__name__}: {error})") from None
-            raise ReferenceError(f"{reference} fails a step on a bias, a matrix and a convolution's kernel with its "
-                                 f"defaults ({type(error).__name__}: {error})") from None
+                raise ReferenceError(f"{packaged.name} needs second-order information (backward(create_graph=True));"
+                                     f" adabench does not compute it ({type(error).__name__}: {error})") from None
+            hint = "" if packaged.fallback else (" (an optimizer of some tensors only, such as Muon of matrices, "
+                                                 "needs a fallback for the others: a `packaged` entry with a `fallback`)")
+            raise ReferenceError(f"{packaged.name} fails a step on a bias, a matrix and a convolution's kernel with "
+                                 f"its defaults ({type(error).__name__}: {error}){hint}") from None
     try:
         buffer = io.BytesIO()
         torch.save(copy.deepcopy(optimizer.state_dict()), buffer)
         buffer.seek(0)
         torch.load(buffer, weights_only=True)
     except Exception as error:
-        raise ReferenceError(f"{reference}'s state_dict cannot be checkpointed ({type(error).__name__}: {error})") \
-            from None
-    return Packaged(reference, cls, distribution, version, arguments, needs_closure, has_modes, draws_random)
+        raise ReferenceError(f"{packaged.name}'s state_dict cannot be checkpointed ({type(error).__name__}: "
+                             f"{error})") from None
+    return dataclasses.replace(packaged, draws_random=draws_random)
+
+
+@functools.cache
+def resolve_alias(name: str, definition: str) -> Packaged:
+    """A `packaged` entry: its optimizer's class, with the fallback it names for the tensors of other dimensions.
+    ReferenceError names the part at fault (its ``name``: "optimizer", "fallback.optimizer", ...)."""
+    from .spec import canonical_hyperparameters  # spec reads optimizers through this module
+
+    entry = json.loads(definition)
+    main = read_class(entry["optimizer"])
+    fallback = entry.get("fallback")
+    if fallback is None:
+        return probe(dataclasses.replace(main, name=name))
+    if main.needs_closure:
+        raise ReferenceError(f"{entry['optimizer']} takes a closure: it cannot share its steps with a fallback",
+                             "optimizer")
+    other = fallback["optimizer"]
+    if other in ALIASES:
+        raise ReferenceError(f"{other!r} is an alias: a fallback is a registry name or a reference", "fallback.optimizer")
+    try:
+        package = resolve(other).identity() if ":" in other else None
+        settings = canonical_hyperparameters(other, fallback.get("settings", {}))
+    except (ReferenceError, KeyError, ValueError) as error:
+        raise ReferenceError(str(error.args[0]), "fallback.optimizer") from None
+    split = Fallback(other, settings, tuple(entry.get("main_ndim", [2])), package)
+    return probe(dataclasses.replace(main, name=name, fallback=split,
+                                     has_modes=main.has_modes or (":" in other and resolve(other).has_modes)))
 
 
 def check_setting(reference: str, hyperparameters: dict) -> None:

@@ -32,9 +32,11 @@ def start_job(snakemake) -> LogFile:
     """What every rule's script that reads the registries does first: its log file, and the study's plugins
     imported (a plugin's problems and optimizers must be registered wherever the registries are read)."""
     from .config import load_plugins
+    from .packaged import define
 
     log = job_log(snakemake)
     load_plugins(snakemake.config.get("plugins", []))
+    define(snakemake.config.get("packaged"))  # the study's aliases of packaged optimizers (checked by the config)
     return log
 
 

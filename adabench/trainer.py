@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import atomic_torch_save, load_checkpoint
+from .packaged import is_reference, resolve
 from .population import PopulationModel, SectionTimer, check_same_problem
 from .problems import make_problem
 from .records import (
@@ -347,6 +348,12 @@ class PopulationTrainer:
                                 wall_time_s=self.wall_time(member), resumed_from=member.resumed_from,
                                 population_size=self.size, data_digest=self.problem.data_digest,
                                 environment=self.run_environment())
+        if is_reference(spec.optimizer):  # a split (Muon and its fallback): which tensors each optimizer took
+            group = next(group for group in self.model.groups if member in group.members)
+            assigned = resolve(spec.optimizer).assignment({name: tuple(leaf.shape)
+                                                           for name, leaf in group.leaves.items()})
+            if assigned:
+                summary["optimizer_params"] = assigned
         if error is not None:
             summary["error"] = error
             self.log(f"{spec.key}: its optimizer failed in {unit} {member.epoch + 1} ({error}); recorded as failed "

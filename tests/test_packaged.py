@@ -46,6 +46,7 @@ class NoRate(torch.optim.Optimizer):
         super().__init__(params, {"momentum": momentum})
 
 
+MUON = {"optimizer": "torch.optim:Muon", "fallback": {"optimizer": "adam", "settings": {"lr": 0.001}}}
 BAD = {
     "a package that is not installed": ({"optimizers": ["nosuchpkg:Opt"]}, "optimizers[0]", "cannot import"),
     "a class that is not an optimizer": ({"optimizers": ["torch.nn:Linear"]}, "optimizers[0]",
@@ -75,6 +76,19 @@ BAD = {
                                              "takes no 'lr'"),
     "a 2-D-only optimizer on other tensors": ({"problems": {"linreg": {"optimizers": ["torch.optim:Muon"]}}},
                                               "problems.linreg.optimizers[0]", "Muon only supports 2D parameters"),
+    "an alias that shadows a registry optimizer": ({"packaged": {"adam": {"optimizer": "torch.optim:Muon"}}},
+                                                   "packaged.adam", "an optimizer of the registry"),
+    "a Muon alias without a fallback": ({"packaged": {"muon": {"optimizer": "torch.optim:Muon"}}},
+                                        "packaged.muon.optimizer", "needs a fallback for the others"),
+    "an unknown fallback": ({"packaged": {"muon": MUON | {"fallback": {"optimizer": "adamm"}}}},
+                            "packaged.muon.fallback.optimizer", "unknown 'adamm'"),
+    "a fallback that is not installed": ({"packaged": {"muon": MUON | {"fallback": {"optimizer": "nosuchpkg:Opt"}}}},
+                                         "packaged.muon.fallback.optimizer", "cannot import 'nosuchpkg'"),
+    "a fallback setting out of range": ({"packaged": {"muon": MUON | {"fallback": {"optimizer": "adam",
+                                                                                   "settings": {"lr": -1}}}}},
+                                        "packaged.muon.fallback.settings.lr", "less than or equal to the minimum"),
+    "a study naming an alias it does not define": ({"optimizers": ["muon_undefined"]}, "optimizers[0]",
+                                                   "unknown 'muon_undefined'"),
 }
 
 
@@ -186,3 +200,18 @@ def test_a_job_refuses_a_packaged_optimizer_installed_at_another_version_than_it
         refuse_other_packages([planned])
     assert f"the plan names prodigyopt:Prodigy from prodigyopt 0.0.1, this machine has prodigyopt " \
            f"{spec.package['version']}" in str(refused.value)
+
+
+def test_an_alias_pairs_a_matrix_optimizer_with_its_fallback_in_the_runs_identity():
+    """Muon takes matrices only: a `packaged` alias names the optimizer of the other tensors. The alias is the
+    run's optimizer name and key; its identity names both optimizers, the fallback's setting and dimensions."""
+    config = validate_config(merge(defaults(), {"packaged": {"muon": MUON},
+                                                "problems": {"linreg": {"optimizers": ["adam", "muon"],
+                                                                        "settings": {"muon": {"lr": 0.02}}}}}))
+    specs = {spec.key: spec for spec in Study(config).runs() if spec.optimizer == "muon"}
+    (spec,) = [spec for key, spec in specs.items() if key.endswith("/muon/lr=0.02/seed=0")]
+    assert spec.package["reference"] == "torch.optim:Muon" and spec.package["fallback"] == {
+        "optimizer": "adam", "hyperparameters": {"lr": 0.001}, "main_ndim": [2]}
+    split = packaged.resolve("muon").build(packaged.dummy_parameters(), {"lr": 0.02})
+    assert isinstance(split, packaged.SplitOptimizer) and set(split.state_dict()) == {"main", "fallback"}
+    assert [len(group["params"]) for group in split.param_groups] == [1, 2]  # the matrix; the bias and the kernel
