@@ -17,8 +17,8 @@ import jsonschema
 import yaml
 
 from .data import data_path_fault
-from .optim import OPTIMIZERS, optimizer_arguments
-from .packaged import ReferenceError, check_setting, define, is_reference, resolve
+from .optim import OPTIMIZERS, optimizer_arguments, packaged_optimizer
+from .packaged import ReferenceError, check_setting, define, is_reference
 from .problems import PROBLEMS, problem_arguments
 from .spec import PATH_OPTIONS
 
@@ -160,7 +160,7 @@ def define_aliases(config: dict) -> None:
     define(section)
     for alias in section:
         try:
-            resolve(alias)
+            packaged_optimizer(alias)
         except ReferenceError as error:
             raise ConfigError(f"packaged.{alias}.{error.name or 'optimizer'}", str(error)) from None
 
@@ -169,7 +169,7 @@ def resolve_references(config: dict) -> list[str]:
     """Import and probe every packaged optimizer the config names; a bad one is refused naming its field."""
     for reference, field in references_in(config).items():
         try:
-            resolve(reference)
+            packaged_optimizer(reference)
         except ReferenceError as error:
             raise ConfigError(field, str(error)) from None
     return sorted(references_in(config))
@@ -330,7 +330,7 @@ def validate_config(config: dict) -> dict:
 def check_constructor(reference: str, hyperparameters: dict, path: tuple) -> None:
     """A packaged optimizer built once with a setting: a value its constructor refuses is named by its field."""
     try:
-        check_setting(reference, hyperparameters)
+        check_setting(packaged_optimizer(reference), hyperparameters)
     except ReferenceError as error:
         raise ConfigError(field_name((*path, *([error.name] if error.name else []))), str(error)) from None
 
@@ -362,7 +362,7 @@ def check_run_arguments(problem: str, optimizer: str, hyperparameters: dict, opt
         check_path_safe(value, (f"--set {name}",))
     if is_reference(optimizer):
         try:
-            check_setting(optimizer, hyperparameters)
+            check_setting(packaged_optimizer(optimizer), hyperparameters)
         except ReferenceError as error:
             raise ConfigError(f"--set {error.name}" if error.name else "--set", str(error)) from None
 

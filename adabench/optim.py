@@ -10,14 +10,17 @@ and still make each run's own update: that is how a population trains its member
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import math
 from typing import Iterable
 
 import torch
 
-from .packaged import is_reference, resolve
-from .params import NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, constructor_arguments, refuse_unknown
+from .packaged import ALIASES, Fallback, Packaged, ReferenceError, is_reference, probe, read_class, resolve
+from .params import (NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, canonical_value, constructor_arguments,
+                     refuse_unknown, same_value)
 from .registry import Registry
 
 OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry("optimizer")
@@ -267,9 +270,9 @@ class SGD(StepSizeReporting, torch.optim.SGD):
 def optimizer_arguments(name: str) -> dict[str, Argument]:
     """The hyperparameters an optimizer accepts: default, type and range (``params`` excluded; shared: never
     modify it). A reference (``torch.optim:NAdam``) or a study's alias of one has its constructor's, unbounded
-    (adabench.packaged, which caches them per definition: an alias may be defined again)."""
+    (adabench.packaged; cached per definition: an alias may be defined again)."""
     if is_reference(name):
-        return resolve(name).arguments
+        return packaged_optimizer(name).arguments
     return registry_arguments(name)
 
 
@@ -277,6 +280,58 @@ def optimizer_arguments(name: str) -> dict[str, Argument]:
 def registry_arguments(name: str) -> dict[str, Argument]:
     cls = OPTIMIZERS.get(name)
     return constructor_arguments(cls, skip=("params",), bounds={**HYPERPARAMETER_BOUNDS, **cls.bounds})
+
+
+def canonical_hyperparameters(optimizer: str, hyperparameters: dict) -> dict:
+    """What an optimizer computes with: lr always given (its default filled in), every other hyperparameter only
+    where it differs from the default, numbers as the types the optimizer declares. Two settings that train
+    alike are one run."""
+    arguments = optimizer_arguments(optimizer)
+    refuse_unknown("optimizer", optimizer, "hyperparameter", hyperparameters, arguments)
+    canonical = {}
+    for name, argument in arguments.items():
+        if name in hyperparameters:
+            value = canonical_value(hyperparameters[name], argument.schema)
+            if name == "lr" or not same_value(value, argument.default):
+                canonical[name] = value
+        elif name == "lr":
+            canonical[name] = argument.default
+    return canonical
+
+
+def packaged_optimizer(name: str) -> Packaged:
+    """A packaged optimizer: a reference (module:Class), or an alias of the study's `packaged` section (defined in
+    this process by adabench.packaged.define), whose fallback may be an optimizer of the registry."""
+    if name in ALIASES:
+        return resolve_alias(name, ALIASES[name])
+    return resolve(name)
+
+
+@functools.cache
+def resolve_alias(name: str, definition: str) -> Packaged:
+    """A `packaged` entry: its optimizer's class, with the fallback it names for the tensors of other dimensions.
+    ReferenceError names the part at fault (its ``name``: "optimizer", "fallback.optimizer")."""
+    entry = json.loads(definition)
+    main = read_class(entry["optimizer"])
+    fallback = entry.get("fallback")
+    if fallback is None:
+        return probe(dataclasses.replace(main, name=name))
+    if main.needs_closure:
+        raise ReferenceError(f"{entry['optimizer']} takes a closure: it cannot share its steps with a fallback",
+                             "optimizer")
+    other = fallback["optimizer"]
+    if other in ALIASES:
+        raise ReferenceError(f"{other!r} is an alias: a fallback is a registry name or a reference",
+                             "fallback.optimizer")
+    try:
+        package = resolve(other) if ":" in other else None
+        settings = canonical_hyperparameters(other, fallback.get("settings", {}))
+    except (ReferenceError, KeyError, ValueError) as error:
+        raise ReferenceError(str(error.args[0]), "fallback.optimizer") from None
+    split = Fallback(other, settings, tuple(entry.get("main_ndim", [2])), package and package.identity(),
+                     make=functools.partial(make_optimizer, other, hyperparameters=settings))
+    return probe(dataclasses.replace(main, name=name, fallback=split,
+                                     has_modes=main.has_modes or bool(package and package.has_modes)))
 
 
 def is_elementwise(name: str) -> bool:
@@ -287,6 +342,6 @@ def is_elementwise(name: str) -> bool:
 
 def make_optimizer(name: str, params: Iterable, hyperparameters: dict) -> torch.optim.Optimizer:
     if is_reference(name):
-        return resolve(name).build(params, hyperparameters)
+        return packaged_optimizer(name).build(params, hyperparameters)
     refuse_unknown("optimizer", name, "hyperparameter", hyperparameters, optimizer_arguments(name))
     return OPTIMIZERS.get(name)(params, **hyperparameters)

@@ -27,7 +27,8 @@ import inspect
 import io
 import json
 import re
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from importlib import metadata
 
 import torch
@@ -63,9 +64,10 @@ class Fallback:
     """The optimizer of the tensors a 2-D-only optimizer (Muon) does not take: biases, convolution kernels."""
 
     optimizer: str  # a registry name or a reference
-    hyperparameters: dict  # canonical (adabench.spec.canonical_hyperparameters)
+    hyperparameters: dict  # canonical (adabench.optim.canonical_hyperparameters)
     main_ndim: tuple[int, ...]  # the dimensions of the tensors the main optimizer takes
     package: dict | None  # the fallback's package and version, where it is a reference
+    make: typing.Callable = field(repr=False)  # params -> the fallback optimizer (adabench.optim builds it)
 
     def identity(self) -> dict:
         identity = {"optimizer": self.optimizer, "hyperparameters": dict(self.hyperparameters),
@@ -103,14 +105,10 @@ class Packaged:
                  else value for name, value in hyperparameters.items()}
         if self.fallback is None:
             return self.cls(params, **given)
-        from .optim import make_optimizer  # optim dispatches references to this module
-
         params = list(params)
         main = [p for p in params if p.ndim in self.fallback.main_ndim]
         rest = [p for p in params if p.ndim not in self.fallback.main_ndim]
-        return SplitOptimizer(self.cls(main, **given) if main else None,
-                              make_optimizer(self.fallback.optimizer, rest, self.fallback.hyperparameters)
-                              if rest else None)
+        return SplitOptimizer(self.cls(main, **given) if main else None, self.fallback.make(rest) if rest else None)
 
     def assignment(self, shapes: dict[str, tuple]) -> dict[str, list[str]] | None:
         """Which tensors (by name) each optimizer of a split takes, for the run's record; None without a split."""
@@ -242,12 +240,10 @@ def define(section: dict | None) -> None:
         ALIASES[name] = json.dumps(entry, sort_keys=True)
 
 
-def resolve(name: str) -> Packaged:
-    """The optimizer a reference, or a defined alias, names: checked and probed once per process; ReferenceError
-    says what is wrong."""
-    if name in ALIASES:
-        return resolve_alias(name, ALIASES[name])
-    return probe(read_class(name))
+def resolve(reference: str) -> Packaged:
+    """The optimizer a reference names: checked and probed once per process; ReferenceError says what is wrong.
+    (A study's alias is resolved by adabench.optim.packaged_optimizer: its fallback may be of the registry.)"""
+    return probe(read_class(reference))
 
 
 @functools.cache
@@ -303,7 +299,8 @@ def probe(packaged: Packaged) -> Packaged:
                 raise ReferenceError(f"{packaged.name} needs second-order information (backward(create_graph=True));"
                                      f" adabench does not compute it ({type(error).__name__}: {error})") from None
             hint = "" if packaged.fallback else (" (an optimizer of some tensors only, such as Muon of matrices, "
-                                                 "needs a fallback for the others: a `packaged` entry with a `fallback`)")
+                                                 "needs a fallback for the others: a `packaged` entry with a "
+                                                 "`fallback`)")
             raise ReferenceError(f"{packaged.name} fails a step on a bias, a matrix and a convolution's kernel with "
                                  f"its defaults ({type(error).__name__}: {error}){hint}") from None
     try:
@@ -317,37 +314,9 @@ def probe(packaged: Packaged) -> Packaged:
     return dataclasses.replace(packaged, draws_random=draws_random)
 
 
-@functools.cache
-def resolve_alias(name: str, definition: str) -> Packaged:
-    """A `packaged` entry: its optimizer's class, with the fallback it names for the tensors of other dimensions.
-    ReferenceError names the part at fault (its ``name``: "optimizer", "fallback.optimizer", ...)."""
-    from .spec import canonical_hyperparameters  # spec reads optimizers through this module
-
-    entry = json.loads(definition)
-    main = read_class(entry["optimizer"])
-    fallback = entry.get("fallback")
-    if fallback is None:
-        return probe(dataclasses.replace(main, name=name))
-    if main.needs_closure:
-        raise ReferenceError(f"{entry['optimizer']} takes a closure: it cannot share its steps with a fallback",
-                             "optimizer")
-    other = fallback["optimizer"]
-    if other in ALIASES:
-        raise ReferenceError(f"{other!r} is an alias: a fallback is a registry name or a reference", "fallback.optimizer")
-    try:
-        package = resolve(other).identity() if ":" in other else None
-        settings = canonical_hyperparameters(other, fallback.get("settings", {}))
-    except (ReferenceError, KeyError, ValueError) as error:
-        raise ReferenceError(str(error.args[0]), "fallback.optimizer") from None
-    split = Fallback(other, settings, tuple(entry.get("main_ndim", [2])), package)
-    return probe(dataclasses.replace(main, name=name, fallback=split,
-                                     has_modes=main.has_modes or (":" in other and resolve(other).has_modes)))
-
-
-def check_setting(reference: str, hyperparameters: dict) -> None:
+def check_setting(packaged: Packaged, hyperparameters: dict) -> None:
     """Build the optimizer with a setting on dummy parameters: a value its constructor refuses raises
     ReferenceError naming the hyperparameter at fault (the one that alone is refused), where one is."""
-    packaged = resolve(reference)
 
     def refusal(setting: dict) -> Exception | None:
         try:
@@ -362,7 +331,7 @@ def check_setting(reference: str, hyperparameters: dict) -> None:
         return
     culprit = next((name for name in hyperparameters if refusal({name: hyperparameters[name]}) is not None), None)
     given = hyperparameters[culprit] if culprit else hyperparameters
-    raise ReferenceError(f"{reference} refuses {given!r} ({type(error).__name__}: {error})", culprit)
+    raise ReferenceError(f"{packaged.name} refuses {given!r} ({type(error).__name__}: {error})", culprit)
 
 
 def describe(reference: str) -> str:

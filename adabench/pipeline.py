@@ -110,10 +110,10 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
 def refuse_other_packages(specs: list[RunSpec]) -> None:
     """A job trains what its plan named: a packaged optimizer installed here at another version than the plan's
     (a cluster node with another install) would compute other runs under the plan's identity."""
-    from .packaged import resolve
+    from .optim import packaged_optimizer
 
     for spec in specs:
-        if spec.package is not None and (installed := resolve(spec.optimizer).identity()) != spec.package:
+        if spec.package is not None and (installed := packaged_optimizer(spec.optimizer).identity()) != spec.package:
             raise SystemExit(f"run {spec.key}: the plan names {spec.optimizer} from {spec.package['distribution']} "
                              f"{spec.package['version']}, this machine has {installed['distribution']} "
                              f"{installed['version']}: install the plan's version here, or plan again where "

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import torch
 
-from .optim import is_elementwise, make_optimizer, step_size_summaries
-from .packaged import is_reference, resolve
+from .optim import is_elementwise, make_optimizer, packaged_optimizer, step_size_summaries
+from .packaged import is_reference
 from .problems import Problem
 from .records import CHECKPOINT
 from .spec import RunSpec
@@ -168,7 +168,7 @@ def optimizer_traits(name: str) -> tuple[bool, bool, bool]:
     """(needs_closure, has_modes, draws_random) of an optimizer: what a packaged one's probe saw; the registry's
     take no closure, have no modes and draw nothing."""
     if is_reference(name):
-        packaged = resolve(name)
+        packaged = packaged_optimizer(name)
         return packaged.needs_closure, packaged.has_modes, packaged.draws_random
     return False, False, False
 

@@ -130,8 +130,6 @@ def read_run(out_dir: Path) -> tuple[dict, pd.DataFrame]:
         raise RecordError(f"{path}: missing") from None
     except DamagedJSON as error:
         raise RecordError(str(error)) from None
-    except OSError as error:  # read_json passes permissions and I/O on: here they are records not to be used
-        raise RecordError(f"{path}: unreadable ({error.strerror or error})") from None
     missing = [name for name in SUMMARY_FIELDS if name not in summary]
     if missing:
         raise RecordError(f"{path}: lacks {', '.join(missing)}")
@@ -170,26 +168,22 @@ def read_verified_csv(path: Path, sha256: str) -> pd.DataFrame:
     """The CSV at ``path``, parsed in one streaming pass that also hashes it; RecordError unless its sha256 is
     ``sha256``. A file that does not parse is reported by its digest (what damaged it matters, not how pandas
     fails on it)."""
-    # every failure to read is a RecordError naming the file: the study's state (adabench.state.verified) and the
-    # trainer take a RecordError for records to train again, and anything else would stop Snakemake's planning
+    # a missing file or a folder in its place is a damaged record (RecordError: the study's state and the trainer
+    # train it again); a permission or I/O error is not the record's fault and propagates (the CLI and the planning
+    # report it in one line: retraining would not help, and the study would seem to have lost its runs)
     try:
         handle = open(path, "rb", buffering=0)
     except FileNotFoundError:
         raise RecordError(f"{path}: missing") from None
     except IsADirectoryError:
         raise RecordError(f"{path}: damaged, a folder, not a file") from None
-    except OSError as error:  # permissions, I/O
-        raise RecordError(f"{path}: unreadable ({error.strerror or error})") from None
     with handle:
         reader = HashingReader(handle)
         try:
-            try:
-                frame, failure = pd.read_csv(io.BufferedReader(reader, 1 << 20)), None
-            except ValueError as error:  # pandas' ParserError, EmptyDataError, UnicodeDecodeError: all ValueErrors
-                frame, failure = None, error
-            digest = reader.drain()
-        except OSError as error:  # an I/O error while it is read
-            raise RecordError(f"{path}: unreadable ({error.strerror or error})") from None
+            frame, failure = pd.read_csv(io.BufferedReader(reader, 1 << 20)), None
+        except ValueError as error:  # pandas' ParserError, EmptyDataError, UnicodeDecodeError: all ValueErrors
+            frame, failure = None, error
+        digest = reader.drain()
     if digest != sha256:
         raise RecordError(f"{path}: does not match the sha256 its summary.json records (truncated or edited)")
     if failure is not None:

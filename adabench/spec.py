@@ -9,9 +9,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from .optim import optimizer_arguments
-from .packaged import is_reference, resolve
-from .params import canonical_value, refuse_unknown, same_value
+from .optim import canonical_hyperparameters, is_reference, packaged_optimizer
+from .params import canonical_value, refuse_unknown
 from .plan import run_key, setting_string
 from .problems import problem_arguments
 
@@ -19,23 +18,6 @@ PRECISIONS = ("fp32", "bf16", "tf32")
 # options that say where input data is read from, not what a run computes (the data itself is verified by
 # its checksum when it is loaded): left out of a run's identity
 PATH_OPTIONS = ("data_file",)
-
-
-def canonical_hyperparameters(optimizer: str, hyperparameters: dict) -> dict:
-    """What an optimizer computes with: lr always given (its default filled in), every other hyperparameter only
-    where it differs from the default, numbers as the types the optimizer declares. Two settings that train
-    alike are one run."""
-    arguments = optimizer_arguments(optimizer)
-    refuse_unknown("optimizer", optimizer, "hyperparameter", hyperparameters, arguments)
-    canonical = {}
-    for name, argument in arguments.items():
-        if name in hyperparameters:
-            value = canonical_value(hyperparameters[name], argument.schema)
-            if name == "lr" or not same_value(value, argument.default):
-                canonical[name] = value
-        elif name == "lr":
-            canonical[name] = argument.default
-    return canonical
 
 
 def setting_of(optimizer: str, hyperparameters: dict) -> str:
@@ -75,7 +57,7 @@ class RunSpec:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         object.__setattr__(self, "hyperparameters", canonical_hyperparameters(self.optimizer, self.hyperparameters))
         if self.package is None and is_reference(self.optimizer):
-            object.__setattr__(self, "package", resolve(self.optimizer).identity())
+            object.__setattr__(self, "package", packaged_optimizer(self.optimizer).identity())
 
     @property
     def setting(self) -> str:

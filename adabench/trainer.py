@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 from .checkpoints import atomic_torch_save, load_checkpoint
-from .packaged import is_reference, resolve
+from .optim import packaged_optimizer
+from .packaged import is_reference
 from .population import PopulationModel, SectionTimer, check_same_problem
 from .problems import make_problem
 from .records import (
@@ -350,7 +351,7 @@ class PopulationTrainer:
                                 environment=self.run_environment())
         if is_reference(spec.optimizer):  # a split (Muon and its fallback): which tensors each optimizer took
             group = next(group for group in self.model.groups if member in group.members)
-            assigned = resolve(spec.optimizer).assignment({name: tuple(leaf.shape)
+            assigned = packaged_optimizer(spec.optimizer).assignment({name: tuple(leaf.shape)
                                                            for name, leaf in group.leaves.items()})
             if assigned:
                 summary["optimizer_params"] = assigned

@@ -14,6 +14,7 @@ from workflow_helpers import REPO_ROOT
 from adabench import packaged
 from adabench.config import (ConfigError, check_run_arguments, load_study_config, merge, schema_with_registries,
                              validate_config)
+from adabench.optim import packaged_optimizer
 from adabench.spec import RunSpec
 from adabench.study import Study
 from adabench.tracking import run_params
@@ -212,6 +213,6 @@ def test_an_alias_pairs_a_matrix_optimizer_with_its_fallback_in_the_runs_identit
     (spec,) = [spec for key, spec in specs.items() if key.endswith("/muon/lr=0.02/seed=0")]
     assert spec.package["reference"] == "torch.optim:Muon" and spec.package["fallback"] == {
         "optimizer": "adam", "hyperparameters": {"lr": 0.001}, "main_ndim": [2]}
-    split = packaged.resolve("muon").build(packaged.dummy_parameters(), {"lr": 0.02})
+    split = packaged_optimizer("muon").build(packaged.dummy_parameters(), {"lr": 0.02})
     assert isinstance(split, packaged.SplitOptimizer) and set(split.state_dict()) == {"main", "fallback"}
     assert [len(group["params"]) for group in split.param_groups] == [1, 2]  # the matrix; the bias and the kernel

@@ -13,8 +13,8 @@ from test_population import QUIET, fake_fashion_mnist, lenet_options  # noqa: F4
 from torch import nn
 from training_helpers import StopAfter
 
-from adabench.optim import make_optimizer
-from adabench.packaged import define, resolve
+from adabench.optim import make_optimizer, packaged_optimizer
+from adabench.packaged import define
 from adabench.population import SectionTimer
 from adabench.problems import make_problem
 from adabench.problems.lenet import lenet
@@ -143,7 +143,7 @@ def test_a_stopped_population_with_packaged_optimizers_resumes_bit_identically(l
         # (a split's state_dict holds its two optimizers', under "main" and "fallback")
         parts = state["state_dict"].values() if "main" in state["state_dict"] else [state["state_dict"]]
         assert state["layout"] == "own" and all(part["param_groups"] for part in parts), spec.key
-        assert (state["rng"] is not None) == resolve(spec.optimizer).draws_random
+        assert (state["rng"] is not None) == packaged_optimizer(spec.optimizer).draws_random
     resumed = train(specs, tmp_path)
     assert [summary["resumed_from"] for summary in resumed] == [1] * len(specs)
     for i, spec in enumerate(specs):
@@ -168,7 +168,7 @@ def test_a_packaged_optimizer_trains_linreg_in_a_population_as_alone(case, tmp_p
 def lone_loop_losses(spec: RunSpec, problem, steps: int) -> list[float]:
     """The run as a lone user trains it: nn.Module LeNet, the packaged class on model.parameters(), train(), a
     closure where its step wants one."""
-    packaged = resolve(spec.optimizer)
+    packaged = packaged_optimizer(spec.optimizer)
     torch.manual_seed(spec.seed)
     model = lenet(nn.Sigmoid)
     optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.hyperparameters)
@@ -220,7 +220,7 @@ def test_a_member_steps_as_a_lone_users_loop(case, fake_fashion_mnist, tmp_path)
                           for step in range(steps)], dim=1)
     # Muon's Newton-Schulz iterations amplify those last bits of the gradients: 6e-5 apart after 18 steps
     torch.testing.assert_close(losses[0], torch.tensor(lone_loop_losses(specs[0], population.problem, steps)),
-                               rtol=1e-4 if resolve(optimizer).fallback else 1e-5, atol=0)
+                               rtol=1e-4 if packaged_optimizer(optimizer).fallback else 1e-5, atol=0)
 
 
 def test_schedule_free_records_its_eval_mode_weights(tmp_path):
