@@ -167,12 +167,13 @@ def define_aliases(config: dict) -> None:
 
 def resolve_references(config: dict) -> list[str]:
     """Import and probe every packaged optimizer the config names; a bad one is refused naming its field."""
-    for reference, field in references_in(config).items():
+    named = references_in(config)
+    for reference, field in named.items():
         try:
             packaged_optimizer(reference)
         except ReferenceError as error:
             raise ConfigError(field, str(error)) from None
-    return sorted(references_in(config))
+    return sorted(named)
 
 
 def schema_with_registries(references: list[str] = ()) -> dict:

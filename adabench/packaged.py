@@ -30,6 +30,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
@@ -171,7 +172,7 @@ def distribution_of(cls: type) -> tuple[str | None, str]:
     if names:  # named as PEP 503 normalises it: pytorch_optimizer and pytorch-optimizer are one distribution
         return re.sub(r"[-_.]+", "-", names[0]).lower(), metadata.version(names[0]).split("+")[0]
     source = inspect.getsourcefile(cls)
-    digest = hashlib.sha256(open(source, "rb").read()).hexdigest()[:12] if source else "unknown"
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:12] if source else "unknown"
     return None, f"source sha256:{digest}"
 
 
@@ -355,7 +356,7 @@ def describe(reference: str) -> str:
 
 def schema_text(schema: dict) -> str:
     """A short reading of a JSON schema: number, integer|number, [number, number], scalar|list|null, ..."""
-    if schema is UNTYPED or schema == UNTYPED:
+    if schema == UNTYPED:
         return "scalar|list|null"
     if "anyOf" in schema:
         return "|".join(schema_text(part) for part in schema["anyOf"])

@@ -16,6 +16,7 @@ from .atomic import atomic_write_text
 from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
 from .joblog import LogFile, job_log
 from .layout import StudyLayout
+from .optim import packaged_optimizer
 from .plan import read_plan
 from .records import RecordError, read_run, read_summary
 from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
@@ -110,8 +111,6 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
 def refuse_other_packages(specs: list[RunSpec]) -> None:
     """A job trains what its plan named: a packaged optimizer installed here at another version than the plan's
     (a cluster node with another install) would compute other runs under the plan's identity."""
-    from .optim import packaged_optimizer
-
     for spec in specs:
         if spec.package is not None and (installed := packaged_optimizer(spec.optimizer).identity()) != spec.package:
             raise SystemExit(f"run {spec.key}: the plan names {spec.optimizer} from {spec.package['distribution']} "
