@@ -9,7 +9,7 @@
 # It therefore listens on 127.0.0.1 unless told an address. For compute nodes to reach it, listen on a private
 # network only (ADABENCH_MLFLOW_HOST=<that interface's address>), or keep 127.0.0.1 and put a reverse proxy with
 # authentication and TLS in front (nginx `auth_basic`; or MLflow's own `mlflow server --app-name basic-auth`),
-# then give jobs MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD. See the README's security notes.
+# then give jobs MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD. See docs/reliability.md, "Security notes".
 #
 # Settings (environment):
 #   ADABENCH_MLFLOW_BACKEND    store URI; default sqlite:///<repo>/results/mlflow-server/server.db

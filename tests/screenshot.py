@@ -1,4 +1,4 @@
-"""The README's pictures of a study's results page, taken in headless Chromium (Debian's package, driven by
+"""The pictures of a study's results page in docs/results.md, taken in headless Chromium (Debian's package, driven by
 tests/browser.py beside this file): the top of the page (header and tables) and its first learning curves.
 
     .venv/bin/python tests/screenshot.py results/default/explorer.html docs/explorer-default

@@ -16,7 +16,7 @@ from workflow_helpers import REPO_ROOT
 
 REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)\s*(.*)$")
 LOCK = REPO_ROOT / "requirements.lock"
-REFRESH = "run `make lock` (see README, install) and commit requirements.lock and environment.yml"
+REFRESH = "run `make lock` (see docs/development.md, the environment) and commit requirements.lock and environment.yml"
 
 
 def parse(lines) -> dict[str, str]:

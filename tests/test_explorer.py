@@ -26,7 +26,7 @@ def test_load_study_gives_typed_runs_and_curves_that_rebuild_the_comparison_tabl
     assert runs.in_study.dtype == bool and runs.final_headline.dtype == float
     assert set(curves.run_key) == set(runs.run_key) and str(curves.epoch.dtype) == "Int64"
     assert set(curves[curves.problem == "quadratic"].unit) == {"step"}
-    # the README's example: one row of the comparison table, from the tidy runs
+    # docs/results.md's example (load_study): one row of the comparison table, from the tidy runs
     study = runs[runs.in_study & (runs.problem == "sparse_logreg") & (runs.optimizer == "adam")]
     mean = study.final_headline.mean()
     table = pd.read_csv(quick / "results/quick/tables/comparison.csv")

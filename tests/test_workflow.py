@@ -166,7 +166,8 @@ def test_the_quick_study_writes_only_ignored_files(quick):
 
 def test_source_edits_start_no_training_and_figure_settings_only_redraw(quick):
     """No job depends on source files: editing the package or the training script (a docstring, a comment)
-    starts none. To retrain runs after a change of what they compute, delete their directories (see the README)."""
+    starts none. To retrain runs after a change of what they compute, delete their directories (docs/studies.md,
+    "Running part of a study")."""
     assert "Nothing to be done" in snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
     source = REPO_ROOT / "adabench/optim.py"
     stat = source.stat()
