@@ -105,7 +105,8 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
     - the plan, if the config now plans other runs or its problems declare other things (problems.json);
     - the marker of a job that has runs to train again (damaged or deleted since the job ran);
     - tables, the search's rounds, the tuning selection and the MLflow sync made from other records than the
-      study's now (records brought in by git, retrained by hand, damaged), and tables (CSV or Parquet) whose bytes
+      study's now (records brought in by git, retrained by hand, damaged, runs the config added since), and tables
+      (CSV or Parquet) whose bytes
       are not those written (their sidecar's sha256s), each with what ``made_from`` lists as made from it.
       Snakemake's params (the records' digest, adabench.state.records_param) rerun such a job and all that reads
       its outputs where Snakemake has its metadata; a fresh clone has none, and Snakemake never rebuilds a missing
@@ -113,7 +114,8 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
       whatever the invocation asks for that was made from it is missing and made again from the records;
     - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
       verify, and an MLflow store marker whose store is gone or moved."""
-    from .data import DATA_FILE, FASHION_MNIST_CONTENT_SHA256, RAW_DIR, checksum_file, prepared_data_fault
+    from .data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_data_fault
+    from .download import DATA_FILE, RAW_DIR
 
     study, stale = state.study, []
     plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
@@ -136,14 +138,17 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
         found = recorded_sources(sources)
         recorded = found.get("records", {})
         changed, why_changed = changed_records(state, recorded)
-        # the runs the tuning search added are not in the plan: only the plan's runs can be missing from an output
-        missing = [key for key in state.run_keys(role) if key in state.complete and key not in recorded]
+        # the plan's runs it does not hold: complete since (brought in by git), or planned since (an optimizer added
+        # to a finished study: its training jobs only feed this output, and Snakemake reruns no job for a missing
+        # temporary marker while the output that reads it exists). The runs the tuning search added are not in the
+        # plan: only the plan's runs can be missing from an output.
+        missing = [key for key in state.run_keys(role) if key not in recorded]
         damaged = damaged_outputs(sources, found) if sources != output and sources.exists() else []
         if changed:
             why = why_changed
         elif missing:
-            why = (f"made from other records than {what} runs now ({len(missing)} runs complete since, e.g. "
-                   f"{missing[0]})")
+            why = (f"made from other records than {what} runs now ({len(missing)} planned runs it does not hold, "
+                   f"e.g. {missing[0]})")
         elif damaged:
             why = f"{damaged[0][0].name} is {damaged[0][1]}"
         else:
@@ -232,7 +237,7 @@ def record_digest(state: StudyState, key: str) -> str | None:
 
 def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
     """The fetched Fashion-MNIST files in ``raw_dir`` that do not verify (damaged since they were fetched)."""
-    from .data import FASHION_MNIST_FILES, ChecksumError, verified_bytes
+    from .download import FASHION_MNIST_FILES, ChecksumError, verified_bytes
 
     damaged = []
     for filename, sha256 in FASHION_MNIST_FILES.values():
@@ -247,7 +252,7 @@ def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
 
 def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
     """The MLflow store marker, if MLflow is no longer where it says or its SQLite store is gone or damaged."""
-    from .tracking import store_fault
+    from .store import store_fault
 
     marker = Path(study.path("mlflow", "experiment.json"))
     if not marker.exists():
