@@ -9,7 +9,8 @@ import torch
 import yaml
 
 from .config import ConfigError, check_run_arguments
-from .data import DATA_FILE, DEFAULT_SOURCES, RAW_DIR, fetch_fashion_mnist, prepare_fashion_mnist
+from .data import prepare_fashion_mnist
+from .download import DATA_FILE, DEFAULT_SOURCES, RAW_DIR, fetch_fashion_mnist
 from .optim import OPTIMIZERS, optimizer_arguments
 from .problems import PROBLEMS, problem_arguments
 from .records import foreign_folder
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from mlflow.tracking import MlflowClient
 
-        from .tracking import runs_view_url
+        from .store import runs_view_url
 
         study = study_of(args)
         found = MlflowClient(study.tracking_uri()).get_experiment_by_name(study.experiment)
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     tracker = None
     if args.tracking_uri:
-        from .tracking import MLflowTracker, configure_timeouts, ensure_experiment
+        from .tracking import MLflowTracker
+        from .store import configure_timeouts, ensure_experiment
 
         configure_timeouts(10)
         ensure_experiment(args.tracking_uri, args.experiment, None)

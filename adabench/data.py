@@ -1,17 +1,11 @@
-"""Fashion-MNIST: fetch the four IDX files from the first source that works, verify, prepare tensors.
-
-Checksums are of the decompressed bytes: Debian's ``dataset-fashion-mnist`` recompressed the files, so
-their ``.gz`` digests differ from upstream, while what they decompress to is identical.
-"""
+"""Fashion-MNIST as training reads it: the four IDX files (fetched and verified by adabench.download) prepared into
+tensors, saved with their sha256 beside them, and checked when loaded."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import struct
-import urllib.request
-import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -19,42 +13,17 @@ import torch
 
 from .atomic import atomic_write_bytes, atomic_write_text, read_json, sha256_bytes, sha256_file
 from .checkpoints import torch_bytes
-
-FASHION_MNIST_FILES = {
-    "train_images": ("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    "train_labels": ("train-labels-idx1-ubyte.gz", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    "test_images": ("t10k-images-idx3-ubyte.gz", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    "test_labels": ("t10k-labels-idx1-ubyte.gz", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-}
+from .download import DATA_DIR, DATA_FILE, FASHION_MNIST_FILES, ChecksumError, verified_bytes
 
 # tensors_digest of the prepared tensors of the real Fashion-MNIST (the four files above): what every LeNet run of
 # a study records as its data, and what the workflow's prepared file must hold
 FASHION_MNIST_CONTENT_SHA256 = "8de48e796a9bca3babc0d17e07cdea538cdcee6f8859b2cba900c4aa437a63df"
 
-# where a checkout keeps Fashion-MNIST: the prepared tensors training loads, and beside them the fetched files
-DATA_DIR = "results/data"
-DATA_FILE = f"{DATA_DIR}/fashion_mnist.pt"
-RAW_DIR = f"{DATA_DIR}/fashion-mnist"
-
-DEFAULT_SOURCES = [
-    "/usr/share/datasets/fashion-mnist",
-    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",
-    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion",
-]
-
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class ChecksumError(ValueError):
-    pass
 
 
 class DataError(RuntimeError):
     """A dataset file is missing or fails a check; the message names the file, the check and the fix."""
-
-
-class SourcesExhausted(RuntimeError):
-    pass
 
 
 def data_path_fault(value) -> str:
@@ -107,54 +76,6 @@ def read_idx(raw: bytes) -> np.ndarray:
     if len(raw) - header != expected:
         raise ValueError(f"IDX file truncated or padded: shape {shape} needs {expected} bytes, found {len(raw) - header}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-
-
-def verified_bytes(compressed: bytes, sha256: str, origin: str) -> bytes:
-    try:
-        raw = gzip.decompress(compressed)
-    except (OSError, EOFError, zlib.error) as error:
-        raise ChecksumError(f"{origin}: not a valid gzip file ({error})") from None
-    digest = sha256_bytes(raw)
-    if digest != sha256:
-        raise ChecksumError(f"{origin}: sha256 of the decompressed bytes is {digest}, expected {sha256}")
-    return raw
-
-
-def read_source(source: str, filename: str, timeout: float) -> bytes:
-    if "://" in source:
-        with urllib.request.urlopen(f"{source.rstrip('/')}/{filename}", timeout=timeout) as response:
-            return response.read()
-    return (Path(source) / filename).read_bytes()
-
-
-def fetch_file(filename: str, sha256: str, sources: list[str], destination: Path, timeout: float = 60.0,
-               log=print) -> str:
-    """Copy ``filename`` from the first source whose copy verifies; written to a temporary file, then renamed.
-
-    Returns the source used. Raises ``SourcesExhausted`` naming every failure; nothing is left behind.
-    """
-    failures = []
-    for source in sources:
-        origin = f"{source.rstrip('/')}/{filename}"
-        try:
-            compressed = read_source(source, filename, timeout)
-            verified_bytes(compressed, sha256, origin)
-        except (OSError, ChecksumError) as error:
-            failures.append(f"  {origin}: {error}")
-            log(f"fetch {filename}: {origin} failed: {error}")
-            continue
-        atomic_write_bytes(destination, compressed)
-        log(f"fetch {filename}: from {origin}")
-        return source
-    raise SourcesExhausted(f"no source gave a verified copy of {filename}:\n" + "\n".join(failures))
-
-
-def fetch_fashion_mnist(sources: list[str], out_dir: Path, timeout: float = 60.0, log=print) -> dict[str, str]:
-    """Fetch all four files into ``out_dir``; returns file name -> source used."""
-    used = {}
-    for filename, sha256 in FASHION_MNIST_FILES.values():
-        used[filename] = fetch_file(filename, sha256, sources, Path(out_dir) / filename, timeout, log)
-    return used
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_write_text
-from .data import FASHION_MNIST_FILES, fetch_file, prepare_fashion_mnist
+from .data import prepare_fashion_mnist
 from .joblog import LogFile, job_log
 from .layout import StudyLayout
 from .optim import packaged_optimizer
@@ -25,6 +25,7 @@ from .search import Lattice, decide_all, next_rates
 from .spec import RunSpec
 from .state import chosen_rates, plan_rows, round_file, searched_specs, tuned_plan, verified
 from .status import write_progress
+from .store import ensure_store
 from .study import Study, StudyProblems
 from .trainer import train_population
 
@@ -197,37 +198,6 @@ def select_tuned(config: dict, plan: Path, searches: list[str], outputs, log: Lo
         log(f"{row.problem}/{row.optimizer}: {chosen} ({row.metric} {row.validation_score:.4g}){edge}")
 
 
-def ensure_store(study: StudyLayout, log) -> str:
-    """The study's MLflow store and experiment, made whole: a damaged SQLite store of the study's own (MLflow's
-    tables half created, or a file that fails SQLite's quick_check) is set aside and created anew, before MLflow
-    opens it (MLflow keeps an engine per store, which would outlive the damaged file). Returns the experiment id."""
-    from .records import set_aside
-    from .tracking import configure_timeouts, create_sqlite_store, ensure_experiment, store_fault
-
-    configure_timeouts(study.config["mlflow"]["timeout_s"])  # a dead tracking server fails the job in seconds
-    tracking_uri, experiment = study.tracking_uri(), study.experiment
-    local = tracking_uri.startswith("sqlite:///")
-    if local:
-        database = Path(tracking_uri.removeprefix("sqlite:///"))
-        if database.exists() and (fault := store_fault(database)):
-            log(f"WARNING: the MLflow store {database} is unusable ({fault}); it is set aside and rebuilt, and "
-                "every run is logged again from its records")
-            set_aside(database, log)
-        if not database.exists():
-            create_sqlite_store(database)
-    # a tracking server keeps artifacts where it was told to; a local store keeps them beside the database
-    artifact_root = Path(study.path("mlflow", "artifacts")) if local else None
-    return ensure_experiment(tracking_uri, experiment, artifact_root)
-
-
-def create_store(study: StudyLayout, output: Path, log: LogFile) -> None:
-    experiment_id = ensure_store(study, log)
-    log(f"MLflow experiment {study.experiment!r} is {experiment_id} at {study.tracking_uri()}")
-    atomic_write_text(Path(output), json.dumps({"tracking_uri": study.tracking_uri(),
-                                                "study_store": study.default_store(), "experiment": study.experiment,
-                                                "experiment_id": experiment_id}, indent=2))
-
-
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
     from .sources import write_sources
@@ -244,11 +214,6 @@ def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: 
     counts = sync_runs(study.tracking_uri(), study.experiment, records, log)
     log(f"MLflow synced from {len(records)} run records: {counts}")
     write_sources(Path(output), {str(directory): summary for directory, summary, _ in records}, counts)
-
-
-def fetch_one(filename: str, sources: list[str], output: Path, timeout: float, log: LogFile) -> None:
-    sha256 = dict(FASHION_MNIST_FILES.values())[filename]
-    fetch_file(filename, sha256, sources, Path(output), timeout=timeout, log=log)
 
 
 def prepare(raw_files: list[str], output: Path, log: LogFile) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from .config import ConfigError, settings_list
-from .data import DATA_FILE
+from .download import DATA_FILE
 from .layout import StudyLayout
 from .plan import PLAN_COLUMNS, ROLES
 from .problems import PROBLEMS, problem_arguments

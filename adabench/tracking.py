@@ -15,26 +15,15 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .atomic import fsync_directory
 from .provenance import PACKAGES, git_commit
 from .records import METRICS
 from .spec import RunSpec
-from .layout import sqlite_uri
+from .store import configure_timeouts
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
 SUMMARY_TAG = "adabench.summary_sha256"  # and its summary: a record resealed with other content is synced again
 MAX_BATCH = 1000
-# MLflow 3 opens an experiment on the view its kind names: training runs, not the GenAI overview
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-
-
-def configure_timeouts(timeout_s: float) -> None:
-    """Tracking calls give up within seconds: MLflow's client otherwise retries a dead server for minutes."""
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(max(1, timeout_s)))
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
 
 
 def mlflow_trackers(tracking_uri: str, experiment: str, timeout_s: float, log):
@@ -56,78 +45,6 @@ def mlflow_trackers(tracking_uri: str, experiment: str, timeout_s: float, log):
             return None
 
     return make
-
-
-def store_fault(database: Path) -> str:
-    """Why a SQLite store cannot be used, or "" if it looks whole: MLflow's tables and a schema version (MLflow
-    creates its tables, then stamps the version; a kill in between leaves tables without one). Read with sqlite3
-    itself: MLflow caches a store's engine per URI, and an engine opened on a damaged file would outlive its
-    replacement."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            missing = sorted({"alembic_version", "experiments", "runs", "metrics"} - tables)
-            if missing:
-                return f"half created: no table {', '.join(missing)}"
-            if db.execute("SELECT version_num FROM alembic_version").fetchone() is None:
-                return "half created: no schema version"
-            check = db.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                return f"fails SQLite's quick_check ({check[0] if check else 'no answer'})"
-    except sqlite3.Error as error:
-        return f"{type(error).__name__}: {error}"
-    return ""
-
-
-def create_sqlite_store(database: Path) -> None:
-    """Create a SQLite store in a temporary file, then rename it: a kill never leaves a half-created store."""
-    from mlflow.tracking import MlflowClient
-
-    database = Path(database)
-    database.parent.mkdir(parents=True, exist_ok=True)
-    tmp = database.with_name(f".{database.name}.creating-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        MlflowClient(sqlite_uri(tmp)).search_experiments(max_results=1)  # creates and migrates its tables
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, database)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_directory(database.parent)
-
-
-def ensure_experiment(tracking_uri: str, experiment: str, artifact_root: Path | None) -> str:
-    """Create the store (and its tables) and the experiment once, before any training job runs.
-
-    Concurrent first opens of a fresh SQLite store corrupt it (MLflow creates its tables without a lock),
-    so the workflow runs this in one job that every training job depends on.
-    """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-        try:
-            client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
-        except MlflowException as error:
-            # another process (CLI runs against a shared server) created it first
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        found = client.get_experiment_by_name(experiment)
-    for name, value in EXPERIMENT_TAGS.items():  # also on an experiment made before the tag existed
-        if found.tags.get(name) != value:
-            client.set_experiment_tag(found.experiment_id, name, value)
-    return found.experiment_id
-
-
-def runs_view_url(base: str, experiment_id: str) -> str:
-    """The address of an experiment's table of runs in the MLflow UI. MLflow 3.17's UI picks its view from the
-    ``workflowType`` query parameter (else the sidebar's last choice, GenAI at first) and, read from its bundle, not
-    from the experiment's kind tag: this address opens on the runs, whatever the browser chose before."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def run_params(spec: RunSpec, environment: dict) -> dict:

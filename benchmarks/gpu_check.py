@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from adabench.data import DATA_FILE
+from adabench.download import DATA_FILE
 from adabench.reference import load_reference
 from adabench.runtime import configure_determinism, environment, resolve_device
 from adabench.spec import RunSpec

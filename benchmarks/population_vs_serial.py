@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from adabench.data import DATA_FILE, save_prepared
+from adabench.data import save_prepared
+from adabench.download import DATA_FILE
 from adabench.population import SectionTimer
 from adabench.problems import lenet as lenet_module
 from adabench.spec import RunSpec

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from adabench.data import DATA_FILE, FASHION_MNIST_FILES
+from adabench.download import DATA_FILE, FASHION_MNIST_FILES
 from adabench.population import SectionTimer
 from adabench.problems.lenet import lenet
 from adabench.spec import RunSpec

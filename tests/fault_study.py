@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 from workflow_helpers import comparable, copy_workflow, snakemake, write_config
 
 from adabench.plan import read_plan
-from adabench.tracking import RUN_KEY_TAG, sqlite_uri
+from adabench.tracking import RUN_KEY_TAG
+from adabench.layout import sqlite_uri
 
 STUDY = "faults"
 ROOT = Path("results") / STUDY

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adabench.data import SourcesExhausted, fetch_file, read_idx
+from adabench.data import read_idx
+from adabench.download import SourcesExhausted, fetch_file
 
 TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}
 FILENAME = "train-labels-idx1-ubyte.gz"

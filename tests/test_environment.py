@@ -107,7 +107,9 @@ def test_each_run_names_the_versions_that_computed_it(tmp_path):
     from adabench.provenance import PACKAGES
     from adabench.records import read_run
     from adabench.spec import RunSpec
-    from adabench.tracking import MLflowTracker, ensure_experiment, run_params, sqlite_uri, sync_runs
+    from adabench.tracking import MLflowTracker, run_params, sync_runs
+    from adabench.layout import sqlite_uri
+    from adabench.store import ensure_experiment
     from adabench.trainer import train_run
 
     assert set(PACKAGES) >= {"torch", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "contourpy", "mlflow",

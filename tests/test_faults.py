@@ -23,7 +23,8 @@ from workflow_helpers import comparable, snakemake, write_config
 
 from adabench.analysis.export import DamagedTable, load_study
 from adabench.records import TIME_COLUMNS, read_summary, seal
-from adabench.tracking import RUN_KEY_TAG, sqlite_uri
+from adabench.tracking import RUN_KEY_TAG
+from adabench.layout import sqlite_uri
 
 
 def edit_json(path: Path, change) -> None:

@@ -14,7 +14,9 @@ from mlflow.tracking import MlflowClient
 from workflow_helpers import free_port, quick_config
 
 from adabench.study import Study
-from adabench.tracking import RUN_KEY_TAG, runs_view_url, sqlite_uri
+from adabench.tracking import RUN_KEY_TAG
+from adabench.layout import sqlite_uri
+from adabench.store import runs_view_url
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")

@@ -28,7 +28,9 @@ from adabench.problems.base import PROBLEMS, Problem
 from adabench.records import MixedData, read_run, read_summary, write_run
 from adabench.runtime import configure_precision, cuda_driver_version
 from adabench.spec import RunSpec
-from adabench.tracking import RUN_KEY_TAG, ensure_experiment, grid_runs_from_mlflow, sqlite_uri, sync_runs
+from adabench.tracking import RUN_KEY_TAG, grid_runs_from_mlflow, sync_runs
+from adabench.layout import sqlite_uri
+from adabench.store import ensure_experiment
 from adabench.trainer import train_population, train_run
 
 QUIET = lambda line: None  # noqa: E731

@@ -10,24 +10,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from training_helpers import StopAfter
 
-from adabench.layout import StudyLayout
+from adabench.layout import StudyLayout, sqlite_uri
 from adabench.optim import OPTIMIZERS, SGD
-from adabench.pipeline import ensure_store
 from adabench.records import read_run, read_summary
 from adabench.runtime import STOP_REQUESTED, Preempted
 from adabench.spec import RunSpec
-from adabench.tracking import (
-    RECORDS_TAG,
-    RUN_KEY_TAG,
-    MLflowTracker,
-    configure_timeouts,
-    create_sqlite_store,
-    ensure_experiment,
-    mlflow_trackers,
-    sqlite_uri,
-    store_fault,
-    sync_runs,
-)
+from adabench.tracking import RECORDS_TAG, RUN_KEY_TAG, MLflowTracker, mlflow_trackers, sync_runs
+from adabench.store import configure_timeouts, create_sqlite_store, ensure_experiment, ensure_store, store_fault
 from adabench.trainer import train_run
 
 EXPERIMENT = "tracking-test"

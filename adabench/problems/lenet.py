@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data import DATA_FILE, load_prepared
+from ..data import load_prepared
+from ..download import DATA_FILE
 from ..params import Bound
 from .base import PROBLEMS, Params, Problem, stacked_classification_metrics, tensors_digest
 
