@@ -3,6 +3,12 @@
 # that was down, a store that was deleted) from the records, so every later run of the workflow heals it.
 
 
+# Creating the store and the experiment takes seconds, and every training job waits for it: on a cluster it runs
+# where Snakemake runs (which reaches the tracking server the jobs use), not as a job that waits in the queue.
+localrules:
+    mlflow_store,
+
+
 rule mlflow_store:
     output:
         STORE,

@@ -5,6 +5,12 @@
 # DAG, and a job's marker lives until what reads its runs has read them.
 
 
+# The plan is written in seconds from the config alone: on a cluster it runs where Snakemake runs, not as a job
+# that waits in the queue before any training job may start.
+localrules:
+    plan,
+
+
 rule plan:
     output:
         plan=PLAN,

@@ -2,13 +2,15 @@
 # rate is inside the rates tried, then refine to 1/3 decade around it, every rate with every grid seed, scored on
 # the validation split only), then the chosen rate rerun with the study's seeds (tuned jobs of the train rule), and
 # a check that the choice can be recomputed from the validation metrics logged in MLflow (no test metric involved).
-# The rounds are checkpoints: what a round trains is known only from the scores of the round before it. A round
-# reads a few records and decides: it runs where Snakemake runs (a cluster's login node), not as a cluster job.
+# The rounds are checkpoints: what a round trains is known only from the scores of the round before it. A round,
+# the end of the search and the choice read a few records and decide in seconds: they run where Snakemake runs (a
+# cluster's login node), not as cluster jobs that would wait in the queue on the path to every tuned rerun.
 
 
 localrules:
     search_round,
     search_ended,
+    select_tuned,
 
 
 checkpoint search_round:
