@@ -81,14 +81,13 @@ def fetch_file(filename: str, sha256: str, sources: list[str], destination: Path
     raise SourcesExhausted(f"no source gave a verified copy of {filename}:\n" + "\n".join(failures))
 
 
+def fetch_one(filename: str, sources: list[str], output: Path, timeout: float = 60.0, log=print) -> str:
+    """One of the four files, checked against its own sha256 (the workflow's rule fetch_fashion_mnist); returns the
+    source used."""
+    return fetch_file(filename, dict(FASHION_MNIST_FILES.values())[filename], sources, Path(output), timeout, log)
+
+
 def fetch_fashion_mnist(sources: list[str], out_dir: Path, timeout: float = 60.0, log=print) -> dict[str, str]:
     """Fetch all four files into ``out_dir``; returns file name -> source used."""
-    used = {}
-    for filename, sha256 in FASHION_MNIST_FILES.values():
-        used[filename] = fetch_file(filename, sha256, sources, Path(out_dir) / filename, timeout, log)
-    return used
-
-
-def fetch_one(filename: str, sources: list[str], output: Path, timeout: float, log=print) -> None:
-    """The workflow's download of one of the four files (rule fetch_fashion_mnist)."""
-    fetch_file(filename, dict(FASHION_MNIST_FILES.values())[filename], sources, Path(output), timeout=timeout, log=log)
+    return {filename: fetch_one(filename, sources, Path(out_dir) / filename, timeout, log)
+            for filename, _ in FASHION_MNIST_FILES.values()}

@@ -106,8 +106,8 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
     - the marker of a job that has runs to train again (damaged or deleted since the job ran);
     - tables, the search's rounds, the tuning selection and the MLflow sync made from other records than the
       study's now (records brought in by git, retrained by hand, damaged, runs the config added since), and tables
-      (CSV or Parquet) whose bytes
-      are not those written (their sidecar's sha256s), each with what ``made_from`` lists as made from it.
+      (CSV or Parquet) whose bytes are not those written (their sidecar's sha256s), each with what ``made_from``
+      lists as made from it.
       Snakemake's params (the records' digest, adabench.state.records_param) rerun such a job and all that reads
       its outputs where Snakemake has its metadata; a fresh clone has none, and Snakemake never rebuilds a missing
       output that only feeds outputs it holds up to date: so what is made from a stale output goes with it, and

@@ -8,10 +8,7 @@ checkpoint) is replaced, so that MLflow always shows the run's own records.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sqlite3
 import time
 from pathlib import Path
 
