@@ -13,7 +13,8 @@ from test_population import QUIET, fake_fashion_mnist, lenet_options  # noqa: F4
 from torch import nn
 from training_helpers import StopAfter
 
-from adabench.optim import make_optimizer, packaged_optimizer
+from adabench.lone_run import lone_run
+from adabench.optim import packaged_optimizer
 from adabench.packaged import define
 from adabench.population import SectionTimer
 from adabench.problems import make_problem
@@ -165,41 +166,12 @@ def test_a_packaged_optimizer_trains_linreg_in_a_population_as_alone(case, tmp_p
                                       check_exact=True, obj=specs[i].key)
 
 
-def lone_loop_losses(spec: RunSpec, problem, steps: int) -> list[float]:
-    """The run as a lone user trains it: nn.Module LeNet, the packaged class on model.parameters(), train(), a
-    closure where its step wants one."""
-    packaged = packaged_optimizer(spec.optimizer)
-    torch.manual_seed(spec.seed)
-    model = lenet(nn.Sigmoid)
-    optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.hyperparameters)
-    if packaged.has_modes:
-        optimizer.train()
-    order = torch.randperm(problem.train_size, generator=torch.Generator().manual_seed(spec.seed))
-    losses = []
-    for step in range(steps):
-        batch = order[step * 32:(step + 1) * 32]
-
-        def closure():
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(problem.train_images[batch].unsqueeze(1).float() / 255),
-                                               problem.train_labels[batch])
-            loss.backward()
-            return loss
-
-        if packaged.needs_closure:
-            loss = optimizer.step(closure)
-        else:
-            loss = closure()
-            optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
-@pytest.mark.parametrize("case", [case for case in CASES if case.id != "NoisySGD"])
+@pytest.mark.parametrize("case", CASES)
 def test_a_member_steps_as_a_lone_users_loop(case, fake_fashion_mnist, tmp_path):  # noqa: F811
     """The member's optimizer sees its parameters in their own shapes (a bias as [6], not a [1, 6] row Adafactor
-    would factor), as in a lone user's loop. Close, not equal: the population's grouped channels_last
-    convolutions are not nn.Conv2d's kernels, so the losses differ in their last bits."""
+    would factor), as in the reference loop (adabench.lone_run: a lone user's loop, whose optimizer draws from the
+    seed as the member's does). Close, not equal: the population's grouped channels_last convolutions are not
+    nn.Conv2d's kernels, so the losses differ in their last bits."""
     optimizer, hyperparameters = case
     specs = [RunSpec("lenet_sigmoid_fmnist", optimizer, hyperparameters, 0, lenet_options(fake_fashion_mnist)),
              RunSpec("lenet_sigmoid_fmnist", "adam", {"lr": 0.001}, 1, lenet_options(fake_fashion_mnist))]
@@ -219,7 +191,7 @@ def test_a_member_steps_as_a_lone_users_loop(case, fake_fashion_mnist, tmp_path)
                                                        SectionTimer(population.device))[0].detach()
                           for step in range(steps)], dim=1)
     # Muon's Newton-Schulz iterations amplify those last bits of the gradients: 6e-5 apart after 18 steps
-    torch.testing.assert_close(losses[0], torch.tensor(lone_loop_losses(specs[0], population.problem, steps)),
+    torch.testing.assert_close(losses[0], torch.tensor(lone_run(specs[0], max_steps=steps).losses),
                                rtol=1e-4 if packaged_optimizer(optimizer).fallback else 1e-5, atol=0)
 
 
