@@ -45,7 +45,7 @@ report: $(STAMP)
 	$(VENV)/bin/snakemake --report report.html
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # the study's MLflow store in the UI; prints the address of its table of runs (CONFIG: the study's file, if any)
 CONFIG ?=

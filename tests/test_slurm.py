@@ -94,8 +94,10 @@ def slurm_cluster(request, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def slurm_quick(quick, slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
-    """SLURM_STUDY run through SLURM in a private copy of the workflow: (its directory, Snakemake's log)."""
+def slurm_quick(slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
+    """SLURM_STUDY run through SLURM in a private copy of the workflow: (its directory, Snakemake's log). It waits
+    for no local build (the quick study is asked for by the test that compares with it, after this run): its
+    minutes of status checks overlap the other test process's work (SCHEDULE_FIRST in conftest.py)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm_quick"))
     write_config(workdir, SLURM_STUDY, "slurm-study.yaml")
     log_path = workdir / "snakemake-slurm.log"
