@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .provenance import PACKAGES, git_commit
 from .records import METRICS
-from .spec import RunSpec
 from .store import configure_timeouts
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
@@ -201,6 +204,8 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dic
     duplicates of a key. Runs whose records and summary digests MLflow already holds are left as they are."""
     from mlflow.tracking import MlflowClient
 
+    from .spec import RunSpec  # here: reading MLflow (the selection check) needs no torch, only writing a run's params
+
     client = MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     existing = experiment_runs(client, experiment_id)
@@ -230,13 +235,12 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dic
     return counts
 
 
-def grid_runs_from_mlflow(tracking_uri: str, experiment: str, keys: list[str]):
+def grid_runs_from_mlflow(tracking_uri: str, experiment: str, keys: list[str], declarations: dict[str, dict]):
     """The tuning grid's runs as MLflow holds them (params, status tag and the last logged value of each
-    metric), in the columns ``analysis.tuning.select`` reads: an independent path to the same choice."""
+    metric), in the columns ``analysis.tuning.select`` reads: an independent path to the same choice.
+    ``declarations``: each problem's (problems.json), for the metric it is selected on."""
     import pandas as pd
     from mlflow.tracking import MlflowClient
-
-    from .problems import PROBLEMS
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
@@ -248,7 +252,7 @@ def grid_runs_from_mlflow(tracking_uri: str, experiment: str, keys: list[str]):
     for key in keys:
         run = by_key[key][0]
         params = run.data.params
-        metric, mode = PROBLEMS.get(params["problem"]).selection
+        metric, mode = declarations[params["problem"]]["selection"]
         rows.append({"problem": params["problem"], "optimizer": params["optimizer"], "lr": float(params["hp.lr"]),
                      "seed": int(params["seed"]), "status": run.data.tags.get("status"), "in_grid": True,
                      "selection_metric": metric, "selection_mode": mode,

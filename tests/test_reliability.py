@@ -57,7 +57,8 @@ def test_an_mlflow_run_created_with_its_key_and_nothing_else_is_completed_from_t
     (run,) = client.search_runs([experiment_id])
     assert run.data.params["problem"] == "linreg" and run.data.params["hp.lr"] == "0.1"
     assert run.data.metrics["train_mse"] == pytest.approx(summary["final"]["train_mse"])
-    assert grid_runs_from_mlflow(uri, "partial", [spec.key]).problem.tolist() == ["linreg"]
+    declarations = {"linreg": PROBLEMS.get("linreg").declarations()}
+    assert grid_runs_from_mlflow(uri, "partial", [spec.key], declarations).problem.tolist() == ["linreg"]
     # whole now: a second sync leaves it as it is
     assert sync_runs(uri, "partial", [(tmp_path / "run", *read_run(tmp_path / "run"))], QUIET)["in_sync"] == 1
 

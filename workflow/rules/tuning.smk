@@ -100,6 +100,7 @@ rule tuning_budget:
 rule check_selection:
     input:
         plan=ancient(PLAN),
+        problems=ancient(PROBLEMS_FILE),
         search_runs=ancient(SEARCH_RUNS),
         selection=SELECTION,
         synced=SYNCED,
