@@ -8,15 +8,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import ConfigError, check_run_arguments
-from .data import prepare_fashion_mnist
-from .download import DATA_FILE, DEFAULT_SOURCES, RAW_DIR, fetch_fashion_mnist
-from .optim import OPTIMIZERS, optimizer_arguments
-from .problems import PROBLEMS, problem_arguments
-from .records import foreign_folder
-from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
-from .spec import PRECISIONS, RunSpec
-from .trainer import train_run
+from .study.config import ConfigError, check_run_arguments
+from .core.data import prepare_fashion_mnist
+from .core.download import DATA_FILE, DEFAULT_SOURCES, RAW_DIR, fetch_fashion_mnist
+from .core.optim import OPTIMIZERS, optimizer_arguments
+from .core.problems import PROBLEMS, problem_arguments
+from .core.records import foreign_folder
+from .core.runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
+from .core.spec import PRECISIONS, RunSpec
+from .core.trainer import train_run
 
 
 def parse_assignments(items: list[str], flag: str) -> dict:
@@ -100,8 +100,8 @@ def file_error(error: OSError) -> str:
 
 
 def study_of(args):
-    from .config import load_plugins, load_study_config
-    from .study import Study
+    from .study.config import load_plugins, load_study_config
+    from .study.design import Study
 
     try:
         config = load_study_config(*args.configfiles, defaults=args.defaults)
@@ -114,7 +114,7 @@ def study_of(args):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list" and args.references:
-        from .packaged import ReferenceError, describe
+        from .core.packaged import ReferenceError, describe
 
         for reference in args.references:
             try:
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
               "torch.optim:NAdam (`adabench list torch.optim:NAdam` shows how it is read)")
         return 0
     if args.command == "status":
-        from .state import read_state
-        from .status import report
+        from .study.state import read_state
+        from .study.progress import report
 
         study = study_of(args)
         try:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from mlflow.tracking import MlflowClient
 
-        from .store import runs_view_url
+        from .workflow.store import runs_view_url
 
         study = study_of(args)
         found = MlflowClient(study.tracking_uri()).get_experiment_by_name(study.experiment)
@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {len(frame)} rows")
         return 0
     if args.command == "records":
-        from .records import METRICS, SUMMARY
-        from .state import read_state, searched_on_disk, tuned_runs_on_disk, verified
+        from .core.records import METRICS, SUMMARY
+        from .study.state import read_state, searched_on_disk, tuned_runs_on_disk, verified
 
         state = read_state(study_of(args))
         added = searched_on_disk(state.study)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(str(state.study.run_dir(spec) / name) for name in (SUMMARY, METRICS)))
         return 0
     if args.command == "stop":
-        from .status import stop
+        from .study.progress import stop
 
         study = study_of(args)
         try:
@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     tracker = None
     if args.tracking_uri:
-        from .tracking import MLflowTracker
-        from .store import configure_timeouts, ensure_experiment
+        from .workflow.tracking import MLflowTracker
+        from .workflow.store import configure_timeouts, ensure_experiment
 
         configure_timeouts(10)
         ensure_experiment(args.tracking_uri, args.experiment, None)

@@ -6,7 +6,7 @@ training loop, on one device:
 Each configuration runs with seeds 0..N-1 for 20 epochs at batch 256 (the report's protocol). Per configuration
 and path it prints the seconds per epoch of one run (serial: its own; population: its share of the population's
 epoch) and of the whole population's epoch, and the final test accuracy (mean +- std over seeds, ddof 1, and
-min / max), then the environment as ``adabench.runtime.environment`` reports it (GPU name, driver, CUDA / cuDNN,
+min / max), then the environment as ``adabench.core.runtime.environment`` reports it (GPU name, driver, CUDA / cuDNN,
 torch). Writes the same numbers to OUT/gpu_check.csv and OUT/gpu_check.json (with each run's numbers); the run
 directories (metrics.csv, summary.json) go under OUT/runs/<device>/<path>/. A finished run found there is reused,
 an interrupted one resumed.
@@ -27,11 +27,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from adabench.download import DATA_FILE
-from adabench.reference import load_reference
-from adabench.runtime import configure_determinism, environment, resolve_device
-from adabench.spec import RunSpec
-from adabench.trainer import train_population
+from adabench.core.download import DATA_FILE
+from adabench.study.reference import load_reference
+from adabench.core.runtime import configure_determinism, environment, resolve_device
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import train_population
 
 ENVIRONMENT_COLUMNS = ["device", "device_name", "cuda_driver", "cuda", "cudnn", "torch", "deterministic"]
 PATHS = ("serial", "population")

@@ -3,7 +3,7 @@ same K runs trained as one population, measured side by side in alternating roun
 load then weighs on both alike), for K = 1, 4, 8, 16, 32. Then, at one K, the formulations a population could
 use, and bf16 autocast against fp32.
 
-Both ways go through adabench's own training code (adabench.trainer.PopulationTrainer: its forward pass, its
+Both ways go through adabench's own training code (adabench.core.trainer.PopulationTrainer: its forward pass, its
 optimizer step), on the same batches: serial is a population of one, K times over.
 
 Run from the repository root (the real Fashion-MNIST if prepared, else random images of its shape):
@@ -31,12 +31,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from adabench.data import save_prepared
-from adabench.download import DATA_FILE
-from adabench.population import SectionTimer
-from adabench.problems import lenet as lenet_module
-from adabench.spec import RunSpec
-from adabench.trainer import PopulationTrainer
+from adabench.core.data import save_prepared
+from adabench.core.download import DATA_FILE
+from adabench.core.population import SectionTimer
+from adabench.core.problems import lenet as lenet_module
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import PopulationTrainer
 
 QUIET = lambda line: None  # noqa: E731
 

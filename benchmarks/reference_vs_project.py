@@ -2,7 +2,7 @@
 
 (a) the report's way: torchvision's FashionMNIST with ToTensor, a shuffling DataLoader (batch 256) and the
     report's from-scratch AdaGrad, a Python class looping over the parameters;
-(b) the project's way: a run trained by adabench's own loop (a population of one, adabench.population):
+(b) the project's way: a run trained by adabench's own loop (a population of one, adabench.core.population):
     ``lenet_sigmoid_fmnist``'s resident uint8 tensors, batches as index slices, the network in channels_last and
     (a full-length run on a CPU) its forward pass compiled, and the registry's AdaGrad.
 Both train the same network (layer for layer the reference report's) with the same threads. Each
@@ -26,11 +26,11 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from adabench.download import DATA_FILE, FASHION_MNIST_FILES
-from adabench.population import SectionTimer
-from adabench.problems.lenet import lenet
-from adabench.spec import RunSpec
-from adabench.trainer import PopulationTrainer
+from adabench.core.download import DATA_FILE, FASHION_MNIST_FILES
+from adabench.core.population import SectionTimer
+from adabench.core.problems.lenet import lenet
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import PopulationTrainer
 
 BATCH_SIZE = 256
 LR = 0.01

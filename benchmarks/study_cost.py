@@ -17,9 +17,9 @@ import math
 import sys
 from pathlib import Path
 
-from adabench.config import ConfigError, load_study_config
-from adabench.cost import cost_table, measured_epoch_seconds, planned_jobs, slot_estimate
-from adabench.study import Study
+from adabench.study.config import ConfigError, load_study_config
+from adabench.study.cost import cost_table, measured_epoch_seconds, planned_jobs, slot_estimate
+from adabench.study.design import Study
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -7,11 +7,11 @@ import pandas as pd
 
 from adabench.analysis.aggregate import chance_levels
 from adabench.analysis.tuning import select
-from adabench.atomic import read_json
-from adabench.joblog import job_log
-from adabench.layout import StudyLayout
-from adabench.plan import read_plan, with_role
-from adabench.tracking import grid_runs_from_mlflow
+from adabench.core.atomic import read_json
+from adabench.workflow.joblog import job_log
+from adabench.study.layout import StudyLayout
+from adabench.study.plan import read_plan, with_role
+from adabench.workflow.tracking import grid_runs_from_mlflow
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)

@@ -5,8 +5,8 @@ import time
 from pathlib import Path
 
 from adabench.analysis.explorer import build_page
-from adabench.joblog import job_log
-from adabench.provenance import git_commit
+from adabench.workflow.joblog import job_log
+from adabench.core.provenance import git_commit
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)

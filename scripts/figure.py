@@ -4,8 +4,8 @@ import pandas as pd
 import seaborn as sns
 
 from adabench.analysis import figures
-from adabench.atomic import read_json
-from adabench.joblog import job_log
+from adabench.core.atomic import read_json
+from adabench.workflow.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)

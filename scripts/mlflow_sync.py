@@ -1,6 +1,6 @@
-"""Snakemake rule `mlflow_sync`: bring MLflow up to date with the run records (see adabench.pipeline.sync_mlflow)."""
-from adabench.pipeline import start_job, sync_mlflow
-from adabench.plan import study_run_dirs
+"""Snakemake rule `mlflow_sync`: bring MLflow up to date with the run records (adabench.workflow.steps.sync_mlflow)."""
+from adabench.workflow.steps import start_job, sync_mlflow
+from adabench.study.plan import study_run_dirs
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)

@@ -1,9 +1,9 @@
-"""Snakemake rule `plan`: write the study's plan, one row per run (see adabench.study), and what its problems
+"""Snakemake rule `plan`: write the study's plan, one row per run (see adabench.study.design), and what its problems
 declare (problems.json: what the tables, figures and results page read of them)."""
 from pathlib import Path
 
-from adabench.pipeline import start_job
-from adabench.study import Study
+from adabench.workflow.steps import start_job
+from adabench.study.design import Study
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)

@@ -7,7 +7,7 @@ import pandas as pd
 from adabench.analysis.protocols import (display_protocols, gap_share_table, paired_table, profile, protocol_table,
                                          time_to_target_table)
 from adabench.analysis.tables import rounded, write_table
-from adabench.joblog import job_log
+from adabench.workflow.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)  # the tables and the rule's params alone: no registry read, no torch

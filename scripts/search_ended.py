@@ -2,8 +2,8 @@
 decisions in one table, what select_tuned reads."""
 import pandas as pd
 
-from adabench.atomic import atomic_write_text
-from adabench.joblog import job_log
+from adabench.core.atomic import atomic_write_text
+from adabench.workflow.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)

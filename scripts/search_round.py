@@ -1,6 +1,6 @@
 """Snakemake checkpoint `search_round`: one round of the learning-rate search on one problem (see
-adabench.pipeline.search_round and adabench.search)."""
-from adabench.pipeline import search_round, start_job
+adabench.workflow.steps.search_round and adabench.study.search)."""
+from adabench.workflow.steps import search_round, start_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)

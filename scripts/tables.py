@@ -8,7 +8,7 @@ import pandas as pd
 from adabench.analysis.tables import (comparison_table, compute_table, display_comparison,
                                       display_implementation_checks, display_reproduction, implementation_check_table,
                                       overhead_table, reproduction_table, rounded, write_table)
-from adabench.joblog import job_log
+from adabench.workflow.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)  # the tables and the rule's params alone: no registry read, no torch

@@ -1,5 +1,5 @@
-"""Snakemake rule `train`: train one job's population of runs (see adabench.pipeline.train_job)."""
-from adabench.pipeline import start_job, train_job
+"""Snakemake rule `train`: train one job's population of runs (see adabench.workflow.steps.train_job)."""
+from adabench.workflow.steps import start_job, train_job
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = start_job(sm)

@@ -5,8 +5,8 @@ import pandas as pd
 
 from adabench.analysis.aggregate import chance_levels
 from adabench.analysis.budget import budget_table
-from adabench.atomic import read_json
-from adabench.joblog import job_log
+from adabench.core.atomic import read_json
+from adabench.workflow.joblog import job_log
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 log = job_log(sm)

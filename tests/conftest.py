@@ -14,7 +14,7 @@ import torch
 import yaml
 from hypothesis import settings
 
-from adabench.records import TIME_COLUMNS
+from adabench.core.records import TIME_COLUMNS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # the test models are tiny: a second thread only adds synchronisation (and stalls on a busy machine)
@@ -158,7 +158,7 @@ def unchanged_environment():
 @pytest.fixture
 def stop_flag():
     """STOP_REQUESTED is process-wide: never leave it set for the next test."""
-    from adabench.runtime import STOP_REQUESTED
+    from adabench.core.runtime import STOP_REQUESTED
 
     STOP_REQUESTED.clear()
     yield STOP_REQUESTED

@@ -11,9 +11,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from workflow_helpers import comparable, copy_workflow, snakemake, write_config
 
-from adabench.plan import read_plan
-from adabench.tracking import RUN_KEY_TAG
-from adabench.layout import sqlite_uri
+from adabench.study.plan import read_plan
+from adabench.workflow.tracking import RUN_KEY_TAG
+from adabench.study.layout import sqlite_uri
 
 STUDY = "faults"
 ROOT = Path("results") / STUDY

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from workflow_helpers import REPO_ROOT, write_config
 
-from adabench.config import ConfigError, check_run_arguments, load_study_config, load_yaml, merge, validate_config
-from adabench.optim import OPTIMIZERS, SGD
-from adabench.study import Study
+from adabench.study.config import ConfigError, check_run_arguments, load_study_config, load_yaml, merge, validate_config
+from adabench.core.optim import OPTIMIZERS, SGD
+from adabench.study.design import Study
 
 
 def defaults() -> dict:

@@ -1,4 +1,4 @@
-"""The study cost planner (adabench.cost, benchmarks/study_cost.py): populations counted by hand, measured seconds
+"""The study cost planner (adabench.study.cost, benchmarks/study_cost.py): populations counted by hand, measured seconds
 from run summaries, and the plan of the quick study against the runs the quick study really trained."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 from workflow_helpers import REPO_ROOT
 
-from adabench.config import load_study_config, merge, validate_config
-from adabench.cost import cost_table, measured_epoch_seconds, planned_jobs, slot_estimate
-from adabench.plan import read_plan
-from adabench.study import Study, StudyProblems
+from adabench.study.config import load_study_config, merge, validate_config
+from adabench.study.cost import cost_table, measured_epoch_seconds, planned_jobs, slot_estimate
+from adabench.study.plan import read_plan
+from adabench.study.design import Study, StudyProblems
 
 SCRIPT = REPO_ROOT / "benchmarks" / "study_cost.py"
 LENET_OPTIONS = {"epochs": 4, "batch_size": 128, "validation_size": 500}

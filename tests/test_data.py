@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adabench.data import read_idx
-from adabench.download import SourcesExhausted, fetch_file
+from adabench.core.data import read_idx
+from adabench.core.download import SourcesExhausted, fetch_file
 
 TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}
 FILENAME = "train-labels-idx1-ubyte.gz"
@@ -105,7 +105,7 @@ def lenet_config(section: str, data_file: str) -> dict:
     import yaml
     from workflow_helpers import REPO_ROOT
 
-    from adabench.config import merge
+    from adabench.study.config import merge
 
     defaults = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     return merge(defaults, {"problems": {"lenet_relu_fmnist": {section: {"data_file": data_file}}}})
@@ -115,7 +115,7 @@ def lenet_config(section: str, data_file: str) -> dict:
 @pytest.mark.parametrize("data_file", ["/etc/passwd", "../elsewhere.pt", "results/data/../../etc/passwd",
                                        "results/elsewhere.pt", "results/data", "results/data/a\nb.pt"])
 def test_a_dataset_path_outside_the_data_folder_is_refused_naming_the_field(section, data_file):
-    from adabench.config import ConfigError, validate_config
+    from adabench.study.config import ConfigError, validate_config
 
     with pytest.raises(ConfigError) as raised:
         validate_config(lenet_config(section, data_file))
@@ -124,7 +124,7 @@ def test_a_dataset_path_outside_the_data_folder_is_refused_naming_the_field(sect
 
 
 def test_a_dataset_path_inside_the_data_folder_is_accepted_and_adabench_train_checks_it_too():
-    from adabench.config import ConfigError, check_run_arguments, validate_config
+    from adabench.study.config import ConfigError, check_run_arguments, validate_config
 
     config = validate_config(lenet_config("options", "results/data/my_copy.pt"))
     assert config["problems"]["lenet_relu_fmnist"]["options"]["data_file"] == "results/data/my_copy.pt"
@@ -142,7 +142,7 @@ def tiny_tensors() -> dict:
 
 
 def test_a_file_adabench_did_not_write_is_never_to_be_deleted_or_overwritten(tmp_path, monkeypatch):
-    from adabench.data import DataError, load_prepared, save_prepared
+    from adabench.core.data import DataError, load_prepared, save_prepared
 
     monkeypatch.chdir(tmp_path)  # the data folder is results/data/ of the directory the workflow runs in
     foreign = tmp_path / "passwd"
@@ -174,7 +174,7 @@ def test_a_file_adabench_did_not_write_is_never_to_be_deleted_or_overwritten(tmp
 ], ids=["cut off", "an array", "no sha256", "deleted"])
 def test_a_damaged_sidecar_of_the_prepared_data_is_named_with_what_is_wrong(tmp_path, damage, words):
     """The fault names the sidecar and what is wrong with it (read_json's message), not only an exception's type."""
-    from adabench.data import checksum_file, prepared_data_fault, save_prepared
+    from adabench.core.data import checksum_file, prepared_data_fault, save_prepared
 
     prepared = tmp_path / "prepared.pt"
     save_prepared(tiny_tensors(), prepared)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from workflow_helpers import REPO_ROOT, snakemake, write_config
 
-from adabench.download import FASHION_MNIST_FILES
+from adabench.core.download import FASHION_MNIST_FILES
 
 DEBIAN_COPY = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(not DEBIAN_COPY.is_dir(), reason="needs Debian's dataset-fashion-mnist for real bytes")

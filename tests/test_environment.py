@@ -70,7 +70,7 @@ def test_the_installed_packages_are_the_locked_ones():
     """What this environment runs is what the lock pins (`make` installs the lock; after `make lock` it installs
     again, its stamp older than the lock): the figures it draws are the committed ones.
 
-    Asked of a fresh interpreter, as a run would ask it (adabench.provenance: the first distribution on sys.path):
+    Asked of a fresh interpreter, as a run would ask it (adabench.core.provenance: the first distribution on sys.path):
     once anything imports setuptools, its vendored copies (setuptools/_vendor: packaging, zipp, ...) join sys.path
     of the test process and metadata.distributions() lists them too."""
     names = sorted(locked())
@@ -104,13 +104,13 @@ def test_each_run_names_the_versions_that_computed_it(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from adabench.provenance import PACKAGES
-    from adabench.records import read_run
-    from adabench.spec import RunSpec
-    from adabench.tracking import MLflowTracker, run_params, sync_runs
-    from adabench.layout import sqlite_uri
-    from adabench.store import ensure_experiment
-    from adabench.trainer import train_run
+    from adabench.core.provenance import PACKAGES
+    from adabench.core.records import read_run
+    from adabench.core.spec import RunSpec
+    from adabench.workflow.tracking import MLflowTracker, run_params, sync_runs
+    from adabench.study.layout import sqlite_uri
+    from adabench.workflow.store import ensure_experiment
+    from adabench.core.trainer import train_run
 
     assert set(PACKAGES) >= {"torch", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "contourpy", "mlflow",
                              "snakemake"}

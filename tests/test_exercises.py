@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from adabench.linalg import (
+from adabench.core.linalg import (
     condition_number,
     diagonal_preconditioned,
     eigenvalues_in_discs,
@@ -16,8 +16,8 @@ from adabench.linalg import (
     random_orthogonal,
     random_spd,
 )
-from adabench.spec import RunSpec
-from adabench.trainer import train_run
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import train_run
 
 
 def test_reference_copy_matches_shared(reference_files):

@@ -22,9 +22,9 @@ from fault_study import COMMAND, CONFIG, ROOT, STUDY, assert_recovered, known_ru
 from workflow_helpers import comparable, snakemake, write_config
 
 from adabench.analysis.export import DamagedTable, load_study
-from adabench.records import TIME_COLUMNS, read_summary, seal
-from adabench.tracking import RUN_KEY_TAG
-from adabench.layout import sqlite_uri
+from adabench.core.records import TIME_COLUMNS, read_summary, seal
+from adabench.workflow.tracking import RUN_KEY_TAG
+from adabench.study.layout import sqlite_uri
 
 
 def edit_json(path: Path, change) -> None:
@@ -276,7 +276,7 @@ def test_a_config_change_after_damage_rebuilds_the_tables_for_the_new_config(stu
 
 
 def test_a_damaged_raw_file_alone_is_named_with_its_fix(tmp_path):
-    from adabench.data import DataError, prepare_fashion_mnist
+    from adabench.core.data import DataError, prepare_fashion_mnist
 
     raw = tmp_path / "raw"
     raw.mkdir()

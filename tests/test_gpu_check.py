@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from adabench.data import save_prepared
-from adabench.records import seal
+from adabench.core.data import save_prepared
+from adabench.core.records import seal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"

@@ -1,4 +1,4 @@
-"""Every JSON file the project reads back goes through one reader (adabench.atomic.read_json): whatever a file holds
+"""Every JSON file the project reads back goes through one reader (core.atomic.read_json): whatever a file holds
 that no run of ours writes (nesting that exhausts the parser, bytes that are not UTF-8, a cut-off text, another
 top-level type) is "damaged", named by its path, and each reader acts on that as on any damaged file: a run record
 is set aside and trained again, a progress file is skipped with a word, an output's sources are as if missing."""
@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from workflow_helpers import REPO_ROOT, write_config
 
-from adabench.atomic import MAX_JSON_DEPTH, DamagedJSON, read_json, read_json_object
-from adabench.config import load_study_config
-from adabench.cost import measured_epoch_seconds
-from adabench.records import complete_summary
-from adabench.sources import recorded_sources
-from adabench.state import read_state
-from adabench.status import report, running_jobs, stop, write_progress
-from adabench.study import Study
+from adabench.core.atomic import MAX_JSON_DEPTH, DamagedJSON, read_json, read_json_object
+from adabench.study.config import load_study_config
+from adabench.study.cost import measured_epoch_seconds
+from adabench.core.records import complete_summary
+from adabench.study.made_from import recorded_sources
+from adabench.study.state import read_state
+from adabench.study.progress import report, running_jobs, stop, write_progress
+from adabench.study.design import Study
 
 NESTED = "[" * 100_000 + "]" * 100_000  # valid JSON; json.loads raises RecursionError, which is no ValueError
 

@@ -18,8 +18,8 @@ from fault_study import COMMAND, ROOT, STUDY, assert_recovered, assert_same_tabl
 from mlflow.tracking import MlflowClient
 from workflow_helpers import REPO_ROOT, free_port, snakemake_command
 
-from adabench.plan import read_plan
-from adabench.tracking import RUN_KEY_TAG
+from adabench.study.plan import read_plan
+from adabench.workflow.tracking import RUN_KEY_TAG
 
 
 def training_processes(workdir: Path, script: str = "train.py") -> list[int]:

@@ -13,10 +13,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from workflow_helpers import free_port, quick_config
 
-from adabench.study import Study
-from adabench.tracking import RUN_KEY_TAG
-from adabench.layout import sqlite_uri
-from adabench.store import runs_view_url
+from adabench.study.design import Study
+from adabench.workflow.tracking import RUN_KEY_TAG
+from adabench.study.layout import sqlite_uri
+from adabench.workflow.store import runs_view_url
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from adabench.optim import OPTIMIZERS, make_optimizer, step_size_summary
+from adabench.core.optim import OPTIMIZERS, make_optimizer, step_size_summary
 
 REPORT_EPS = 1e-8  # the reference report's from-scratch AdaGrad adds 1e-8 after the square root
 

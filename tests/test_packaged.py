@@ -11,13 +11,13 @@ import torch
 import yaml
 from workflow_helpers import REPO_ROOT
 
-from adabench import packaged
-from adabench.config import (ConfigError, check_run_arguments, load_study_config, merge, schema_with_registries,
+from adabench.core import packaged
+from adabench.study.config import (ConfigError, check_run_arguments, load_study_config, merge, schema_with_registries,
                              validate_config)
-from adabench.optim import packaged_optimizer
-from adabench.spec import RunSpec
-from adabench.study import Study
-from adabench.tracking import run_params
+from adabench.core.optim import packaged_optimizer
+from adabench.core.spec import RunSpec
+from adabench.study.design import Study
+from adabench.workflow.tracking import run_params
 
 
 def defaults() -> dict:
@@ -192,7 +192,7 @@ def test_adabench_list_shows_how_a_reference_was_read():
 
 
 def test_a_job_refuses_a_packaged_optimizer_installed_at_another_version_than_its_plan_names():
-    from adabench.pipeline import refuse_other_packages
+    from adabench.workflow.steps import refuse_other_packages
 
     spec = RunSpec("linreg", "prodigyopt:Prodigy", {}, 0)
     refuse_other_packages([spec, RunSpec("linreg", "adam", {}, 0)])  # as planned: trains

@@ -13,16 +13,16 @@ from test_population import QUIET, fake_fashion_mnist, lenet_options  # noqa: F4
 from torch import nn
 from training_helpers import StopAfter
 
-from adabench.lone_run import lone_run
-from adabench.optim import packaged_optimizer
-from adabench.packaged import define
-from adabench.population import SectionTimer
-from adabench.problems import make_problem
-from adabench.problems.lenet import lenet
-from adabench.records import CHECKPOINT, TIME_COLUMNS, read_summary
-from adabench.runtime import Preempted
-from adabench.spec import RunSpec
-from adabench.trainer import PopulationTrainer, train_population
+from adabench.core.lone_run import lone_run
+from adabench.core.optim import make_optimizer, packaged_optimizer
+from adabench.core.packaged import define
+from adabench.core.population import SectionTimer
+from adabench.core.problems import make_problem
+from adabench.core.problems.lenet import lenet
+from adabench.core.records import CHECKPOINT, TIME_COLUMNS, read_summary
+from adabench.core.runtime import Preempted
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import PopulationTrainer, train_population
 
 pytest.importorskip("prodigyopt")
 pytest.importorskip("schedulefree")
@@ -169,7 +169,7 @@ def test_a_packaged_optimizer_trains_linreg_in_a_population_as_alone(case, tmp_p
 @pytest.mark.parametrize("case", CASES)
 def test_a_member_steps_as_a_lone_users_loop(case, fake_fashion_mnist, tmp_path):  # noqa: F811
     """The member's optimizer sees its parameters in their own shapes (a bias as [6], not a [1, 6] row Adafactor
-    would factor), as in the reference loop (adabench.lone_run: a lone user's loop, whose optimizer draws from the
+    would factor), as in the reference loop (adabench.core.lone_run: a lone user's loop, whose optimizer draws from the
     seed as the member's does). Close, not equal: the population's grouped channels_last convolutions are not
     nn.Conv2d's kernels, so the losses differ in their last bits."""
     optimizer, hyperparameters = case

@@ -12,15 +12,15 @@ from scipy import stats
 from training_helpers import StopAfter
 
 from adabench.analysis.aggregate import failure_counts, run_row
-from adabench.data import save_prepared
-from adabench.lone_run import lone_run
-from adabench.optim import OPTIMIZERS
-from adabench.population import SectionTimer
-from adabench.problems import make_problem
-from adabench.records import TIME_COLUMNS, read_summary
-from adabench.runtime import Preempted
-from adabench.spec import RunSpec
-from adabench.trainer import PopulationTrainer, train_population
+from adabench.core.data import save_prepared
+from adabench.core.lone_run import lone_run
+from adabench.core.optim import OPTIMIZERS
+from adabench.core.population import SectionTimer
+from adabench.core.problems import make_problem
+from adabench.core.records import TIME_COLUMNS, read_summary
+from adabench.core.runtime import Preempted
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import PopulationTrainer, train_population
 
 QUIET = lambda line: None  # noqa: E731
 
@@ -51,7 +51,7 @@ def mixed_population(data: Path, seeds=(0, 1)) -> list[RunSpec]:
 
 
 def test_members_start_and_step_as_their_standalone_runs(fake_fashion_mnist, tmp_path):
-    """Step by step against the reference loop (adabench.lone_run): the same batch order exactly, the same losses to
+    """Step by step against the reference loop (core.lone_run): the same batch order exactly, the same losses to
     within the last bits (other kernels: grouped channels_last convolutions, batched matrix products)."""
     specs = mixed_population(fake_fashion_mnist)
     population = PopulationTrainer([(spec, tmp_path / str(i), i) for i, spec in enumerate(specs)], "cpu", False, None, QUIET)
@@ -82,7 +82,7 @@ def test_members_draw_the_initial_weights_of_their_seed(fake_fashion_mnist, tmp_
 
 @pytest.mark.parametrize("problem", ["lenet_sigmoid_fmnist", "lenet_relu_fmnist"])
 def test_members_train_epoch_by_epoch_as_the_reference_loop(problem, fake_fashion_mnist, tmp_path):
-    """Every metric of every epoch of a population's records against the reference loop's (adabench.lone_run,
+    """Every metric of every epoch of a population's records against the reference loop's (adabench.core.lone_run,
     the specification of a run): losses within float32's last bits (two epochs of 1,600 random images on the
     ReLU LeNet: 2.5e-5 apart at most, on the 2-core AMD EPYC VM), accuracies equal there, here allowed one image
     apart where those last bits tip an argmax (other kernels, other CPUs)."""
@@ -239,7 +239,7 @@ def test_the_quadratics_reproduce_the_reference_trajectory_in_a_population(tmp_p
 
 def test_a_compiled_lenet_pass_trains_as_the_eager_one(fake_fashion_mnist, tmp_path, monkeypatch):
     """On a CPU a long enough LeNet run compiles its forward pass; it trains as the eager pass does."""
-    from adabench.problems import lenet as lenet_module
+    from adabench.core.problems import lenet as lenet_module
 
     specs = [RunSpec("lenet_sigmoid_fmnist", "adam", {"lr": 0.002}, seed, lenet_options(fake_fashion_mnist, epochs=1))
              for seed in range(2)]
@@ -261,7 +261,7 @@ class PlantedFailure(RuntimeError):
 def failing_sgd(name: str, reshape: bool):
     """A plug-in SGD that breaks after ``fail_after`` steps: it raises, or (``reshape``) replaces a parameter by one
     of another shape."""
-    from adabench.optim import CoordinateWiseOptimizer
+    from adabench.core.optim import CoordinateWiseOptimizer
 
     class FailingSGD(CoordinateWiseOptimizer):
         def __init__(self, params, lr: float = 0.05, fail_after: int = 1):

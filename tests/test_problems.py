@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from adabench.data import save_prepared
-from adabench.problems import PROBLEMS, make_problem
-from adabench.problems.lenet import lenet
-from adabench.spec import RunSpec
-from adabench.trainer import train_run
+from adabench.core.data import save_prepared
+from adabench.core.problems import PROBLEMS, make_problem
+from adabench.core.problems.lenet import lenet
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import train_run
 
 CPU = torch.device("cpu")
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from adabench.analysis.protocols import protocol_table
-from adabench.records import RecordError, RunLock, complete_summary, read_summary
-from adabench.spec import RunSpec
-from adabench.trainer import train_run
+from adabench.core.records import RecordError, RunLock, complete_summary, read_summary
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import train_run
 
 SPEC = RunSpec("linreg", "adam", {"lr": 0.05}, 0, {"epochs": 6, "n_samples": 256})
 QUIET = lambda line: None  # noqa: E731
@@ -45,7 +45,7 @@ def test_a_record_naming_another_runs_key_is_not_this_runs_and_is_trained_again(
     """A summary of this run's identity filed under a sibling's key (digests recomputed, so it verifies) would be
     counted as the sibling's by every table, sidecar and MLflow: the trainer takes it for damaged and trains the
     run again, as the study's state does."""
-    from adabench.records import seal
+    from adabench.core.records import seal
 
     run = copy_of(complete, tmp_path)
     sibling = RunSpec("linreg", "adam", {"lr": 0.05}, 1, {"epochs": 6, "n_samples": 256}).key
@@ -157,8 +157,8 @@ def test_a_tuned_setting_whose_every_seed_diverged_ranks_last():
 def resealed_with_metrics(complete, tmp_path, data: bytes, digest_of: bytes | None = None):
     """A copy of the complete run whose metrics.csv is ``data`` and whose summary records the whole-file sha256 of
     ``digest_of`` (default: ``data``), computed as ``write_run`` computes it."""
-    from adabench.atomic import sha256_bytes
-    from adabench.records import seal
+    from adabench.core.atomic import sha256_bytes
+    from adabench.core.records import seal
 
     run = copy_of(complete, tmp_path)
     (run / "metrics.csv").write_bytes(data)
@@ -169,7 +169,7 @@ def resealed_with_metrics(complete, tmp_path, data: bytes, digest_of: bytes | No
 
 
 def test_streamed_metrics_match_the_whole_file_digest_and_damage_is_still_caught(complete, tmp_path):
-    from adabench.records import read_run
+    from adabench.core.records import read_run
 
     original = (complete / "metrics.csv").read_bytes()
     summary, metrics = read_run(complete)  # its digest was written by write_run over the whole bytes
@@ -192,7 +192,7 @@ def test_a_large_metrics_file_is_never_held_whole(complete, tmp_path):
 
     import numpy as np
 
-    from adabench.records import read_run
+    from adabench.core.records import read_run
 
     columns = pd.read_csv(complete / "metrics.csv").columns
     rows = 160_000
@@ -222,8 +222,8 @@ def study_with_the_run(complete, tmp_path, monkeypatch):
     the other runs it plans have none."""
     from workflow_helpers import REPO_ROOT, write_config
 
-    from adabench.config import load_study_config
-    from adabench.study import Study
+    from adabench.study.config import load_study_config
+    from adabench.study.design import Study
 
     monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path, {
@@ -240,7 +240,7 @@ def study_with_the_run(complete, tmp_path, monkeypatch):
 def test_a_metrics_file_that_is_a_folder_is_a_damaged_record_not_a_crash(study_with_the_run):
     """An OSError from metrics.csv (a folder in its place, no permission) is a RecordError naming the file: the
     study's state takes the run for damaged (to train again) instead of stopping Snakemake's planning."""
-    from adabench.state import read_state
+    from adabench.study.state import read_state
 
     study, spec = study_with_the_run
     run = study.run_dir(spec)
@@ -261,13 +261,13 @@ def test_a_metrics_file_that_is_a_folder_is_a_damaged_record_not_a_crash(study_w
 
 
 def test_an_output_made_from_a_changed_record_says_whether_it_was_resealed_or_damaged(study_with_the_run):
-    """What an output's sidecar recorded against the records now (adabench.housekeeping.changed_records, the one
+    """What an output's sidecar recorded against the records now (workflow.housekeeping.changed_records, the one
     check of the tables, the MLflow sync and the search's rounds): a valid record resealed since is told apart
     from a damaged one, which its job trains again; and the records' digest in the rules' params follows both."""
-    from adabench.housekeeping import changed_records
-    from adabench.records import seal
-    from adabench.sources import records_digest
-    from adabench.state import read_state, records_param
+    from adabench.workflow.housekeeping import changed_records
+    from adabench.core.records import seal
+    from adabench.study.made_from import records_digest
+    from adabench.study.state import read_state, records_param
 
     study, spec = study_with_the_run
     run = study.run_dir(spec)

@@ -18,20 +18,20 @@ import torch
 from mlflow.tracking import MlflowClient
 from workflow_helpers import REPO_ROOT, copy_workflow, quick_config, snakemake, snakemake_command, write_config
 
-from adabench import locks
+from adabench.core import locks
 from adabench.analysis.aggregate import gather
-from adabench.config import ConfigError, load_study_config
-from adabench.data import FASHION_MNIST_CONTENT_SHA256, load_prepared, prepared_data_fault, save_prepared
-from adabench.locks import Locked, ProcessLock
-from adabench.population import load_group_state
-from adabench.problems.base import PROBLEMS, Problem
-from adabench.records import MixedData, read_run, read_summary, write_run
-from adabench.runtime import configure_precision, cuda_driver_version
-from adabench.spec import RunSpec
-from adabench.tracking import RUN_KEY_TAG, grid_runs_from_mlflow, sync_runs
-from adabench.layout import sqlite_uri
-from adabench.store import ensure_experiment
-from adabench.trainer import train_population, train_run
+from adabench.study.config import ConfigError, load_study_config
+from adabench.core.data import FASHION_MNIST_CONTENT_SHA256, load_prepared, prepared_data_fault, save_prepared
+from adabench.core.locks import Locked, ProcessLock
+from adabench.core.population import load_group_state
+from adabench.core.problems.base import PROBLEMS, Problem
+from adabench.core.records import MixedData, read_run, read_summary, write_run
+from adabench.core.runtime import configure_precision, cuda_driver_version
+from adabench.core.spec import RunSpec
+from adabench.workflow.tracking import RUN_KEY_TAG, grid_runs_from_mlflow, sync_runs
+from adabench.study.layout import sqlite_uri
+from adabench.workflow.store import ensure_experiment
+from adabench.core.trainer import train_population, train_run
 
 QUIET = lambda line: None  # noqa: E731
 
@@ -307,8 +307,8 @@ def test_a_run_asked_to_be_deterministic_records_the_operations_that_were_not(tm
 def test_optimizers_refuse_in_their_constructor_what_the_config_refuses(optimizer, name, value):
     """Like torch.optim, every constructor of the registry checks its hyperparameters, against the very ranges the
     config's schema is built from: the two can never disagree."""
-    from adabench.config import check_run_arguments
-    from adabench.optim import make_optimizer
+    from adabench.study.config import check_run_arguments
+    from adabench.core.optim import make_optimizer
 
     with pytest.raises(ValueError, match=f"Invalid {name} value"):
         make_optimizer(optimizer, [torch.zeros(3, requires_grad=True)], {name: value})

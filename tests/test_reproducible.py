@@ -57,10 +57,10 @@ def make_all(out: Path) -> None:
                                           display_implementation_checks, display_reproduction,
                                           implementation_check_table, overhead_table, reproduction_table, rounded,
                                           write_table)
-    from adabench.config import load_yaml, validate_config
-    from adabench.plan import read_plan, roles_by_dir
-    from adabench.sources import output_digests, write_sources
-    from adabench.study import Study
+    from adabench.study.config import load_yaml, validate_config
+    from adabench.study.plan import read_plan, roles_by_dir
+    from adabench.study.made_from import output_digests, write_sources
+    from adabench.study.design import Study
 
     study = Study(validate_config(load_yaml(Path("config.yaml"))))
     declarations = json.loads((STUDY / "problems.json").read_text())

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from workflow_helpers import comparable, copy_workflow, quick_config, snakemake, snakemake_command, write_config
 
-from adabench.config import load_study_config
-from adabench.state import read_state
-from adabench.cost import per_epoch_options
-from adabench.status import remaining_seconds, report, running_jobs, write_progress
-from adabench.study import Study
+from adabench.study.config import load_study_config
+from adabench.study.state import read_state
+from adabench.study.cost import per_epoch_options
+from adabench.study.progress import remaining_seconds, report, running_jobs, write_progress
+from adabench.study.design import Study
 
 # what a published study keeps in git (.gitignore): its plan, the declarations of its problems, tables, tuning tables,
 # figures and the records of complete runs
@@ -115,7 +115,7 @@ TOY_OPTIMIZER = '''
 """An optimizer from outside the package: SGD with its step scaled by a constant, registered like the built-ins."""
 import torch
 
-from adabench.optim import OPTIMIZERS, CoordinateWiseOptimizer
+from adabench.core.optim import OPTIMIZERS, CoordinateWiseOptimizer
 
 
 @OPTIMIZERS.register("toy_sgd")
@@ -296,7 +296,7 @@ def test_adabench_stop_ends_a_study_within_one_epoch_and_a_plain_rerun_resumes_i
 FAKE_JOB = """
 import json, signal, sys
 from pathlib import Path
-from adabench.status import write_progress
+from adabench.study.progress import write_progress
 mode, path, job = sys.argv[1:4]
 if mode == "ignore":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from training_helpers import StopAfter
 
-from adabench.records import read_summary
-from adabench.runtime import STOP_REQUESTED, Preempted
-from adabench.spec import RunSpec
-from adabench.trainer import train_run
+from adabench.core.records import read_summary
+from adabench.core.runtime import STOP_REQUESTED, Preempted
+from adabench.core.spec import RunSpec
+from adabench.core.trainer import train_run
 
 LINREG = RunSpec("linreg", "adagrad", {"lr": 0.1, "eps": 1e-8}, seed=3, problem_options={"epochs": 12})
 STOP_AFTER = 5

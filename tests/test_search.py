@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from adabench.search import (AT_LIMIT, DONE, REFINE, UNTRAINED, WIDEN, Lattice, decide, decide_all, finished,
+from adabench.study.search import (AT_LIMIT, DONE, REFINE, UNTRAINED, WIDEN, Lattice, decide, decide_all, finished,
                              next_rates)
 
 LATTICE = Lattice(1e-4, 1.0, 7)  # the default study's grid: 1e-4 .. 1 in steps of 2/3 decade

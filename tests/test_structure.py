@@ -44,7 +44,7 @@ def package_imports() -> dict[str, set[str]]:
 
 def test_no_module_of_the_package_imports_itself_back():
     graph = package_imports()
-    assert "adabench.trainer" in graph and "adabench.spec" in graph
+    assert "adabench.core.trainer" in graph and "adabench.core.spec" in graph
     state: dict[str, str] = {}
 
     def visit(module: str, path: list[str]) -> None:
@@ -62,28 +62,49 @@ def test_no_module_of_the_package_imports_itself_back():
             visit(module, [module])
 
 
-def test_a_runs_identity_and_the_study_reach_down_only():
+# The package's layers, bottom up: what a run is and how it trains; a study of runs; the tables and figures made from
+# their records; the glue of the Snakemake workflow (its jobs, upkeep and MLflow). The command line sits on top.
+LAYERS = ["adabench.core", "adabench.study", "adabench.analysis", "adabench.workflow"]
+
+
+def layer_of(module: str) -> int:
+    for rank, layer in enumerate(LAYERS):
+        if module == layer or module.startswith(layer + "."):
+            return rank
+    return len(LAYERS)  # adabench itself, its __main__ and the command line
+
+
+def test_imports_point_down_between_the_layers():
     graph = package_imports()
-    assert graph["adabench.spec"] <= {"adabench.params", "adabench.plan", "adabench.optim", "adabench.packaged",
-                                      "adabench.problems"}
-    assert graph["adabench.packaged"] <= {"adabench.params", "adabench.plan"}  # beside optim: the optimizers' layer
-    assert not {name for name in graph["adabench.study"] if name.startswith(("adabench.analysis", "adabench.tracking"))}
+    assert {layer_of(module) for module in graph} == set(range(len(LAYERS) + 1))
+    upward = sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                    if layer_of(target) > layer_of(module) and target != "adabench")
+    assert upward == []
+
+
+def test_a_runs_identity_reaches_down_only():
+    graph = package_imports()
+    assert graph["adabench.core.spec"] <= {"adabench.core.arguments", "adabench.core.keys", "adabench.core.optim",
+                                           "adabench.core.packaged", "adabench.core.problems"}
+    # beside optim: the optimizers' layer
+    assert graph["adabench.core.packaged"] <= {"adabench.core.arguments", "adabench.core.keys"}
 
 
 def test_the_analysis_and_its_scripts_import_no_torch():
-    code = ("import sys, adabench, adabench.plan, adabench.provenance, adabench.records, adabench.joblog\n"
-            "import adabench.sources, adabench.atomic, adabench.layout, adabench.download, adabench.store\n"
-            "import adabench.tracking\n"
+    code = ("import sys, adabench, adabench.core.atomic, adabench.core.download, adabench.core.keys\n"
+            "import adabench.core.provenance, adabench.core.records\n"
+            "import adabench.study.layout, adabench.study.made_from, adabench.study.plan\n"
+            "import adabench.workflow.joblog, adabench.workflow.store, adabench.workflow.tracking\n"
             "from adabench.analysis import aggregate, explorer, export, figures, protocols, stats, tables, tuning\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('adabench'))\n"
-            "assert not [m for m in sys.modules if m.startswith('adabench.problems')]\n")
+            "assert not [m for m in sys.modules if m.startswith('adabench.core.problems')]\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     # and the jobs that only fetch, create a store, or read tables, problems.json and MLflow
     for script in ("figure.py", "explorer.py", "aggregate.py", "tables.py", "protocol_tables.py", "tuning_budget.py",
                    "search_ended.py", "check_selection.py", "fetch_data.py", "mlflow_store.py"):
         source = (REPO_ROOT / "scripts" / script).read_text()
-        assert "adabench.pipeline" not in source and "import torch" not in source
+        assert "adabench.workflow.steps" not in source and "import torch" not in source
 
 
 def test_a_non_editable_install_runs_the_quick_study_from_a_copy_of_the_workflow(tmp_path):

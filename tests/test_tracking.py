@@ -10,14 +10,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 from training_helpers import StopAfter
 
-from adabench.layout import StudyLayout, sqlite_uri
-from adabench.optim import OPTIMIZERS, SGD
-from adabench.records import read_run, read_summary
-from adabench.runtime import STOP_REQUESTED, Preempted
-from adabench.spec import RunSpec
-from adabench.tracking import RECORDS_TAG, RUN_KEY_TAG, MLflowTracker, mlflow_trackers, sync_runs
-from adabench.store import configure_timeouts, create_sqlite_store, ensure_experiment, ensure_store, store_fault
-from adabench.trainer import train_run
+from adabench.study.layout import StudyLayout, sqlite_uri
+from adabench.core.optim import OPTIMIZERS, SGD
+from adabench.core.records import read_run, read_summary
+from adabench.core.runtime import STOP_REQUESTED, Preempted
+from adabench.core.spec import RunSpec
+from adabench.workflow.tracking import RECORDS_TAG, RUN_KEY_TAG, MLflowTracker, mlflow_trackers, sync_runs
+from adabench.workflow.store import (configure_timeouts, create_sqlite_store, ensure_experiment, ensure_store,
+                                     store_fault)
+from adabench.core.trainer import train_run
 
 EXPERIMENT = "tracking-test"
 

@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from workflow_helpers import REPO_ROOT, free_port
 
-from adabench.spec import RunSpec
-from adabench.tracking import RUN_KEY_TAG
+from adabench.core.spec import RunSpec
+from adabench.workflow.tracking import RUN_KEY_TAG
 
 PARALLEL_JOBS = 6
 EXPERIMENT = "server-test"

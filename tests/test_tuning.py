@@ -8,9 +8,9 @@ import pytest
 from workflow_helpers import REPO_ROOT
 
 from adabench.analysis.tuning import lr_sensitivity, select
-from adabench.config import load_study_config, merge, validate_config
-from adabench.state import chosen_rates, tuned_plan
-from adabench.study import Study, lr_grid
+from adabench.study.config import load_study_config, merge, validate_config
+from adabench.study.state import chosen_rates, tuned_plan
+from adabench.study.design import Study, lr_grid
 
 
 def chosen_lr(selection: pd.DataFrame, problem: str, optimizer: str) -> float:

@@ -42,7 +42,7 @@ def run(optimizer: str, seed: int, final: float, best: float | None = None, prob
 # --- declarations ---------------------------------------------------------------------------------
 
 def test_classifiers_declare_accuracy_bounds_and_only_a_known_chance_level():
-    from adabench.problems import PROBLEMS, Problem
+    from adabench.core.problems import PROBLEMS, Problem
 
     lenet = PROBLEMS.get("lenet_relu_fmnist").declarations()
     assert lenet["metric_bounds"] == {name: [0.0, 1.0] for name in ("test_acc", "train_acc", "val_acc")}

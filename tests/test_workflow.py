@@ -12,14 +12,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from workflow_helpers import REPO_ROOT, quick_config, snakemake, snakemake_command, write_config
 
-from adabench.config import load_study_config
-from adabench.plan import read_plan
-from adabench.records import TIME_COLUMNS, read_summary
-from adabench.spec import RunSpec
-from adabench.state import chosen_rates, tuned_plan
-from adabench.study import Study
-from adabench.tracking import RUN_KEY_TAG
-from adabench.layout import sqlite_uri
+from adabench.study.config import load_study_config
+from adabench.study.plan import read_plan
+from adabench.core.records import TIME_COLUMNS, read_summary
+from adabench.core.spec import RunSpec
+from adabench.study.state import chosen_rates, tuned_plan
+from adabench.study.design import Study
+from adabench.workflow.tracking import RUN_KEY_TAG
+from adabench.study.layout import sqlite_uri
 
 TABLES = [f"{name}.{ext}" for name in ("comparison", "reproduction", "optimizer_overhead", "compute", "protocols",
                                        "paired_tests", "time_to_target", "gap_share", "implementation_checks")
@@ -170,7 +170,7 @@ def test_source_edits_start_no_training_and_figure_settings_only_redraw(quick):
     starts none. To retrain runs after a change of what they compute, delete their directories (docs/studies.md,
     "Running part of a study")."""
     assert "Nothing to be done" in snakemake(quick, "-n", "--configfile", "config/quick.yaml").stdout
-    source = REPO_ROOT / "adabench/optim.py"
+    source = REPO_ROOT / "adabench/core/optim.py"
     stat = source.stat()
     script = quick / "scripts/train.py"
     original = script.read_text()
@@ -220,7 +220,7 @@ def small_config(**linreg_options) -> dict:
 
 
 def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
-    from adabench.trainer import train_run
+    from adabench.core.trainer import train_run
 
     config = small_config(epochs=20)
     write_config(tmp_path, config)
@@ -282,7 +282,7 @@ TOY_PROBLEM = '''
 import torch
 from torch import nn
 
-from adabench.problems.base import PROBLEMS, Problem
+from adabench.core.problems.base import PROBLEMS, Problem
 
 
 class Mean(nn.Module):
@@ -341,7 +341,7 @@ def test_a_new_problem_is_one_class_and_one_config_entry(tmp_path):
 def test_the_quick_studys_populations_agree_with_runs_trained_alone(quick, tmp_path):
     """The tables of the quick study come from populations; its LeNet and sparse_logreg runs trained one at a time
     (populations of one) end at the same final metrics: on a CPU, bit for bit."""
-    from adabench.trainer import train_run
+    from adabench.core.trainer import train_run
 
     study = Study(quick_config())
     runs = pd.read_csv(quick / "results/quick/tables/runs.csv").set_index("run_key")

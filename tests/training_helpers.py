@@ -1,7 +1,7 @@
 """A tracker that stops training where a test wants it stopped, as a SIGTERM would."""
 from __future__ import annotations
 
-from adabench.runtime import STOP_REQUESTED
+from adabench.core.runtime import STOP_REQUESTED
 
 
 class StopAfter:

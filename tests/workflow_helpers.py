@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from adabench.config import load_study_config
+from adabench.study.config import load_study_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # the columns of the tables that say how and with which code runs were trained, not what they computed: measured

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plan import ROLES, key_options_id, setting_string
-from ..records import ENDED_EARLY, RecordError, check_same_data, read_run
-from ..search import CHANCE_MARGIN  # one margin for runs' outcomes and the search's rates
+from ..study.plan import ROLES
+from ..core.keys import key_options_id, setting_string
+from ..core.records import ENDED_EARLY, RecordError, check_same_data, read_run
+from ..study.search import CHANCE_MARGIN  # one margin for runs' outcomes and the search's rates
 
 # what the runs table keeps of each run's environment
 ENVIRONMENT_COLUMNS = ["device", "device_name", "threads", "torch", "git_commit", "hostname"]
@@ -54,7 +55,7 @@ def chance_margin(declared: dict | None, metric: str) -> float:
 
 def run_outcome(status: str, best, final, mode: str, chance: float | None, margin: float = CHANCE_MARGIN) -> str:
     """What became of a run, from its headline metric: "diverged" or "failed" (its status: its optimizer raised, see
-    adabench.trainer), "never trained" (its best value over
+    adabench.core.trainer), "never trained" (its best value over
     the curve never got more than ``margin`` past ``chance``), "collapsed" (its best did, its final value fell back
     within ``margin`` of chance or past it), else "trained". Without a chance level: "trained", "diverged" or
     "failed".
@@ -162,7 +163,7 @@ def gather(roles_by_dir: dict[str, set[str]],
            declarations: dict[str, dict] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
     """One row per run, and every run's curve (its metrics.csv, its unit column named ``epoch``: the step where the
     run's ``unit`` is "step") with the run's identity columns, and each run's verified summary by directory. Each run's records are verified first; a
-    damaged one stops the table with its reason (a rerun of the workflow trains it again: see adabench.state).
+    damaged one stops the table with its reason (a rerun of the workflow trains it again: see adabench.study.state).
     ``declarations`` (problems.json) give the runs their outcomes (:func:`run_row`)."""
     rows, curves, summaries = [], [], {}
     for directory, roles in sorted(roles_by_dir.items()):

@@ -5,7 +5,7 @@ validation performance: how good is the best learning rate found after trying k 
 grid, k = 1 .. N (N: the rates tried). Each rate counts with its mean validation score over the grid seeds, the
 value the tuning protocol (adabench.analysis.tuning.select) ranks it by. An optimizer whose curve climbs late needs
 the whole grid; one whose curve is flat from k = 1 is cheap to tune. Dodge et al. read the N rates as a random
-sample of the search range; where the search (adabench.search) adds rates around the best one, the rates tried
+sample of the search range; where the search (adabench.study.search) adds rates around the best one, the rates tried
 are denser there than a random sample would be, and the curve is optimistic at small k.
 
 Variance: how stable the choice of rate is when the grid seeds are resampled (a bootstrap over seeds): per rate,
@@ -40,7 +40,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..search import trains
+from ..study.search import trains
 from .tuning import grid_scores
 
 BUDGET_COLUMNS = ["problem", "optimizer", "metric", "mode", "rates", "k", "expected_best", "grid_best",
@@ -111,7 +111,7 @@ def choice_stability(scores: pd.DataFrame, n_resamples: int = RESAMPLES, seed: i
     which it has none. An infinite (diverged) seed makes the rate's mean infinite, as in the selection.
 
     ``chance`` (per problem, the chance level of its selection metric, as tuning.select takes it): as in the
-    selection, a resample in which no rate trains (adabench.search.trains: every mean at chance, or infinite)
+    selection, a resample in which no rate trains (adabench.study.search.trains: every mean at chance, or infinite)
     chooses nothing. Those resamples are counted on an extra row with an empty ``lr`` ("does not train"),
     present where its fraction is above 0 or where the selection itself chooses nothing; so an optimizer's ``wins``
     always sum to 1.
@@ -153,7 +153,7 @@ def choice_stability(scores: pd.DataFrame, n_resamples: int = RESAMPLES, seed: i
 def chosen_rates(values: np.ndarray, counts: np.ndarray, mode: str, chance: float | None = None) -> np.ndarray:
     """For each row of ``counts`` (how often each seed, a column of ``values``, is drawn), the index of the rate (a
     row of ``values``, in ascending lr; NaN where it lacks the seed) with the best mean over the drawn seeds, ties to
-    the smaller lr (the first index); -1 where no rate trains (adabench.search.trains, at the ``chance`` level)."""
+    the smaller lr (the first index); -1 where no rate trains (study.search.trains, at the ``chance`` level)."""
     sign = 1.0 if mode == "max" else -1.0
     present = ~np.isnan(values)
     gains = sign * values

@@ -25,7 +25,7 @@ from itables.javascript import generate_init_offline_itables_html
 from itables.options import dt_bundle
 from plotly.subplots import make_subplots
 
-from ..atomic import read_json
+from ..core.atomic import read_json
 from .export import load_study
 from .protocols import protocol_runs
 from .tables import fmt

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from ..atomic import atomic_write_bytes
+from ..core.atomic import atomic_write_bytes
 
 # the identity of a run, repeated on each of its curve rows
 CATEGORY_COLUMNS = ["problem", "options_id", "optimizer", "setting", "status", "unit", "precision", "headline_metric",
@@ -74,7 +74,7 @@ def load_study(root: str | Path) -> StudyTables:
 
 
 def write_parquet(runs: pd.DataFrame, curves: pd.DataFrame, runs_path: Path, curves_path: Path) -> None:
-    """Both tables as typed Parquet, each written whole or not at all (adabench.atomic): a kill mid-write leaves
+    """Both tables as typed Parquet, each written whole or not at all (adabench.core.atomic): a kill mid-write leaves
     no half a file under the table's name."""
     for frame, path in ((runs, runs_path), (curves, curves_path)):
         buffer = io.BytesIO()

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ..linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
+from ..core.linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
 from .protocols import optimizer_label  # noqa: E402
 
 

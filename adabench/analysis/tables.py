@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..records import TIME_COLUMNS
+from ..core.records import TIME_COLUMNS
 from .aggregate import FAILURES, declared_bounds, failure_counts, with_outcomes
 from .stats import summarize
 

@@ -1,6 +1,6 @@
 """The tuning protocol: choose each optimizer's learning rate on the validation split, never on test.
 
-Each rate the search tried (adabench.search) is scored by the final value of the problem's selection metric
+Each rate the search tried (adabench.study.search) is scored by the final value of the problem's selection metric
 (validation accuracy for the classifiers, the training objective for the problems that have no held-out data),
 averaged over the grid seeds; a seed that diverged or failed scores as the worst possible value. Where no rate
 trains (every mean at chance level) nothing is chosen: the optimizer "does not train" there, and is not ranked by
@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from ..records import ENDED_EARLY
+from ..core.records import ENDED_EARLY
 
 SENSITIVITY_KEYS = ["problem", "optimizer", "lr"]
 
@@ -55,7 +55,7 @@ def select(runs: pd.DataFrame, chance: dict[str, float] | None = None) -> pd.Dat
     "lowest" or "highest" when that is an end of the rates tried, where a better learning rate may lie outside them
     (the search ends there only at a declared limit), and empty otherwise. ``chance``: per problem, the chance
     level of its selection metric; where no rate's mean is above it, ``trains`` is False and ``lr`` is empty."""
-    from ..search import trains
+    from ..study.search import trains
 
     table = lr_sensitivity(runs)
     chosen = []

@@ -1,24 +1,25 @@
 # The study: its config checked (defaults filled in), its plan made, its state read from the run records, the paths
-# of what it computes. Only jobs with runs left to train enter the DAG (adabench.state).
+# of what it computes. Only jobs with runs left to train enter the DAG (adabench.study.state).
 import os
 from pathlib import Path
 
 import torch
 
-from adabench.config import ConfigError, validate_config
-from adabench.housekeeping import (StudyLocked, clear_stale_snakemake_locks, incomplete_outputs, invocation_executes,
-                                   refuse_symlinks, remove_stale_outputs, stale_outputs, take_study_lock)
+from adabench.study.config import ConfigError, validate_config
+from adabench.workflow.housekeeping import (StudyLocked, clear_stale_snakemake_locks, incomplete_outputs,
+                                            invocation_executes, refuse_symlinks, remove_stale_outputs, stale_outputs,
+                                            take_study_lock)
 import hashlib
 import re
 
 import pandas as pd
 
-from adabench.problems import PROBLEMS
-from adabench.search import finished, next_rates
-from adabench.plan import study_run_dirs
-from adabench.state import (chosen_rates, pending, read_state, records_param, round_file, search_rounds_on_disk,
+from adabench.core.problems import PROBLEMS
+from adabench.study.search import finished, next_rates
+from adabench.study.plan import study_run_dirs
+from adabench.study.state import (chosen_rates, pending, read_state, records_param, round_file, search_rounds_on_disk,
                             searched_specs)
-from adabench.study import Study
+from adabench.study.design import Study
 
 try:
     config.update(validate_config(config))  # in place: the jobs' scripts see the same, filled-in config
@@ -70,7 +71,7 @@ GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
 SEARCH_JOB = re.compile(r"(?P<problem>.+)-search(?P<round>[0-9]+)-[0-9]+")
 TUNED_JOB = re.compile(r"(?P<problem>.+)-tuned-[0-9]+")
 
-# Inputs whose producing job runs only when they are missing (adabench.housekeeping removes them when they no
+# Inputs whose producing job runs only when they are missing (adabench.workflow.housekeeping removes them when they no
 # longer hold) are ancient: their file times, which a git clone sets in checkout order, never rerun the records'
 # aggregation or the MLflow sync. (Snakemake does not rerun a job for an ancient input that exists even when the
 # job making it runs, so every other input keeps its file time.)
@@ -93,7 +94,7 @@ def search_round_inputs(wildcards):
     else:
         # ancient, as the other outputs made from records: a round whose records changed has other params (every
         # later round reads them too: search_records), and is removed with every later round where Snakemake has no
-        # metadata (adabench.housekeeping); a change of what the search may try changes every round's params
+        # metadata (adabench.workflow.housekeeping); a change of what the search may try changes every round's params
         previous = checkpoints.search_round.get(problem=problem, round=round_ - 1).output.decisions
         inputs["previous"] = ancient(previous)
         jobs = pending(STUDY, STUDY.round_jobs(problem, round_, next_rates(pd.read_csv(previous))))
@@ -209,10 +210,10 @@ def figure_inputs(wildcards):
 
 
 # --- what is made from the outputs that read run records -------------------------------------------------------
-# The rules that read records have their digest among their params (adabench.state.records_param); a changed record
+# The rules that read records have their digest among their params (study.state.records_param); a changed record
 # reruns them, and Snakemake then reruns all that reads their outputs. Without Snakemake's metadata (a fresh clone) only
 # missing outputs count, and a missing output is made only for an output asked for: where a sidecar says an output
-# no longer holds, what is made from it goes too (adabench.housekeeping.stale_outputs), so that what the invocation
+# no longer holds, what is made from it goes too (workflow.housekeeping.stale_outputs), so that what the invocation
 # asks for is made again from the records.
 AGGREGATE_OUTPUTS = [RUNS_TABLE, CURVES_TABLE, study_path("tables", "runs.parquet"),
                      study_path("tables", "curves.parquet")]
@@ -245,7 +246,7 @@ def search_records(problem, rounds=None):
     try:
         made = search_rounds_on_disk(STUDY, problem)
     except (OSError, ValueError):
-        return ""  # a damaged round is made again (adabench.housekeeping), and what follows it
+        return ""  # a damaged round is made again (adabench.workflow.housekeeping), and what follows it
     if rounds is not None:
         if len(made) < rounds:
             return ""  # an earlier round is made in this invocation: so is this one
@@ -254,7 +255,7 @@ def search_records(problem, rounds=None):
 
 
 # The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
-# locks of a Snakemake of this study that is gone. Outputs that no longer hold (adabench.housekeeping.stale_outputs),
+# locks of a Snakemake of this study that is gone. Outputs that no longer hold (workflow.housekeeping.stale_outputs),
 # with what is made from them (MADE_FROM), and those a killed Snakemake left marked incomplete (incomplete_outputs),
 # are removed, so that Snakemake builds them and what reads them again; a dry run or a report only says so.
 if workflow.is_main_process:

@@ -1,7 +1,7 @@
 # Fashion-MNIST: the only rule that downloads, then one preparation into the tensors training loads (with the
 # sha256 training checks them against). Shared by every study: the data is the same.
-from adabench.data import checksum_file
-from adabench.download import DATA_FILE, FASHION_MNIST_FILES, RAW_DIR
+from adabench.core.data import checksum_file
+from adabench.core.download import DATA_FILE, FASHION_MNIST_FILES, RAW_DIR
 
 
 # Downloads run where Snakemake runs (a cluster's login node): compute nodes often have no internet.

@@ -1,4 +1,4 @@
-# The tuned protocol: a learning-rate search in rounds on each tuned problem (adabench.search: widen until the best
+# The tuned protocol: a learning-rate search in rounds on each tuned problem (study.search: widen until the best
 # rate is inside the rates tried, then refine to 1/3 decade around it, every rate with every grid seed, scored on
 # the validation split only), then the chosen rate rerun with the study's seeds (tuned jobs of the train rule), and
 # a check that the choice can be recomputed from the validation metrics logged in MLflow (no test metric involved).

@@ -1,5 +1,5 @@
 """A run's files on disk: written so that a crash or a full disk never leaves a half-written file that is trusted
-(adabench.atomic), and read back only after they are verified (complete, intact, of the run they claim to be).
+(adabench.core.atomic), and read back only after they are verified (complete, intact, of the run they claim to be).
 
 - ``summary.json`` marks a run complete. It carries the sha256 of ``metrics.csv`` and of its own content, so a
   truncated curve or an edited summary is detected, and the run is trained again rather than used.
@@ -20,13 +20,13 @@ import pandas as pd
 
 from .atomic import DamagedJSON, atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
 from .locks import ProcessLock, describe
-from .plan import key_options_id
+from .keys import key_options_id
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
-# every status a complete run ends with; "failed": its optimizer raised (its summary holds the error, adabench.trainer)
+# every status a complete run ends with; "failed": its optimizer raised (its summary holds the error: core.trainer)
 FINISHED_STATUSES = ("finished", "diverged", "failed")
 # the statuses of a complete run that ended before its planned epochs with no result: its loss diverged, or its
 # optimizer raised ("failed"). One tuple, so that every table, score and count treats the two alike
@@ -194,7 +194,7 @@ def read_verified_csv(path: Path, sha256: str) -> pd.DataFrame:
 def complete_summary(out_dir: Path, spec) -> tuple[dict | None, str]:
     """(summary, "") if the run in ``out_dir`` is complete, intact and of ``spec`` (a RunSpec: its identity and its
     key); else (None, why not). A record naming another run's key (its digests recomputed) is not this run's: its
-    key would file it under the other run (in the tables, the sources, MLflow), as adabench.state also says."""
+    key would file it under the other run (in the tables, the sources, MLflow), as adabench.study.state also says."""
     try:
         summary = read_summary(out_dir)
     except RecordError as error:

@@ -1,7 +1,7 @@
 """What a study costs before it runs: its jobs (populations), runs and epochs per stage and problem, and, from
 runs already measured on some machine, the seconds that machine needs for them.
 
-The plan (plan.csv's table, which adabench.study makes) says which runs each job trains. A job trains its runs as
+The plan (plan.csv's table, which adabench.study.design makes) says which runs each job trains. A job trains its runs as
 one population, so it costs the seconds of one epoch of that population times its epochs; a measured run's summary
 says what that was on its machine: its wall time over its epochs, shared among the members of its population
 (``population_size``). That rate, per member and epoch, is taken from finished runs that trained the same problem
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import read_json
-from .spec import canonical_options
-from .study import StudyProblems
+from ..core.atomic import read_json
+from ..core.spec import canonical_options
+from .design import StudyProblems
 
 STAGES = ("study", "grid", "search", "tuned")
 # options that say how long a run is, not what it computes per epoch

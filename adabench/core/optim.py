@@ -6,7 +6,7 @@ per-coordinate rates decay next to the single global rate of SGD.
 
 ``elementwise`` says that an update treats every coordinate on its own (no norms or other reductions over
 a tensor). Such an optimizer may run on the parameters of several runs stacked along a new first dimension
-and still make each run's own update: that is how a population trains its members (adabench.population).
+and still make each run's own update: that is how a population trains its members (adabench.core.population).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 
 from .packaged import ALIASES, Fallback, Packaged, ReferenceError, is_reference, probe, read_class, resolve
-from .params import (NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, canonical_value, constructor_arguments,
+from .arguments import (NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, canonical_value, constructor_arguments,
                      refuse_unknown, same_value)
 from .registry import Registry
 
@@ -270,7 +270,7 @@ class SGD(StepSizeReporting, torch.optim.SGD):
 def optimizer_arguments(name: str) -> dict[str, Argument]:
     """The hyperparameters an optimizer accepts: default, type and range (``params`` excluded; shared: never
     modify it). A reference (``torch.optim:NAdam``) or a study's alias of one has its constructor's, unbounded
-    (adabench.packaged; cached per definition: an alias may be defined again)."""
+    (adabench.core.packaged; cached per definition: an alias may be defined again)."""
     if is_reference(name):
         return packaged_optimizer(name).arguments
     return registry_arguments(name)
@@ -301,7 +301,7 @@ def canonical_hyperparameters(optimizer: str, hyperparameters: dict) -> dict:
 
 def packaged_optimizer(name: str) -> Packaged:
     """A packaged optimizer: a reference (module:Class), or an alias of the study's `packaged` section (defined in
-    this process by adabench.packaged.define), whose fallback may be an optimizer of the registry."""
+    this process by adabench.core.packaged.define), whose fallback may be an optimizer of the registry."""
     if name in ALIASES:
         return resolve_alias(name, ALIASES[name])
     return resolve(name)

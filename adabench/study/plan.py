@@ -1,7 +1,7 @@
 """A study's plan as the rest of the workflow reads it (``results/<study>/plan.csv``, and, in the same columns, the
 runs the tuning search added: ``tuning/search_runs.csv`` for its later rounds' rates and ``tuning/tuned_runs.csv``
-for the tuned reruns): one row per run with its key, identity, roles, job and directory. adabench.study writes the
-plan, the select_tuned rule the other two; jobs, the MLflow sync, the tables and the results page read them.
+for the tuned reruns): one row per run with its key, identity, roles, job and directory. study.design writes the plan,
+the select_tuned rule the other two; jobs, the MLflow sync, the tables and the results page read them.
 Light: no torch.
 
 A run's roles: ``study`` (a configured setting with one of the study's seeds), ``reference`` (a configuration the
@@ -17,39 +17,6 @@ import pandas as pd
 ROLES = ("study", "reference", "defaults", "grid", "tuned")
 PLAN_COLUMNS = ["key", "problem", "options_id", "precision", "optimizer", "setting", "hyperparameters", "lr", "seed",
                 "roles", "job", "unit", "run_dir"]
-
-
-def format_value(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def setting_string(hyperparameters: dict) -> str:
-    """Canonical hyperparameters as a string: lr first, the rest sorted by name."""
-    names = sorted(hyperparameters, key=lambda name: (name != "lr", name))
-    return ",".join(f"{name}={format_value(hyperparameters[name])}" for name in names)
-
-
-def key_name(optimizer: str) -> str:
-    """The optimizer's segment of a run key: a packaged optimizer's reference with '.' for ':' (records are
-    committed to git, and ':' is not a file name on Windows nor a safe one for scp/rsync); a registry name has
-    neither, and a reference's class name has no '.', so two optimizers never share a segment."""
-    return optimizer.replace(":", ".")
-
-
-def run_key(problem: str, options_id: str, optimizer: str, setting: str, seed: int) -> str:
-    """A run's key: its directory under the study's runs and its MLflow run (adabench.spec.RunSpec.key)."""
-    return f"{problem}@{options_id}/{key_name(optimizer)}/{setting}/seed={seed}"
-
-
-def key_options_id(key: str) -> str:
-    """The options id a run key names (what a run's problem options and precision digest to)."""
-    return key.split("@", 1)[1].split("/", 1)[0]
 
 
 def read_plan(path: str | Path) -> pd.DataFrame:

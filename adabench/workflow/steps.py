@@ -12,29 +12,29 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .atomic import atomic_write_text
-from .data import prepare_fashion_mnist
+from ..core.atomic import atomic_write_text
+from ..core.data import prepare_fashion_mnist
 from .joblog import LogFile, job_log
-from .layout import StudyLayout
-from .optim import packaged_optimizer
-from .plan import read_plan
-from .records import RecordError, read_run, read_summary
-from .runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
-from .problems import PROBLEMS
-from .search import Lattice, decide_all, next_rates
-from .spec import RunSpec
-from .state import chosen_rates, plan_rows, round_file, searched_specs, tuned_plan, verified
-from .status import write_progress
+from ..study.layout import StudyLayout
+from ..core.optim import packaged_optimizer
+from ..study.plan import read_plan
+from ..core.records import RecordError, read_run, read_summary
+from ..core.runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
+from ..core.problems import PROBLEMS
+from ..study.search import Lattice, decide_all, next_rates
+from ..core.spec import RunSpec
+from ..study.state import chosen_rates, plan_rows, round_file, searched_specs, tuned_plan, verified
+from ..study.progress import write_progress
 from .store import ensure_store
-from .study import Study, StudyProblems
-from .trainer import train_population
+from ..study.design import Study, StudyProblems
+from ..core.trainer import train_population
 
 
 def start_job(snakemake) -> LogFile:
     """What every rule's script that reads the registries does first: its log file, and the study's plugins
     imported (a plugin's problems and optimizers must be registered wherever the registries are read)."""
-    from .config import load_plugins
-    from .packaged import define
+    from ..study.config import load_plugins
+    from ..core.packaged import define
 
     log = job_log(snakemake)
     load_plugins(snakemake.config.get("plugins", []))
@@ -122,7 +122,7 @@ def refuse_other_packages(specs: list[RunSpec]) -> None:
 
 def chance_levels(problems: list[str]) -> dict[str, float]:
     """Per problem, the chance level of its selection metric where the problem declares one (from the registry)."""
-    from .analysis.aggregate import chance_levels as declared_levels
+    from ..analysis.aggregate import chance_levels as declared_levels
 
     return declared_levels({problem: PROBLEMS.get(problem).declarations() for problem in problems})
 
@@ -130,7 +130,7 @@ def chance_levels(problems: list[str]) -> dict[str, float]:
 def search_limits(study: Study) -> dict[str, tuple[int, int]]:
     """Per tuned optimizer, the lattice indices of the lowest and highest rates the search may try: the study's
     ``tuning.lr_limits`` within the optimizer's own valid range of ``lr``."""
-    from .optim import optimizer_arguments
+    from ..core.optim import optimizer_arguments
 
     lattice, limits = Lattice.of(study.tuning), {}
     for optimizer in study.tuning["optimizers"]:
@@ -144,10 +144,10 @@ def search_limits(study: Study) -> dict[str, tuple[int, int]]:
 
 def search_round(config: dict, problem: str, round_: int, output: Path, sources: Path, log: LogFile) -> None:
     """One round of the search on ``problem``: score every rate tried so far from its runs' records, decide per
-    optimizer what comes next (adabench.search.decide), write the decisions (and which records they came from)."""
-    from .analysis.aggregate import run_row
-    from .analysis.tuning import lr_sensitivity
-    from .sources import write_sources
+    optimizer what comes next (adabench.study.search.decide), write the decisions (and which records they came from)."""
+    from ..analysis.aggregate import run_row
+    from ..analysis.tuning import lr_sensitivity
+    from ..study.made_from import write_sources
 
     study = Study(config)
     rounds = [pd.read_csv(round_file(study, problem, earlier)) for earlier in range(round_)]
@@ -172,10 +172,10 @@ def select_tuned(config: dict, plan: Path, searches: list[str], outputs, log: Lo
     """The end of the search: each optimizer's learning rate chosen on validation metrics only, every rate's
     scores, every round's decisions, the runs the search added and the tuned reruns (in the plan's columns), and
     which grid records the choice was made from."""
-    from .analysis.aggregate import gather
-    from .analysis.tuning import lr_sensitivity, select
-    from .plan import roles_by_dir, with_role
-    from .sources import write_sources
+    from ..analysis.aggregate import gather
+    from ..analysis.tuning import lr_sensitivity, select
+    from ..study.plan import roles_by_dir, with_role
+    from ..study.made_from import write_sources
 
     study = Study(config)
     search = pd.concat([pd.read_csv(path) for path in searches], ignore_index=True)  # each problem's rounds
@@ -200,7 +200,7 @@ def select_tuned(config: dict, plan: Path, searches: list[str], outputs, log: Lo
 
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
-    from .sources import write_sources
+    from ..study.made_from import write_sources
     from .tracking import sync_runs
 
     study = StudyLayout(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..params import Bound
+from ..arguments import Bound
 from .base import PROBLEMS, Params, Problem, tensors_digest
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

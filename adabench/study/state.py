@@ -2,7 +2,7 @@
 no longer describe the records they were made from.
 
 The run records are the source of truth. A run is complete when its verified ``summary.json`` is of its own
-identity (adabench.records); the plan fixes which job trains each run, and a job is pending while any of its runs
+identity (adabench.core.records); the plan fixes which job trains each run, and a job is pending while any of its runs
 is not complete. Only pending jobs enter Snakemake's DAG, so a clone with a study's complete records trains
 nothing again, wherever it runs, and a job holds exactly the runs it held when the study was planned (a cluster
 node that reads the state again finds the same job).
@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from .plan import PLAN_COLUMNS
-from .records import RecordError, read_summary
-from .sources import records_digest
-from .spec import RunSpec
-from .study import Job, StudyProblems, Study
+from ..core.records import RecordError, read_summary
+from .made_from import records_digest
+from ..core.spec import RunSpec
+from .design import Job, StudyProblems, Study
 
 
 @dataclass
@@ -76,7 +76,7 @@ def read_state(study: Study) -> StudyState:
 
 
 def records_param(state: StudyState, run_dirs) -> str:
-    """The digest of the complete records in ``run_dirs`` (adabench.sources.records_digest: what the sidecar of an
+    """The digest of the complete records in ``run_dirs`` (study.made_from.records_digest: what the sidecar of an
     output made from them records as its records_sha256), for the params of a rule that reads them: a record that
     changes (retrained, brought in by git) changes the params, and Snakemake reruns the rule and everything made
     from its outputs. Snakemake evaluates params when it plans, and again just before the job runs (after the
@@ -97,7 +97,7 @@ def complete_record(state: StudyState, key: str) -> dict | None:
     """The verified summary of run ``key``, or None where it has none that verifies: from ``state`` where the
     study's read found it complete (training never touches a complete run), else read from its directory
     (summary_on_disk: a run the tuning search added, or one trained since). A record naming another run's key is
-    not this run's (adabench.records.complete_summary)."""
+    not this run's (adabench.core.records.complete_summary)."""
     summary = state.complete.get(key) or summary_on_disk(Path(state.study.root) / "runs" / key)
     return summary if summary is not None and summary["run_key"] == key else None
 

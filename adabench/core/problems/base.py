@@ -1,6 +1,6 @@
 """The problem interface: data, model, loss and metrics of one benchmark task, for a population of runs.
 
-A population trains K runs of one problem at once (adabench.population). Their parameters are stacked:
+A population trains K runs of one problem at once (adabench.core.population). Their parameters are stacked:
 ``params`` maps each parameter name of ``build_model()`` to a tensor [K, *shape], member k's parameters at
 row k. A problem computes the K members' losses on their own batches and their metrics from that stack.
 
@@ -18,7 +18,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..data import tensors_digest  # noqa: F401  (the problems' data digests)
-from ..params import NON_NEGATIVE, SEED_RANGE, Argument, Bound, constructor_arguments, refuse_unknown
+from ..arguments import NON_NEGATIVE, SEED_RANGE, Argument, Bound, constructor_arguments, refuse_unknown
 from ..registry import Registry
 
 PROBLEMS: Registry["Problem"] = Registry("problem")

@@ -1,6 +1,6 @@
 """Where a study stands (``adabench status``), and stopping it within one epoch (``adabench stop``).
 
-The state comes from the records (adabench.state) and from the progress file each training job rewrites after
+The state comes from the records (adabench.study.state) and from the progress file each training job rewrites after
 every epoch (``results/<study>/progress/<job>.json``: its process, epoch, active runs and seconds per epoch).
 A job whose process is alive but whose progress file has not changed for three of its epochs is *stalled* (a
 stopped process, a hung file system): Snakemake itself waits on it without a word.
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import DamagedJSON, read_json
+from ..core.atomic import DamagedJSON, read_json
 from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
-from .locks import holder_gone, holder_if_held, same_process
-from .provenance import cpu_model
-from .records import ENDED_EARLY, METRICS
+from ..core.locks import holder_gone, holder_if_held, same_process
+from ..core.provenance import cpu_model
+from ..core.records import ENDED_EARLY, METRICS
 from .state import StudyState, searched_on_disk, tuned_runs_on_disk, verified
-from .study import Study
+from .design import Study
 
 STALLED_EPOCHS = 3  # a job is stalled after this many of its epochs without progress
 STAGE_OF_ROLE = {"reference": "study", "study": "study", "defaults": "study", "grid": "grid", "tuned": "tuned"}
@@ -53,8 +53,8 @@ class RunningJob:
 
 def write_progress(path: Path, job: str, problem: str, progress: dict) -> None:
     """A training job's progress file: its process, and where its population stands (Population.progress)."""
-    from .atomic import atomic_write_text
-    from .locks import this_process
+    from ..core.atomic import atomic_write_text
+    from ..core.locks import this_process
 
     atomic_write_text(Path(path), json.dumps({"job": job, "problem": problem, **this_process(),
                                               "updated": time.time(), **progress}, indent=1) + "\n")

@@ -10,8 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .optim import canonical_hyperparameters, is_reference, packaged_optimizer
-from .params import canonical_value, refuse_unknown
-from .plan import run_key, setting_string
+from .arguments import canonical_value, refuse_unknown
+from .keys import run_key, setting_string
 from .problems import problem_arguments
 
 PRECISIONS = ("fp32", "bf16", "tf32")
@@ -48,7 +48,7 @@ class RunSpec:
     seed: int
     problem_options: dict = field(default_factory=dict)
     precision: str = "fp32"
-    # a packaged optimizer's package and version (adabench.packaged), read from this machine's install when the
+    # a packaged optimizer's package and version (adabench.core.packaged), read from this machine's install when the
     # spec is made and kept as given when it is read back (a job trains what the plan named); None for the registry
     package: dict | None = None
 

@@ -1,7 +1,7 @@
 """Optimizers by reference: any ``torch.optim.Optimizer`` subclass of an installed package, named in a study as
 ``module.path:ClassName`` (``torch.optim:NAdam``, ``prodigyopt:Prodigy``, ``schedulefree:AdamWScheduleFree``).
 
-No wrapper class is written. Its hyperparameters are its constructor's keyword arguments, typed as params.py
+No wrapper class is written. Its hyperparameters are its constructor's keyword arguments, typed as core.arguments
 types the registry's (annotations, else the defaults' types), with no ranges: a name such as ``rho`` means other
 things in other packages, so the constructor itself judges a value (``check_setting`` builds it once on dummy
 parameters while the config is checked, and names the hyperparameter it refuses).
@@ -10,7 +10,7 @@ What the training loop must know is read once, by a probe on dummy parameters (`
 needs a closure (LBFGS), whether the optimizer switches between ``train()`` and ``eval()`` (schedule-free),
 whether a step draws random numbers, and that its ``state_dict`` survives a checkpoint. It is not known to be
 elementwise, so a population gives each member an instance of its own over tensors of the member's own shapes
-(adabench.population).
+(adabench.core.population).
 
 A run's identity names the package's distribution and version (Lion of one package is not Lion of another, and
 an upgrade may change what it computes); its key writes the reference with ``.`` for ``:`` (no ``:`` in paths).
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import torch
 
-from .params import Argument, constructor_arguments, refuse_unknown
-from .plan import key_name
+from .arguments import Argument, constructor_arguments, refuse_unknown
+from .keys import key_name
 
 # module path, a colon, a class name (a nested class is refused: the key's name would be ambiguous)
 REFERENCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -65,10 +65,10 @@ class Fallback:
     """The optimizer of the tensors a 2-D-only optimizer (Muon) does not take: biases, convolution kernels."""
 
     optimizer: str  # a registry name or a reference
-    hyperparameters: dict  # canonical (adabench.optim.canonical_hyperparameters)
+    hyperparameters: dict  # canonical (adabench.core.optim.canonical_hyperparameters)
     main_ndim: tuple[int, ...]  # the dimensions of the tensors the main optimizer takes
     package: dict | None  # the fallback's package and version, where it is a reference
-    make: typing.Callable = field(repr=False)  # params -> the fallback optimizer (adabench.optim builds it)
+    make: typing.Callable = field(repr=False)  # params -> the fallback optimizer (adabench.core.optim builds it)
 
     def identity(self) -> dict:
         identity = {"optimizer": self.optimizer, "hyperparameters": dict(self.hyperparameters),
@@ -243,7 +243,7 @@ def define(section: dict | None) -> None:
 
 def resolve(reference: str) -> Packaged:
     """The optimizer a reference names: checked and probed once per process; ReferenceError says what is wrong.
-    (A study's alias is resolved by adabench.optim.packaged_optimizer: its fallback may be of the registry.)"""
+    (A study's alias is resolved by adabench.core.optim.packaged_optimizer: its fallback may be of the registry.)"""
     return probe(read_class(reference))
 
 

@@ -1,6 +1,6 @@
 """The study's MLflow store and experiment, created once and whole before any job logs into them: a SQLite store
 made in a temporary file and renamed, a damaged one set aside and made again, MLflow's HTTP time-outs short. Light
-(no torch): the workflow's mlflow_store job starts in the time MLflow takes to import; adabench.tracking logs runs
+(no torch): the workflow's mlflow_store job starts in the time MLflow takes to import; workflow.tracking logs runs
 into what this makes.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .atomic import atomic_write_text, fsync_directory
-from .layout import StudyLayout, sqlite_uri
-from .records import set_aside
+from ..core.atomic import atomic_write_text, fsync_directory
+from ..study.layout import StudyLayout, sqlite_uri
+from ..core.records import set_aside
 
 # MLflow 3 opens an experiment on the view its kind names: training runs, not the GenAI overview
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}

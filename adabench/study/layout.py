@@ -1,7 +1,7 @@
 """Where a study lives: its folder under ``results/`` and its MLflow store, from the config alone.
 
 Light (no torch, no problem classes): the MLflow jobs and the selection check need where things are, not the runs a
-study plans. adabench.study builds on it: StudyProblems (what each problem runs), Study (the plan).
+study plans. adabench.study.design builds on it: StudyProblems (what each problem runs), Study (the plan).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .spec import RunSpec
+    from ..core.spec import RunSpec
 
 RESULTS_ROOT = Path("results")
 

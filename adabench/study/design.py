@@ -7,7 +7,7 @@ selection, aggregation, the cost planner) reads runs from it, never from a run k
 - ``reference``: a configuration the reference report ran (its printed numbers are compared with it);
 - ``defaults``: an optimizer at its own defaults (torch's, or the registry's documented ones), the study's seeds;
 - ``grid``: a learning rate of the tuning search, with a grid seed. The plan holds the first round (the configured
-  grid); the search's later rounds add rates from the scores (adabench.search, Snakemake checkpoints);
+  grid); the search's later rounds add rates from the scores (adabench.study.search, Snakemake checkpoints);
 - ``tuned``: the learning rate the search chose, rerun with the study's seeds (known once the search has ended:
   ``tuning/tuned_runs.csv``).
 Runs of one problem are trained in jobs of at most ``population_size`` runs each, as one population.
@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 
 from .config import ConfigError, settings_list
-from .download import DATA_FILE
+from ..core.download import DATA_FILE
 from .layout import StudyLayout
 from .plan import PLAN_COLUMNS, ROLES
-from .problems import PROBLEMS, problem_arguments
+from ..core.problems import PROBLEMS, problem_arguments
 from .reference import load_reference
 from .search import Lattice
-from .spec import RunSpec
+from ..core.spec import RunSpec
 
 
 # the longest file name most filesystems take: a run's setting is one directory of its path
@@ -204,7 +204,7 @@ class Study(StudyProblems):
             jobs.update((job.id, job) for job in chunk_jobs(problem, problem, specs, self.population_size(problem)))
         return jobs
 
-    # --- the runs the search adds (adabench.search): known once a round's scores are ------------------------
+    # --- the runs the search adds (adabench.study.search): known once a round's scores are ------------------------
     def round_jobs(self, problem: str, round_: int, rates: dict[str, list[float]]) -> list[Job]:
         """The jobs of a search round of ``problem``: every rate the previous round added (optimizer -> rates), with
         every grid seed. All of them, complete or not: the trainer skips complete runs, and a cluster node that

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .provenance import PACKAGES, git_commit
-from .records import METRICS
+from ..core.provenance import PACKAGES, git_commit
+from ..core.records import METRICS
 from .store import configure_timeouts
 
 if TYPE_CHECKING:
-    from .spec import RunSpec
+    from ..core.spec import RunSpec
 
 RUN_KEY_TAG = "adabench.run_key"
 RECORDS_TAG = "adabench.records_sha256"  # set when a run's records are complete in MLflow
@@ -204,7 +204,7 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dic
     duplicates of a key. Runs whose records and summary digests MLflow already holds are left as they are."""
     from mlflow.tracking import MlflowClient
 
-    from .spec import RunSpec  # here: reading MLflow (the selection check) needs no torch, only writing a run's params
+    from ..core.spec import RunSpec  # here: reading MLflow (the selection check) needs no torch
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id

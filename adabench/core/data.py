@@ -1,4 +1,4 @@
-"""Fashion-MNIST as training reads it: the four IDX files (fetched and verified by adabench.download) prepared into
+"""Fashion-MNIST as training reads it: the four IDX files (fetched and verified by adabench.core.download) prepared into
 tensors, saved with their sha256 beside them, and checked when loaded."""
 from __future__ import annotations
 

@@ -16,18 +16,18 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .data import data_path_fault
-from .optim import OPTIMIZERS, optimizer_arguments, packaged_optimizer
-from .packaged import ReferenceError, check_setting, define, is_reference
-from .problems import PROBLEMS, problem_arguments
-from .spec import PATH_OPTIONS
+from ..core.data import data_path_fault
+from ..core.optim import OPTIMIZERS, optimizer_arguments, packaged_optimizer
+from ..core.packaged import ReferenceError, check_setting, define, is_reference
+from ..core.problems import PROBLEMS, problem_arguments
+from ..core.spec import PATH_OPTIONS
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # YAML aliases can make a small file expand into billions of values ("a billion laughs"); no study is this big
 MAX_CONFIG_VALUES = 200_000
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 # A string hyperparameter is written into its run's key (the setting: name=value pairs joined by ",", lists in
-# brackets, adabench.plan.setting_string) and so into a directory name. A separator in a value would let two
+# brackets, adabench.core.keys.setting_string) and so into a directory name. A separator in a value would let two
 # settings share one key (tag "a,zz=b" and tag "a" with zz "b"); "/", ".." or control characters would lead out of
 # the run's folder. Values are refused rather than escaped, so that every existing run key stays as it is.
 UNSAFE_IN_PATH = re.compile(r"[,=\[\]/]|\.\.|[\x00-\x1f\x7f]")
@@ -296,7 +296,7 @@ def validate_config(config: dict) -> dict:
                     check_constructor(optimizer, hyperparameters, place)
     for problem, entry in config["problems"].items():
         for section in ("options", "grid_options"):
-            for name in PATH_OPTIONS:  # a dataset is read only from the data folder (adabench.data.data_path_fault)
+            for name in PATH_OPTIONS:  # a dataset is read only from the data folder (core.data.data_path_fault)
                 if name in entry.get(section, {}) and (fault := data_path_fault(entry[section][name])):
                     raise ConfigError(f"problems.{problem}.{section}.{name}", fault)
         if "optimizers" not in entry and "optimizers" not in config:

@@ -2,7 +2,7 @@
 whose copy verifies. Light (no numpy, no torch): the workflow's download jobs start in a fraction of a second.
 
 Checksums are of the decompressed bytes: Debian's ``dataset-fashion-mnist`` recompressed the files, so their
-``.gz`` digests differ from upstream, while what they decompress to is identical. adabench.data prepares the
+``.gz`` digests differ from upstream, while what they decompress to is identical. adabench.core.data prepares the
 tensors training loads from these files.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Members differ in seed, optimizer or hyperparameters, and each stays exactly itself:
 - its initial weights are the ones ``build_model()`` draws right after ``torch.manual_seed(seed)`` (the trainer
   gives them, or a checkpoint's);
-- its optimizer is the registry's own class, or the packaged class it names (adabench.packaged), with its own
+- its optimizer is the registry's own class, or the packaged class it names (adabench.core.packaged), with its own
   hyperparameters. Members that share an elementwise optimizer (every entry of the registry), hyperparameters and
   progress share one instance over their parameters stacked along a new first dimension: that makes each
   member's own update. Any other optimizer (every packaged one) gets an instance of its own over leaves of the
@@ -14,7 +14,7 @@ Members differ in seed, optimizer or hyperparameters, and each stays exactly its
 
 Each member's parameters are a row of its group's stacked leaf tensors (or an own group's leaves); the problem
 computes all members' losses in one forward pass and their sum is differentiated once: each member gets its own
-gradient. The epochs, batch orders, checkpoints and records are the trainer's (adabench.trainer).
+gradient. The epochs, batch orders, checkpoints and records are the trainer's (adabench.core.trainer).
 
 Seconds are measured per section: each batch's passes (forward and backward) and each optimizer group's step,
 so that the trainer can charge each member its share of the passes plus its own optimizer's work.

@@ -12,11 +12,11 @@ import sys
 from base64 import urlsafe_b64decode
 from pathlib import Path
 
-from .atomic import DamagedJSON, read_json
-from .locks import Locked, ProcessLock, describe
-from .sources import damaged_outputs, recorded_sources
-from .state import StudyState, complete_record
-from .study import Job, Study
+from ..core.atomic import DamagedJSON, read_json
+from ..core.locks import Locked, ProcessLock, describe
+from ..study.made_from import damaged_outputs, recorded_sources
+from ..study.state import StudyState, complete_record
+from ..study.design import Job, Study
 
 # Snakemake's modes that run no job (and a dry run): whatever they plan, they must change nothing
 NON_EXECUTING_MODES = ("dryrun", "report", "unlock", "dag", "rulegraph", "filegraph", "d3dag", "summary",
@@ -108,14 +108,14 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
       study's now (records brought in by git, retrained by hand, damaged, runs the config added since), and tables
       (CSV or Parquet) whose bytes are not those written (their sidecar's sha256s), each with what ``made_from``
       lists as made from it.
-      Snakemake's params (the records' digest, adabench.state.records_param) rerun such a job and all that reads
+      Snakemake's params (the records' digest, adabench.study.state.records_param) rerun such a job and all that reads
       its outputs where Snakemake has its metadata; a fresh clone has none, and Snakemake never rebuilds a missing
       output that only feeds outputs it holds up to date: so what is made from a stale output goes with it, and
       whatever the invocation asks for that was made from it is missing and made again from the records;
     - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
       verify, and an MLflow store marker whose store is gone or moved."""
-    from .data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_data_fault
-    from .download import DATA_FILE, RAW_DIR
+    from ..core.data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_data_fault
+    from ..core.download import DATA_FILE, RAW_DIR
 
     study, stale = state.study, []
     plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
@@ -181,7 +181,7 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
     so that a clone's file times rerun none of them), or made for another search than the config's now."""
     import pandas as pd
 
-    from .state import round_file, searched_specs
+    from ..study.state import round_file, searched_specs
 
     study, stale = state.study, []
     for problem in study.tuning["problems"] if study.tuning else []:
@@ -227,7 +227,7 @@ def changed_records(state: StudyState, recorded: dict[str, str]) -> tuple[dict[s
 
 
 def record_digest(state: StudyState, key: str) -> str | None:
-    """The summary digest of a run's complete records (adabench.state.complete_record: from the state for the
+    """The summary digest of a run's complete records (adabench.study.state.complete_record: from the state for the
     plan's runs, else read, as for a run the tuning search added); None where it has none that verify."""
     if key in state.damaged:
         return None  # verified against its plan's spec (its identity too, which a read from disk does not check)
@@ -237,7 +237,7 @@ def record_digest(state: StudyState, key: str) -> str | None:
 
 def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
     """The fetched Fashion-MNIST files in ``raw_dir`` that do not verify (damaged since they were fetched)."""
-    from .download import FASHION_MNIST_FILES, ChecksumError, verified_bytes
+    from ..core.download import FASHION_MNIST_FILES, ChecksumError, verified_bytes
 
     damaged = []
     for filename, sha256 in FASHION_MNIST_FILES.values():

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from ..data import load_prepared
 from ..download import DATA_FILE
-from ..params import Bound
+from ..arguments import Bound
 from .base import PROBLEMS, Params, Problem, stacked_classification_metrics, tensors_digest
 
 # images a forward pass of the evaluation handles at once, over all members

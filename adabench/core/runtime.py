@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
 from .provenance import cpu_model, git_commit, package_versions
 from .spec import RunSpec
 

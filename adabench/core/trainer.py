@@ -7,7 +7,7 @@ others, goes through the same loop.
 - A member whose metrics become non-finite is recorded as ``diverged`` and retired: its records end there. Its
   rows still go through every pass and step of the population (on their own in every operation, they leave the
   other members untouched), and their compute is charged to no member.
-- A member whose optimizer raises (or reshapes a parameter: adabench.population) is recorded as ``failed``, with
+- A member whose optimizer raises (or reshapes a parameter: adabench.core.population) is recorded as ``failed``, with
   the error in its summary, and retired the same way: its records end at its last complete epoch, and its
   siblings train on. The record is complete like any other (a plug-in's bug is deterministic: a rerun would
   fail again), so a rerun skips it; delete the run's directory to train it again once the optimizer is fixed.

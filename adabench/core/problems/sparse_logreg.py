@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..params import POSITIVE, Bound
+from ..arguments import POSITIVE, Bound
 from .base import PROBLEMS, Params, Problem, tensors_digest
 
 
