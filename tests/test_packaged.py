@@ -13,7 +13,7 @@ from workflow_helpers import REPO_ROOT
 
 from adabench.core import packaged
 from adabench.study.config import (ConfigError, check_run_arguments, load_study_config, merge, schema_with_registries,
-                             validate_config)
+                                   validate_config)
 from adabench.core.optim import packaged_optimizer
 from adabench.core.spec import RunSpec
 from adabench.study.design import Study

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from adabench.study.search import (AT_LIMIT, DONE, REFINE, UNTRAINED, WIDEN, Lattice, decide, decide_all, finished,
-                             next_rates)
+                                   next_rates)
 
 LATTICE = Lattice(1e-4, 1.0, 7)  # the default study's grid: 1e-4 .. 1 in steps of 2/3 decade
 LIMITS = LATTICE.limits(1e-6, 100.0)

@@ -20,7 +20,7 @@ import torch
 
 from .packaged import ALIASES, Fallback, Packaged, ReferenceError, is_reference, probe, read_class, resolve
 from .arguments import (NON_NEGATIVE, POSITIVE, UNIT_OPEN, Argument, Bound, canonical_value, constructor_arguments,
-                     refuse_unknown, same_value)
+                        refuse_unknown, same_value)
 from .registry import Registry
 
 OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry("optimizer")

@@ -18,7 +18,7 @@ from adabench.core.problems import PROBLEMS
 from adabench.study.search import finished, next_rates
 from adabench.study.plan import study_run_dirs
 from adabench.study.state import (chosen_rates, pending, read_state, records_param, round_file, search_rounds_on_disk,
-                            searched_specs)
+                                  searched_specs)
 from adabench.study.design import Study
 
 try:
