@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from adabench.core.optim import OPTIMIZERS, make_optimizer, step_size_summary
+from adabench.core.optim import (OPTIMIZERS, adagrad_denominator, adagrad_rate, adagrad_step_sizes, adagrad_update,
+                                 make_optimizer, sqrt_decay_rate, step_size_summary)
 
 REPORT_EPS = 1e-8  # the reference report's from-scratch AdaGrad adds 1e-8 after the square root
 
@@ -207,3 +208,27 @@ def test_state_dict_round_trip_continues_identically(name):
 def test_unknown_hyperparameter_is_named(name):
     with pytest.raises(ValueError, match="learning_rate"):
         make_optimizer(name, [nn.Parameter(torch.zeros(2))], {"lr": 0.1, "learning_rate": 0.1})
+
+
+def test_the_functional_core_computes_adagrads_rate_denominators_and_step_sizes_exactly():
+    """The numbers the classes call for (chosen to be exact in binary floating point)."""
+    assert adagrad_rate(0.1, 0.0, 7) == 0.1 and adagrad_rate(0.1, 0.5, 3) == 0.1 / 2
+    state_sum = torch.tensor([4.0, 16.0])
+    assert adagrad_denominator(state_sum, 2, 0.0, "outside").tolist() == [2.0, 4.0]
+    assert adagrad_denominator(state_sum, 2, 0.5, "outside").tolist() == [2.5, 4.5]
+    assert adagrad_denominator(torch.tensor([4.0, 11.0]), 2, 5.0, "inside").tolist() == [3.0, 4.0]
+    assert adagrad_denominator(state_sum, 4, 0.0, "averaged").tolist() == [1.0, 2.0]  # sqrt(s / t)
+    assert state_sum.tolist() == [4.0, 16.0]  # never changed
+    assert adagrad_step_sizes(state_sum, 1, lr=1.0, lr_decay=0.0, eps=0.0, form="outside").tolist() == [0.5, 0.25]
+    with pytest.raises(ValueError, match="unknown denominator 'median'"):
+        adagrad_denominator(state_sum, 1, 0.0, "median")
+    assert sqrt_decay_rate(0.5, 1.0, 15) == 0.125
+
+
+def test_an_adagrad_update_moves_each_coordinate_by_its_reported_step_size():
+    param, grad = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 4.0])
+    state_sum = torch.tensor([0.75, 0.0])
+    adagrad_update(param, grad, state_sum, 1, lr=1.0, lr_decay=0.0, eps=0.0, weight_decay=0.0, form="outside")
+    assert state_sum.tolist() == [1.0, 16.0]  # s += g * g
+    sizes = adagrad_step_sizes(state_sum, 1, lr=1.0, lr_decay=0.0, eps=0.0, form="outside")
+    assert param.tolist() == (torch.tensor([1.0, -2.0]) - sizes * grad).tolist() == [0.5, -3.0]

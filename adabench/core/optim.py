@@ -99,6 +99,52 @@ def _step_count(state: dict) -> float:
     return float(step.item() if torch.is_tensor(step) else step)
 
 
+# --- The functional core: the from-scratch optimizers' math as functions of tensors and numbers (as torch.optim's
+# _single_tensor_adagrad). The classes below keep the state and call these, for the update and for the step sizes
+# they report alike: a reported step size is the one the update applied, by construction. The operations are
+# torch.optim.Adagrad's, in its order, so that adagrad agrees with it bit for bit.
+DENOMINATORS = ("outside", "inside", "averaged")
+
+
+def adagrad_rate(lr: float, lr_decay: float, step: float) -> float:
+    """AdaGrad's rate at its update number ``step`` (1 for the first), decayed as torch.optim.Adagrad decays it."""
+    return lr / (1 + (step - 1) * lr_decay)
+
+
+def adagrad_denominator(state_sum: torch.Tensor, step: float, eps: float, form: str) -> torch.Tensor:
+    """The per-coordinate denominator of the sum of squared gradients ``state_sum`` after ``step`` updates: sqrt(s)
+    + eps ("outside": torch's), sqrt(s + eps) ("inside": the report's quadratic exercise), or sqrt(s/t + eps)
+    ("averaged": the report's s/t variant). A new tensor: the state is never changed."""
+    if form == "outside":
+        return state_sum.sqrt().add_(eps)
+    if form == "inside":
+        return state_sum.add(eps).sqrt_()
+    if form == "averaged":
+        return state_sum.div(step).add_(eps).sqrt_()
+    raise ValueError(f"unknown denominator {form!r}: one of {DENOMINATORS}")
+
+
+def adagrad_update(param: torch.Tensor, grad: torch.Tensor, state_sum: torch.Tensor, step: float, *, lr: float,
+                   lr_decay: float, eps: float, weight_decay: float, form: str) -> None:
+    """One AdaGrad update of ``param`` in place, ``step`` its number (1 for the first): s += g*g; p -= rate * g /
+    denominator(s)."""
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+    state_sum.addcmul_(grad, grad, value=1)
+    param.addcdiv_(grad, adagrad_denominator(state_sum, step, eps, form), value=-adagrad_rate(lr, lr_decay, step))
+
+
+def adagrad_step_sizes(state_sum: torch.Tensor, step: float, *, lr: float, lr_decay: float, eps: float,
+                       form: str) -> torch.Tensor:
+    """The per-coordinate step size of AdaGrad's update number ``step``: rate / denominator(s)."""
+    return adagrad_rate(lr, lr_decay, step) / adagrad_denominator(state_sum, step, eps, form)
+
+
+def sqrt_decay_rate(lr: float, c: float, updates_made: float) -> float:
+    """SGD's one global rate after ``updates_made`` updates: lr / sqrt(t + c)."""
+    return lr / math.sqrt(updates_made + c)
+
+
 class CoordinateWiseOptimizer(StepSizeReporting, torch.optim.Optimizer):
     """The step() of torch.optim: the closure, then ``_update`` for every parameter that has a gradient.
 
@@ -161,26 +207,18 @@ class AdaGrad(CoordinateWiseOptimizer):
         return {"step": torch.tensor(0.0),
                 "sum": torch.full_like(p, group["initial_accumulator_value"], memory_format=torch.preserve_format)}
 
-    def _learning_rate(self, group: dict, step: float) -> float:
-        return group["lr"] / (1 + (step - 1) * group["lr_decay"])
-
-    def _denominator(self, group: dict, state: dict) -> torch.Tensor:
-        if group["eps_inside_sqrt"]:
-            return state["sum"].add(group["eps"]).sqrt_()
-        return state["sum"].sqrt().add_(group["eps"])
+    def _form(self, group: dict) -> str:
+        return "inside" if group["eps_inside_sqrt"] else "outside"
 
     def _update(self, group: dict, p: torch.Tensor) -> None:
-        grad = p.grad
-        if group["weight_decay"] != 0:
-            grad = grad.add(p, alpha=group["weight_decay"])
         state = self.state[p]
         state["step"] += 1
-        state["sum"].addcmul_(grad, grad, value=1)
-        clr = self._learning_rate(group, _step_count(state))
-        p.addcdiv_(grad, self._denominator(group, state), value=-clr)
+        adagrad_update(p, p.grad, state["sum"], _step_count(state), lr=group["lr"], lr_decay=group["lr_decay"],
+                       eps=group["eps"], weight_decay=group["weight_decay"], form=self._form(group))
 
     def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
-        return self._learning_rate(group, _step_count(state)) / self._denominator(group, state)
+        return adagrad_step_sizes(state["sum"], _step_count(state), lr=group["lr"], lr_decay=group["lr_decay"],
+                                  eps=group["eps"], form=self._form(group))
 
 
 @OPTIMIZERS.register("adagrad_avg")
@@ -194,8 +232,8 @@ class AdaGradAveraged(AdaGrad):
     def __init__(self, params: Iterable, lr: float = 0.01, eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, lr=lr, eps=eps, eps_inside_sqrt=True, weight_decay=weight_decay)
 
-    def _denominator(self, group: dict, state: dict) -> torch.Tensor:
-        return state["sum"].div(_step_count(state)).add_(group["eps"]).sqrt_()
+    def _form(self, group: dict) -> str:
+        return "averaged"
 
 
 @OPTIMIZERS.register("sgd_sqrt_decay")
@@ -214,7 +252,7 @@ class SGDSqrtDecay(CoordinateWiseOptimizer):
 
     def _update(self, group: dict, p: torch.Tensor) -> None:
         state = self.state[p]
-        rate = group["lr"] / math.sqrt(_step_count(state) + group["c"])
+        rate = sqrt_decay_rate(group["lr"], group["c"], _step_count(state))
         state["step"] += 1
         direction = p.grad
         if group["momentum"]:
@@ -223,15 +261,14 @@ class SGDSqrtDecay(CoordinateWiseOptimizer):
 
     def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
         # the rate of the last update made (t - 1 updates had been made before it)
-        rate = group["lr"] / math.sqrt(_step_count(state) - 1 + group["c"])
-        return torch.full((1,), rate, dtype=torch.float64)
+        return torch.full((1,), sqrt_decay_rate(group["lr"], group["c"], _step_count(state) - 1), dtype=torch.float64)
 
 
 @OPTIMIZERS.register("torch_adagrad")
 class TorchAdagrad(StepSizeReporting, torch.optim.Adagrad):
     def _coordinate_steps(self, group: dict, state: dict) -> torch.Tensor:
-        clr = group["lr"] / (1 + (_step_count(state) - 1) * group["lr_decay"])
-        return clr / state["sum"].sqrt().add(group["eps"])
+        return adagrad_step_sizes(state["sum"], _step_count(state), lr=group["lr"], lr_decay=group["lr_decay"],
+                                  eps=group["eps"], form="outside")
 
 
 @OPTIMIZERS.register("adam")
