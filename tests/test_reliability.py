@@ -6,6 +6,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -186,6 +187,8 @@ def test_a_second_snakemake_of_a_study_is_refused_while_another_study_runs_besid
         while not progress.exists():
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
+        # paused, not killed: it still holds the study's lock, and its training burns no core the tests share
+        os.killpg(first.pid, signal.SIGSTOP)
         second = snakemake(tmp_path, "--cores", "1", "--configfile", str(slow), check=False)
         assert second.returncode != 0 and "study 'slow' is being run by another Snakemake: pid" in second.stderr
         # another study of the same checkout runs (to its tables) beside it; its end leaves the first study's lock held
@@ -195,7 +198,7 @@ def test_a_second_snakemake_of_a_study_is_refused_while_another_study_runs_besid
         assert first.poll() is None
     finally:
         if first.poll() is None:
-            os.killpg(first.pid, 9)
+            os.killpg(first.pid, signal.SIGKILL)
         first.wait()
 
 
