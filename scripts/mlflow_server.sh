@@ -23,6 +23,8 @@
 #   ADABENCH_MLFLOW_ALLOWED_HOSTS  Host headers the server accepts (MLflow 3 rejects others with 403);
 #                              default the public name, $(hostname), localhost and 127.0.0.1, with and without :port
 #   ADABENCH_MLFLOW_WAIT       seconds to wait for the server to answer; default 90
+#   ADABENCH_MLFLOW_WORKERS    server processes (mlflow server --workers); default 4, MLflow's own. Each imports
+#                              MLflow on start (about 2 s of a core): 1 suits a laptop or a test
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +43,7 @@ fi
 # the store URI as it may be shown: without the user and password of a database URI
 shown_backend=$(printf '%s' "$backend" | sed -E 's#://[^/@]*@#://***@#')
 wait_s=${ADABENCH_MLFLOW_WAIT:-90}
+workers=${ADABENCH_MLFLOW_WORKERS:-4}
 pidfile=$state_dir/server-$port.pid
 logfile=$state_dir/server-$port.log
 
@@ -69,7 +72,7 @@ start() {
   fi
   # a new session, so the server outlives this shell and `stop` can end its whole process group
   setsid "$mlflow_bin" server --backend-store-uri "$backend" --artifacts-destination "$artifacts" \
-    --host "$host" --port "$port" --allowed-hosts "$allowed" >"$logfile" 2>&1 < /dev/null &
+    --host "$host" --port "$port" --workers "$workers" --allowed-hosts "$allowed" >"$logfile" 2>&1 < /dev/null &
   echo $! >"$pidfile"
   local local_url="http://127.0.0.1:$port" waited=0
   until answers "$local_url"; do

@@ -136,7 +136,7 @@ def test_kills_at_random_moments_each_followed_by_a_rerun(study, uninterrupted):
 @pytest.fixture
 def tracking_server(tmp_path):
     """The project's MLflow server script on a free port of 127.0.0.1; `start()` and `stop()` (the same store)."""
-    env = {**os.environ, "ADABENCH_MLFLOW_PORT": str(free_port()),
+    env = {**os.environ, "ADABENCH_MLFLOW_WORKERS": "1", "ADABENCH_MLFLOW_PORT": str(free_port()),
            "ADABENCH_MLFLOW_BACKEND": f"sqlite:///{tmp_path}/server.db",
            "ADABENCH_MLFLOW_ARTIFACTS": str(tmp_path / "artifacts"),
            "ADABENCH_MLFLOW_BIN": os.path.join(os.path.dirname(sys.executable), "mlflow"),
