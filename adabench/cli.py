@@ -1,4 +1,4 @@
-"""Command line: ``adabench train|data|list|status|stop|records`` (also ``python -m adabench``)."""
+"""Command line: ``adabench train|data|list|status|stop|records|mlflow-ui|export`` (also ``python -m adabench``)."""
 from __future__ import annotations
 
 import argparse

@@ -1,7 +1,7 @@
 """A run's identity: (problem, problem options, precision, optimizer, hyperparameters, seed), made canonical so
 that two ways of writing the same run are one run, with its key (its directory and MLflow run) and options id.
 
-It reads the registries' declared arguments (defaults, types, bounds) and nothing else of the package.
+It reads the registries' declared arguments (defaults, types, bounds) and the key format (core.keys); nothing else.
 """
 from __future__ import annotations
 

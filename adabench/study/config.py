@@ -1,8 +1,7 @@
 """Study configuration: checked before any job starts, every error naming its field, defaults filled in.
 
 The schema (adabench/schemas/config.schema.yaml, inside the package) says what a study may hold and gives the
-defaults. The
-registries add the rest at load time: which problems and optimizers exist, and the type and range of each
+defaults. The registries add the rest at load time: which problems and optimizers exist, and the type and range of each
 problem option and optimizer hyperparameter, from their constructors.
 """
 from __future__ import annotations

@@ -210,11 +210,11 @@ def figure_inputs(wildcards):
 
 
 # --- what is made from the outputs that read run records -------------------------------------------------------
-# The rules that read records have their digest among their params (study.state.records_param); a changed record
-# reruns them, and Snakemake then reruns all that reads their outputs. Without Snakemake's metadata (a fresh clone) only
-# missing outputs count, and a missing output is made only for an output asked for: where a sidecar says an output
-# no longer holds, what is made from it goes too (workflow.housekeeping.stale_outputs), so that what the invocation
-# asks for is made again from the records.
+# The rules that read records have their digest among their params (adabench.study.state.records_param); a changed
+# record reruns them, and Snakemake then reruns all that reads their outputs. Without Snakemake's metadata (a fresh
+# clone) only missing outputs count, and a missing output is made only for an output asked for: where a sidecar says
+# an output no longer holds, what is made from it goes too (adabench.workflow.housekeeping.stale_outputs), so that
+# what the invocation asks for is made again from the records.
 AGGREGATE_OUTPUTS = [RUNS_TABLE, CURVES_TABLE, study_path("tables", "runs.parquet"),
                      study_path("tables", "curves.parquet")]
 TUNING_BUDGET = [study_path("tuning", name) for name in ("tuning_budget.csv", "choice_stability.csv")] if TUNING else []
@@ -255,9 +255,10 @@ def search_records(problem, rounds=None):
 
 
 # The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
-# locks of a Snakemake of this study that is gone. Outputs that no longer hold (workflow.housekeeping.stale_outputs),
-# with what is made from them (MADE_FROM), and those a killed Snakemake left marked incomplete (incomplete_outputs),
-# are removed, so that Snakemake builds them and what reads them again; a dry run or a report only says so.
+# locks of a Snakemake of this study that is gone. Outputs that no longer hold
+# (adabench.workflow.housekeeping.stale_outputs), with what is made from them (MADE_FROM), and those a killed Snakemake
+# left marked incomplete (incomplete_outputs), are removed, so that Snakemake builds them and what reads them again; a
+# dry run or a report only says so.
 if workflow.is_main_process:
     EXECUTES = invocation_executes()
     try:

@@ -1,7 +1,8 @@
-# The tuned protocol: a learning-rate search in rounds on each tuned problem (study.search: widen until the best
-# rate is inside the rates tried, then refine to 1/3 decade around it, every rate with every grid seed, scored on
-# the validation split only), then the chosen rate rerun with the study's seeds (tuned jobs of the train rule), and
-# a check that the choice can be recomputed from the validation metrics logged in MLflow (no test metric involved).
+# The tuned protocol: a learning-rate search in rounds on each tuned problem (adabench.study.search: widen until the
+# best rate is inside the rates tried, then refine to 1/3 decade around it, every rate with every grid seed, scored
+# on the validation split only), then the chosen rate rerun with the study's seeds (tuned jobs of the train rule),
+# and a check that the choice can be recomputed from the validation metrics logged in MLflow (no test metric
+# involved).
 # The rounds are checkpoints: what a round trains is known only from the scores of the round before it. A round,
 # the end of the search and the choice read a few records and decide in seconds: they run where Snakemake runs (a
 # cluster's login node), not as cluster jobs that would wait in the queue on the path to every tuned rerun.
