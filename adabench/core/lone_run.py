@@ -24,8 +24,7 @@ from torch.nn import functional as F
 
 from .data import load_prepared
 from .download import DATA_FILE
-from .optim import make_optimizer, packaged_optimizer
-from .packaged import is_reference
+from .optim import make_optimizer, optimizer_traits
 from .problems.lenet import lenet
 from .spec import RunSpec
 
@@ -48,6 +47,7 @@ def train_lenet_alone(activation: type[nn.Module], optimizer_name: str, hyperpar
     """One run of a LeNet (the problem's options as keywords, their defaults the problem's); ``max_steps`` ends it
     before its step ``max_steps + 1`` (0: before the first; a test compares the first steps)."""
     # --- the data: 60,000 training images, ``validation_size`` of them held out at random, 10,000 test images
+    # (written out here, not taken from the problem class: this loop is the check of what that class does)
     data = load_prepared(data_file)
     split = torch.randperm(len(data["train_labels"]), generator=torch.Generator().manual_seed(split_seed))
     validation, train = split[:validation_size], split[validation_size:]
@@ -71,9 +71,7 @@ def train_lenet_alone(activation: type[nn.Module], optimizer_name: str, hyperpar
     # train() and eval() with the model; LBFGS steps with a closure, as its documentation asks
     torch.manual_seed(seed)
     optimizer = make_optimizer(optimizer_name, model.parameters(), hyperparameters)
-    packaged = packaged_optimizer(optimizer_name) if is_reference(optimizer_name) else None
-    has_modes = packaged is not None and packaged.has_modes
-    needs_closure = packaged is not None and packaged.needs_closure
+    needs_closure, has_modes, _ = optimizer_traits(optimizer_name)
 
     # --- the epochs: each a pass over the training images in an order drawn from a generator seeded with the seed
     order_generator = torch.Generator().manual_seed(seed)
@@ -106,7 +104,7 @@ def train_lenet_alone(activation: type[nn.Module], optimizer_name: str, hyperpar
             else:
                 optimizer.step()
             run.losses.append(loss.item())
-            loss_sum += loss.item() * len(batch)
+            loss_sum += run.losses[-1] * len(batch)
             correct += (logits.argmax(dim=1) == labels).sum().item()  # the running accuracy, as the seed prints it
         row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n}
 

@@ -377,6 +377,15 @@ def is_elementwise(name: str) -> bool:
     return not is_reference(name) and getattr(OPTIMIZERS.get(name), "elementwise", False)
 
 
+def optimizer_traits(name: str) -> tuple[bool, bool, bool]:
+    """(needs_closure, has_modes, draws_random) of an optimizer: what a packaged one's probe saw; the registry's
+    take no closure, have no modes and draw nothing."""
+    if is_reference(name):
+        packaged = packaged_optimizer(name)
+        return packaged.needs_closure, packaged.has_modes, packaged.draws_random
+    return False, False, False
+
+
 def make_optimizer(name: str, params: Iterable, hyperparameters: dict) -> torch.optim.Optimizer:
     if is_reference(name):
         return packaged_optimizer(name).build(params, hyperparameters)

@@ -37,8 +37,7 @@ from pathlib import Path
 
 import torch
 
-from .optim import is_elementwise, make_optimizer, packaged_optimizer, step_size_summaries
-from .packaged import is_reference
+from .optim import is_elementwise, make_optimizer, optimizer_traits, step_size_summaries
 from .problems import Problem
 from .records import CHECKPOINT
 from .spec import RunSpec
@@ -162,15 +161,6 @@ class OptimizerGroup:
     def view(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> str:
         """A leaf as one member sees its parameter: its shape (without the members' dimension), dtype, device."""
         return f"{tuple(shape if self.own else shape[1:])} {str(dtype).removeprefix('torch.')} on {device}"
-
-
-def optimizer_traits(name: str) -> tuple[bool, bool, bool]:
-    """(needs_closure, has_modes, draws_random) of an optimizer: what a packaged one's probe saw; the registry's
-    take no closure, have no modes and draw nothing."""
-    if is_reference(name):
-        packaged = packaged_optimizer(name)
-        return packaged.needs_closure, packaged.has_modes, packaged.draws_random
-    return False, False, False
 
 
 # errors of the machine, not of an optimizer's code: a rerun may well succeed, so they stop the job as before
