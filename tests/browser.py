@@ -7,8 +7,11 @@ import asyncio
 import base64
 import json
 import re
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
@@ -84,7 +87,8 @@ async def run_in_page(url: str, profile: Path, steps) -> None:
     process = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                                 f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     try:
         for line in process.stderr:  # Chromium says where it listens once it is ready
             found = re.search(r"DevTools listening on (ws://\S+)", line)
@@ -102,8 +106,36 @@ async def run_in_page(url: str, profile: Path, steps) -> None:
                 await steps(page)
                 page.reader.cancel()
     finally:
-        process.kill()
-        process.wait()
+        end_process_group(process)
+
+
+def end_process_group(process: subprocess.Popen, bound: float = 60) -> None:
+    """Kill Chromium with its helpers (zygote, renderers, network and storage services, which write into the
+    profile) and wait until none of them runs any more, so that the caller can remove the profile: killing the
+    browser process alone left a helper writing into ``Default`` while the profile was being removed (CI, 2026-12-07).
+    The helpers share the process group of the browser, which starts a session of its own."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+    deadline = time.monotonic() + bound
+    while running_in_group(process.pid):  # the kernel ends them on its own time; their exit is what is waited for
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"chromium's helpers in process group {process.pid} still ran {bound} s after SIGKILL")
+        time.sleep(0.05)
+
+
+def running_in_group(group: int) -> bool:
+    """Whether a process of ``group`` has not yet exited (a zombie has: its files are closed)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it ended while the table was read
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def in_browser(url: str, profile: Path, steps) -> None:
