@@ -130,7 +130,7 @@ def test_each_run_names_the_versions_that_computed_it(tmp_path):
     shutil.copytree(old, tmp_path / "old")
     old_summary, metrics = read_run(tmp_path / "old")
     assert "pandas" not in old_summary["environment"]
-    assert {name for name in run_params(RunSpec.from_dict(old_summary["spec"]), old_summary["environment"])
+    assert {name for name in run_params(old_summary["run_key"], old_summary["identity"], old_summary["environment"])
             if name.startswith("version.")} == {"version.torch", "version.numpy"}
     assert sync_runs(store, "versions", [(tmp_path / "old", old_summary, metrics)], lambda line: None)["updated"] == 1
     [synced] = [found for found in client.search_runs([client.get_experiment_by_name("versions").experiment_id])

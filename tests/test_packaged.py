@@ -147,14 +147,14 @@ def test_a_run_names_its_package_and_version_and_a_registry_run_reads_as_before(
     # a job trains what the plan named: a package given with the spec is kept, not read again from the install
     older = {**spec.package, "version": "0.0.1"}
     assert RunSpec.from_dict({**spec.to_dict(), "package": older}).identity()["package"] == older
-    params = run_params(spec, {"device": "cpu"})
+    params = run_params(spec.key, spec.identity(), {"device": "cpu"})
     assert params["package.version"] == version and params["package.distribution"] == "prodigyopt"
     # torch's local label (+cu130, +cpu) is not part of the version: the two wheels compute alike
     assert "+" not in RunSpec("linreg", "torch.optim:NAdam", {}, 0).package["version"]
     registry = RunSpec("linreg", "adam", {}, 0)
     assert registry.package is None and "package" not in registry.to_dict()
     assert "package" not in registry.identity() and not any(k.startswith("package.") for k in
-                                                            run_params(registry, {"device": "cpu"}))
+                                                            run_params(registry.key, registry.identity(), {"device": "cpu"}))
 
 
 def test_the_registry_runs_keep_their_keys_and_the_schema_its_names():

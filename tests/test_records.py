@@ -290,3 +290,35 @@ def test_an_output_made_from_a_changed_record_says_whether_it_was_resealed_or_da
     assert changed_records(state, recorded) == ({spec.key: None}, f"made from records that changed since (1 runs, "
                                                 f"e.g. {spec.key}: damaged or gone; its job trains it again)")
     assert records_param(state, [run]) == records_digest({})
+
+
+def test_a_runs_identity_gives_the_same_rows_and_params_from_its_spec_and_from_its_record(complete):
+    """One conversion (adabench.core.identity): the plan's row of a run and its row in the runs table, its MLflow
+    params at training and at a sync from its record, are the same whether made from the spec or the record."""
+    from adabench.analysis.aggregate import run_row
+    from adabench.core.identity import identity_columns
+    from adabench.workflow.tracking import run_params
+
+    summary = read_summary(complete)
+    planned = identity_columns(SPEC.identity(), SPEC.key)
+    assert planned == identity_columns(summary["identity"], summary["run_key"]) == {
+        "problem": "linreg", "options_id": SPEC.options_id, "precision": "fp32", "optimizer": "adam",
+        "setting": "lr=0.05", "hyperparameters": '{"lr": 0.05}', "lr": 0.05, "seed": 0}
+    row = run_row(summary, {"study"})
+    assert {name: row[name] for name in planned} == planned and row["run_key"] == SPEC.key
+    environment = summary["environment"]
+    assert run_params(SPEC.key, SPEC.identity(), environment) == run_params(summary["run_key"], summary["identity"],
+                                                                         environment)
+    assert run_params(SPEC.key, SPEC.identity(), environment)["problem.n_samples"] == 256
+
+
+def test_a_spec_read_back_is_taken_as_written_and_a_foreign_one_is_refused():
+    """A spec is made canonical once, where it enters (the config, the CLI): read back from a job's params or a
+    record it is not checked again, and equals the spec that wrote it."""
+    assert RunSpec.from_dict(SPEC.to_dict()) == SPEC
+    assert RunSpec("linreg", "adam", {"lr": 1}, 0).hyperparameters == {"lr": 1.0}  # where it enters: canonical
+    assert RunSpec.from_dict({**SPEC.to_dict(), "hyperparameters": {"lr": 1}}).hyperparameters == {"lr": 1}
+    with pytest.raises(ValueError, match="not a run's spec"):
+        RunSpec.from_dict({**SPEC.to_dict(), "learning_rate": 0.1})
+    with pytest.raises(ValueError, match=r"missing \['seed'\]"):
+        RunSpec.from_dict({name: value for name, value in SPEC.to_dict().items() if name != "seed"})

@@ -84,14 +84,14 @@ def test_imports_point_down_between_the_layers():
 
 def test_a_runs_identity_reaches_down_only():
     graph = package_imports()
-    assert graph["adabench.core.spec"] <= {"adabench.core.arguments", "adabench.core.keys", "adabench.core.optim",
+    assert graph["adabench.core.spec"] <= {"adabench.core.arguments", "adabench.core.identity", "adabench.core.optim",
                                            "adabench.core.packaged", "adabench.core.problems"}
     # beside optim: the optimizers' layer
-    assert graph["adabench.core.packaged"] <= {"adabench.core.arguments", "adabench.core.keys"}
+    assert graph["adabench.core.packaged"] <= {"adabench.core.arguments", "adabench.core.identity"}
 
 
 def test_the_analysis_and_its_scripts_import_no_torch():
-    code = ("import sys, adabench, adabench.core.atomic, adabench.core.download, adabench.core.keys\n"
+    code = ("import sys, adabench, adabench.core.atomic, adabench.core.download, adabench.core.identity\n"
             "import adabench.core.provenance, adabench.core.records\n"
             "import adabench.study.layout, adabench.study.made_from, adabench.study.plan\n"
             "import adabench.workflow.joblog, adabench.workflow.store, adabench.workflow.tracking\n"

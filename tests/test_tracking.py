@@ -100,7 +100,7 @@ def test_the_sync_adds_missing_steps_and_removes_duplicate_runs(store, tmp_path)
     spec = quadratic()
     train_run(spec, tmp_path / "run", device="cpu")  # finished without MLflow
     tracker = MLflowTracker(store, EXPERIMENT, flush_seconds=0)
-    tracker.start(spec, "step", {"device": "cpu"}, recorded_up_to=2)
+    tracker.start(spec.key, spec.identity(), "step", {"device": "cpu"}, recorded_up_to=2)
     tracker.log(pd.read_csv(tmp_path / "run" / "metrics.csv").head(3).to_dict("records"))  # steps 0..2 only
     tracker.flush()
     MlflowClient(store).create_run(mlflow_runs(store, spec.key)[0].info.experiment_id,

@@ -90,8 +90,8 @@ def test_run_outcome(status, best, final, mode, chance, expected):
 
 def summary(status: str, best: float | None, final: float) -> dict:
     return {"run_key": "lenet_relu_fmnist@0123abcd/adam/lr=0.1/0",
-            "spec": {"problem": "lenet_relu_fmnist", "optimizer": "adam", "hyperparameters": {"lr": 0.1}, "seed": 0,
-                     "precision": "fp32"},
+            "identity": {"problem": "lenet_relu_fmnist", "options": {}, "precision": "fp32", "optimizer": "adam",
+                         "hyperparameters": {"lr": 0.1}, "seed": 0},
             "status": status, "unit": "epoch", "epochs_completed": 2, "epochs_planned": 2,
             "final": {"epoch": 2, "test_acc": final}, "headline": {"metric": "test_acc", "mode": "max"},
             "selection": {"metric": "val_acc", "mode": "max"},

@@ -12,7 +12,7 @@ class StopAfter:
         self.step = step
         self.unit = "epoch"
 
-    def start(self, spec, unit, environment, recorded_up_to):
+    def start(self, key, identity, unit, environment, recorded_up_to):
         self.unit = unit
 
     def log(self, rows):

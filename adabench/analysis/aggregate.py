@@ -4,14 +4,13 @@ values, its outcome) and one row per run and epoch (its curve). Nothing here kno
 what a problem declares (problems.json: Problem.declarations) comes in as plain data."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from ..study.plan import ROLES
-from ..core.keys import key_options_id, setting_string
+from ..core.identity import identity_columns
 from ..core.records import ENDED_EARLY, RecordError, check_same_data, read_run
 from ..study.search import CHANCE_MARGIN  # one margin for runs' outcomes and the search's rates
 
@@ -114,22 +113,15 @@ def run_row(summary: dict, roles: set[str], declared: dict | None = None) -> dic
     """A run's row of the runs table, from its verified summary (whose spec holds canonical hyperparameters), and
     its outcome (:func:`run_outcome`: the summary's best and final headline values against the chance level that
     ``declared``, its problem's declarations, gives; without them "trained", "diverged" or "failed")."""
-    spec = summary["spec"]
-    hyperparameters = spec["hyperparameters"]
+    identity = identity_columns(summary["identity"], summary["run_key"])
     best = summary.get("best") or {}
     selection = summary.get("best_selection") or {}
     unit = summary["unit"]
     row = {
         "run_key": summary["run_key"],
-        "problem": spec["problem"],
-        "options_id": key_options_id(summary["run_key"]),
-        "optimizer": spec["optimizer"],
-        "setting": setting_string(hyperparameters),
-        "seed": spec["seed"],
+        **{name: identity[name] for name in ("problem", "options_id", "optimizer", "setting", "seed")},
         **{f"in_{role}": role in roles for role in ROLES},
-        "precision": spec["precision"],
-        "lr": hyperparameters.get("lr"),
-        "hyperparameters": json.dumps(hyperparameters, sort_keys=True),
+        **{name: identity[name] for name in ("precision", "lr", "hyperparameters")},
         "status": summary["status"],
         "unit": unit,
         "epochs_completed": summary["epochs_completed"],
@@ -173,7 +165,7 @@ def gather(roles_by_dir: dict[str, set[str]],
         except RecordError as error:
             raise RecordError(f"{error}; run snakemake again: the job that owns this run trains it again") from None
         summaries[str(directory)] = summary
-        row = run_row(summary, roles, (declarations or {}).get(summary["spec"]["problem"]))
+        row = run_row(summary, roles, (declarations or {}).get(summary["identity"]["problem"]))
         rows.append(row)
         curve = metrics.rename(columns={summary["unit"]: "epoch"})
         for column in reversed(RUN_COLUMNS + ["unit"]):

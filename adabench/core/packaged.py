@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from .arguments import Argument, constructor_arguments, refuse_unknown
-from .keys import key_name
+from .identity import key_name
 
 # module path, a colon, a class name (a nested class is refused: the key's name would be ambiguous)
 REFERENCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .atomic import DamagedJSON, atomic_write_bytes, atomic_write_text, read_json, sha256_bytes
 from .locks import ProcessLock, describe
-from .keys import key_options_id
+from .identity import key_options_id
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"

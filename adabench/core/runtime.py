@@ -14,7 +14,6 @@ import torch
 
 from .. import __version__
 from .provenance import cpu_model, git_commit, package_versions
-from .spec import RunSpec
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
 
@@ -32,8 +31,9 @@ class Preempted(RuntimeError):
 
 
 class Tracker(Protocol):
-    # recorded_up_to: the last step of the records the run starts from (its checkpoint's), -1 for none
-    def start(self, spec: RunSpec, unit: str, environment: dict, recorded_up_to: int) -> None: ...
+    # a run by its key and identity (RunSpec.identity(), a record's "identity"); recorded_up_to: the last step of
+    # the records the run starts from (its checkpoint's), -1 for none
+    def start(self, key: str, identity: dict, unit: str, environment: dict, recorded_up_to: int) -> None: ...
     def log(self, rows: list[dict]) -> None: ...
     def finish(self, summary: dict, artifacts: list[Path]) -> None: ...
 

@@ -1,17 +1,17 @@
 """A run's identity: (problem, problem options, precision, optimizer, hyperparameters, seed), made canonical so
 that two ways of writing the same run are one run, with its key (its directory and MLflow run) and options id.
 
-It reads the registries' declared arguments (defaults, types, bounds) and the key format (core.keys); nothing else.
+It reads the registries' declared arguments (defaults, types, bounds) and the key format (core.identity); nothing else.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from .optim import canonical_hyperparameters, is_reference, packaged_optimizer
 from .arguments import canonical_value, refuse_unknown
-from .keys import run_key, setting_string
+from .identity import run_key, setting_string
 from .problems import problem_arguments
 
 PRECISIONS = ("fp32", "bf16", "tf32")
@@ -90,4 +90,15 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSpec":
-        return cls(**data)
+        """The spec that to_dict wrote (a job's params, a record's "spec"), taken as it is: it was made canonical
+        where it entered (the config, the CLI) and is not checked again on its way to the optimizer. A record is
+        a run's only when its identity equals the plan's spec's (adabench.study.state.verified)."""
+        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING
+                   and f.default_factory is MISSING]
+        if missing or set(data) - {f.name for f in fields(cls)}:
+            raise ValueError(f"not a run's spec: {sorted(data)} (missing {missing})")
+        spec = object.__new__(cls)  # as written: no __post_init__, which makes a spec canonical
+        for f in fields(cls):
+            value = data[f.name] if f.name in data else f.default if f.default is not MISSING else f.default_factory()
+            object.__setattr__(spec, f.name, value)
+        return spec

@@ -93,8 +93,8 @@ class GuardedTracker:
         self.tracker, self.key, self.log = tracker, key, log
         self.failures = failures  # shared by a population's trackers: after one failure, none waits on MLflow again
 
-    def start(self, spec: RunSpec, unit: str, environment: dict, recorded_up_to: int) -> None:
-        self.guarded(self.tracker.start, spec, unit, environment, recorded_up_to)
+    def start(self, key: str, identity: dict, unit: str, environment: dict, recorded_up_to: int) -> None:
+        self.guarded(self.tracker.start, key, identity, unit, environment, recorded_up_to)
 
     def log_rows(self, rows: list[dict]) -> None:
         self.guarded(self.tracker.log, rows)
@@ -202,7 +202,7 @@ class PopulationTrainer:
         self.record_initial_state()
         for member in self.members:
             if member.tracker:
-                member.tracker.start(member.spec, self.unit, self.environment,
+                member.tracker.start(member.spec.key, member.spec.identity(), self.unit, self.environment,
                                      recorded_up_to=member.records[-1][self.unit] if member.records else -1)
                 member.tracker.log_rows(member.records)
         if self.size > 1:

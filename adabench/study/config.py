@@ -26,7 +26,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 MAX_CONFIG_VALUES = 200_000
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 # A string hyperparameter is written into its run's key (the setting: name=value pairs joined by ",", lists in
-# brackets, adabench.core.keys.setting_string) and so into a directory name. A separator in a value would let two
+# brackets, adabench.core.identity.setting_string) and so into a directory name. A separator in a value would let two
 # settings share one key (tag "a,zz=b" and tag "a" with zz "b"); "/", ".." or control characters would lead out of
 # the run's folder. Values are refused rather than escaped, so that every existing run key stays as it is.
 UNSAFE_IN_PATH = re.compile(r"[,=\[\]/]|\.\.|[\x00-\x1f\x7f]")

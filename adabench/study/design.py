@@ -28,6 +28,7 @@ from .plan import PLAN_COLUMNS, ROLES
 from ..core.problems import PROBLEMS, problem_arguments
 from .reference import load_reference
 from .search import Lattice
+from ..core.identity import identity_columns
 from ..core.spec import RunSpec
 
 
@@ -258,10 +259,7 @@ class Study(StudyProblems):
         return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
     def plan_row(self, spec: RunSpec, roles: set[str], job: str) -> dict:
-        return {"key": spec.key, "problem": spec.problem, "options_id": spec.options_id,
-                "precision": spec.precision, "optimizer": spec.optimizer, "setting": spec.setting,
-                "hyperparameters": json.dumps(spec.hyperparameters, sort_keys=True),
-                "lr": spec.hyperparameters["lr"], "seed": spec.seed,
+        return {"key": spec.key, **identity_columns(spec.identity(), spec.key),
                 "roles": ";".join(role for role in ROLES if role in roles),
                 "job": job, "unit": PROBLEMS.get(spec.problem).unit, "run_dir": str(self.run_dir(spec))}
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.identity import identity_params
 from ..core.provenance import PACKAGES, git_commit
 from ..core.records import METRICS
 from .store import configure_timeouts
@@ -47,17 +48,13 @@ def mlflow_trackers(tracking_uri: str, experiment: str, timeout_s: float, log):
     return make
 
 
-def run_params(spec: RunSpec, environment: dict) -> dict:
-    """A run's MLflow params: what it is (problem, optimizer, seed, setting, each hyperparameter and option) and
-    the versions of the packages that computed it (version.torch, ...; package.* for a packaged optimizer)."""
-    params = {"problem": spec.problem, "optimizer": spec.optimizer, "seed": spec.seed, "setting": spec.setting,
-              "precision": spec.precision, "options_id": spec.options_id, "device": environment["device"]}
-    params.update({f"hp.{k}": v for k, v in spec.hyperparameters.items()})
-    params.update({f"problem.{k}": v for k, v in spec.identity()["options"].items()})
+def run_params(key: str, identity: dict, environment: dict) -> dict:
+    """A run's MLflow params: what it is (adabench.core.identity.identity_params: problem, optimizer, seed,
+    setting, each hyperparameter and option, a packaged optimizer's package), the device, and the versions of the
+    packages that computed it (version.torch, ...)."""
+    params = {**identity_params(identity, key), "device": environment["device"]}
     # the versions its record names (an older record names torch and numpy only)
     params.update({f"version.{name}": environment[name] for name in PACKAGES if name in environment})
-    # a packaged optimizer's reference, distribution and version (a registry run has none)
-    params.update({f"package.{k}": v for k, v in (spec.package or {}).items()})
     return params
 
 
@@ -113,17 +110,17 @@ class MLflowTracker:
             self.client.delete_run(duplicate.info.run_id)
         return first.info.run_id
 
-    def start(self, spec: RunSpec, unit: str, environment: dict, recorded_up_to: int) -> None:
+    def start(self, key: str, identity: dict, unit: str, environment: dict, recorded_up_to: int) -> None:
         from mlflow.entities import Param, RunTag
 
         self.unit = unit
-        existing = self.find_run(spec.key)
+        existing = self.find_run(key)
         logged = self.last_logged_step(existing) if existing is not None else -1
         if logged > recorded_up_to:
             self.client.delete_run(existing.info.run_id)  # its later steps belong to another training
             existing, logged = None, -1
         if existing is None:
-            self.run_id = self.create_run(spec.key)
+            self.run_id = self.create_run(key)
         else:
             self.run_id = existing.info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
@@ -131,7 +128,7 @@ class MLflowTracker:
         # every param the run lacks: all of them for a new run, and those a run created by an interrupted attempt
         # (a server that died between creating it and logging them) never got; params are immutable once logged
         present = existing.data.params if existing is not None else {}
-        missing = {name: value for name, value in run_params(spec, environment).items() if name not in present}
+        missing = {name: value for name, value in run_params(key, identity, environment).items() if name not in present}
         if missing:
             self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in missing.items()])
         tags = {**{f"env.{k}": v for k, v in environment.items()}, **self.extra_tags, "status": "running"}
@@ -204,8 +201,6 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dic
     duplicates of a key. Runs whose records and summary digests MLflow already holds are left as they are."""
     from mlflow.tracking import MlflowClient
 
-    from ..core.spec import RunSpec  # here: reading MLflow (the selection check) needs no torch
-
     client = MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     existing = experiment_runs(client, experiment_id)
@@ -216,17 +211,16 @@ def sync_runs(tracking_uri: str, experiment: str, runs: list[tuple], log) -> dic
         for duplicate in duplicates:
             client.delete_run(duplicate.info.run_id)
             counts["duplicates_removed"] += 1
-        spec = RunSpec.from_dict(summary["spec"])
         if first is not None and first.data.tags.get(RECORDS_TAG) == summary["records_sha256"] \
                 and first.data.tags.get(SUMMARY_TAG) == summary["summary_sha256"] \
                 and first.info.status in ("FINISHED", "FAILED") \
-                and set(run_params(spec, summary["environment"])) <= set(first.data.params):
+                and set(run_params(key, summary["identity"], summary["environment"])) <= set(first.data.params):
             counts["in_sync"] += 1
             continue
         records = metrics.to_dict("records")
         tracker = MLflowTracker(tracking_uri, experiment, tags={"synced_from_records": "true"}, flush_seconds=1e9)
         unit = summary["unit"]
-        tracker.start(spec, unit, summary["environment"],
+        tracker.start(key, summary["identity"], unit, summary["environment"],
                       recorded_up_to=int(records[-1][unit]) if records else -1)
         tracker.log(records)
         tracker.finish(summary, [Path(directory) / METRICS])
