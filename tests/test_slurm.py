@@ -148,6 +148,8 @@ def test_every_job_of_the_study_went_through_sbatch(slurm_quick, slurm_cluster):
     local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):$", output, flags=re.M))
     assert "train" in stats and "train" not in local, local
     assert "fetch_fashion_mnist" in local  # a localrule: downloads stay on the submitting node
+    # the records are read once, where Snakemake plans (this run starts with none: the plan is made in it)
+    assert re.search(r"^adabench: study 'quick': 0 of \d+ planned runs complete", output, flags=re.M), output[:2000]
 
     submitted = {}  # SLURM job id -> its log, relative to the SLURM log directory
     executed = Counter()  # rule -> jobs that ran inside a SLURM job
@@ -158,6 +160,7 @@ def test_every_job_of_the_study_went_through_sbatch(slurm_quick, slurm_cluster):
         text = log.read_text(errors="replace")
         executed.update(re.findall(r"^local(?:rule|checkpoint) (\w+):$", text, flags=re.M))
         assert "steps (100%) done" in text, log
+        assert "planned runs complete" not in text, log  # a cluster job's Snakemake reads no records
     # every job that was not local ran in a SLURM job of its own rule: those planned at the start, and the training
     # jobs the search's rounds (checkpoints, run locally) added later
     by_rule = Counter(log.parts[0].removeprefix("rule_") for log in submitted.values()

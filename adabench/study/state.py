@@ -4,8 +4,8 @@ the records an output is made from (a rule's params; adabench.workflow.housekeep
 The run records are the source of truth. A run is complete when its verified ``summary.json`` is of its own
 identity (adabench.core.records); the plan fixes which job trains each run, and a job is pending while any of its runs
 is not complete. Only pending jobs enter Snakemake's DAG, so a clone with a study's complete records trains
-nothing again, wherever it runs, and a job holds exactly the runs it held when the study was planned (a cluster
-node that reads the state again finds the same job).
+nothing again, wherever it runs. The state is read where Snakemake plans, once per invocation: a cluster job's
+Snakemake reads no records (workflow/rules/common.smk), and a training job there skips its runs already complete.
 
 The runs the tuning search adds (its later rounds, the tuned reruns) are known only from the search's own outputs,
 Snakemake checkpoints (workflow/rules/tuning.smk): their jobs are pending as long as any of their runs is not

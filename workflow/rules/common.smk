@@ -33,8 +33,17 @@ try:
     STUDY = Study(config)  # refuses, naming both, two settings that would share one run key
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
-STATE = read_state(STUDY)
-JOBS = STATE.pending_jobs()
+# The records are read and verified once, by the Snakemake that plans the study (here, or a cluster's login node).
+# A cluster job's own Snakemake (workflow.is_main_process False) runs the one job it was sent, of the plan as the
+# config makes it: a training job there holds all its runs and skips those already complete
+# (adabench.core.trainer.train_population), and what is computed from the records' state (which jobs the analysis
+# waits for, the records' digests in params: Snakemake records params only in the planning process) is not needed.
+STATE = read_state(STUDY) if workflow.is_main_process else None
+JOBS = dict(STUDY.jobs) if STATE is None else STATE.pending_jobs()
+if STATE is not None:
+    print(f"adabench: study {STUDY.name!r}: {len(STATE.complete)} of {len(STATE.run_keys())} planned runs complete "
+          f"(their records verified){f', {len(STATE.damaged)} damaged (trained again)' if STATE.damaged else ''}; "
+          f"{len(JOBS)} planned jobs with runs to train")
 PLAN = STUDY.path("plan.csv")
 PROBLEMS_FILE = STUDY.path("problems.json")  # what the analysis reads of each problem (Problem.declarations)
 
@@ -65,7 +74,7 @@ def job_marker(job_id):
 
 
 # the markers of the planned jobs this run trains: what the analysis waits for (removed once it has read them)
-PENDING_MARKERS = [job_marker(job_id) for job_id in JOBS]
+PENDING_MARKERS = [] if STATE is None else [job_marker(job_id) for job_id in JOBS]
 GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
 # the jobs the tuning search adds: its later rounds' rates and the tuned reruns, known from its checkpoints
 SEARCH_JOB = re.compile(r"(?P<problem>.+)-search(?P<round>[0-9]+)-[0-9]+")
@@ -124,7 +133,7 @@ def search_params(problem):
 def tuned_markers(wildcards):
     """The markers of the tuned reruns' jobs that have runs to train (known once the search has ended). An input
     of its own: while the search runs, only it waits for the checkpoint, and the plan's jobs are in the DAG."""
-    if not TUNING:
+    if not TUNING or STATE is None:
         return []
     selection = checkpoints.select_tuned.get().output.selection
     return [job_marker(job.id) for job in pending(STUDY, STUDY.tuned_jobs(chosen_rates(pd.read_csv(selection))))]
@@ -234,8 +243,8 @@ MADE_FROM = {
 def table_records(wildcards):
     """The records the tables and the MLflow sync are made from (the plan's runs, and the tuning's plans once the
     search has made them), as one digest: a rule's params."""
-    if not Path(PLAN).exists():
-        return ""  # the plan is made in this invocation: so is everything made from it
+    if not Path(PLAN).exists() or STATE is None:
+        return ""  # the plan is made in this invocation: so is everything made from it; or a cluster job's
     plans = [path for path in (SEARCH_RUNS, TUNED_RUNS) if TUNING and Path(path).exists()]
     return records_param(STATE, study_run_dirs(PLAN, *plans))
 
@@ -243,6 +252,8 @@ def table_records(wildcards):
 def search_records(problem, rounds=None):
     """The records a round of the search reads (every run the search asked for before it; ``rounds`` None: every
     round on disk, what the end of the search and the choice are made from), as one digest: a rule's params."""
+    if STATE is None:
+        return ""  # a cluster job's Snakemake (the search's rules run where Snakemake plans)
     try:
         made = search_rounds_on_disk(STUDY, problem)
     except (OSError, ValueError):
