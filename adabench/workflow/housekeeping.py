@@ -1,8 +1,7 @@
 """The workflow's housekeeping, done by the Snakemake process that plans a study before any job starts: one
-Snakemake per study (its own lock, whatever Snakemake does with its lock folder), locks of a Snakemake that is gone
-cleared, and outputs that no longer describe the records they were made from removed so that Snakemake builds them
-again. Only an invocation that runs jobs changes anything: a dry run, a report or a DAG listing only says what a
-run would do.
+Snakemake per study (its own lock; Snakemake's are off, nolock in the profiles), and outputs that no longer describe
+the records they were made from removed so that Snakemake builds them again. Only an invocation that runs jobs
+changes anything: a dry run, a report or a DAG listing only says what a run would do.
 """
 from __future__ import annotations
 
@@ -79,23 +78,6 @@ def refuse_symlinks(study: Study) -> None:
         raise StudyLocked(f"{path} is a symbolic link (to {target}); a study writes only inside {study.root}. Replace "
                           f"the link with a folder, or link {study.root} itself"
                           + (f" ({len(found) - 1} more links below it)" if len(found) > 1 else ""))
-
-
-def clear_stale_snakemake_locks(snakemake_dir: Path, study: Study, log) -> None:
-    """Remove Snakemake's directory locks of this study's outputs. Called while this process holds the study's
-    lock, so the Snakemake that took them is gone (killed: SIGKILL, a power cut); without this a plain rerun
-    would be refused until --unlock. Locks of other studies' outputs are left alone."""
-    for output_lock in sorted((Path(snakemake_dir) / "locks").glob("*.output.lock")):
-        try:
-            files = output_lock.read_text().split()
-        except OSError:
-            continue
-        if any(in_study(name, study) for name in files):
-            number = output_lock.name.split(".")[0]
-            for lock in (output_lock, output_lock.with_name(f"{number}.input.lock")):
-                lock.unlink(missing_ok=True)
-            log(f"adabench: removed Snakemake's lock of study {study.name!r} ({output_lock.name}): the Snakemake "
-                "that took it is gone")
 
 
 def stale_outputs(state: StudyState, pending: dict[str, Job],

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from adabench.study.config import ConfigError, validate_config
-from adabench.workflow.housekeeping import (StudyLocked, clear_stale_snakemake_locks, incomplete_outputs,
+from adabench.workflow.housekeeping import (StudyLocked, incomplete_outputs,
                                             invocation_executes, refuse_symlinks, remove_stale_outputs, stale_outputs,
                                             take_study_lock)
 import hashlib
@@ -265,8 +265,8 @@ def search_records(problem, rounds=None):
     return records_param(STATE, [STUDY.run_dir(spec) for spec in searched_specs(STUDY, problem, made)])
 
 
-# The process that plans the DAG, if it will run jobs, holds the study's lock until it exits and clears Snakemake's
-# locks of a Snakemake of this study that is gone. Outputs that no longer hold
+# The process that plans the DAG, if it will run jobs, holds the study's lock until it exits (Snakemake's own locks are
+# off: nolock in the profiles). Outputs that no longer hold
 # (adabench.workflow.housekeeping.stale_outputs), with what is made from them (MADE_FROM), and those a killed Snakemake
 # left marked incomplete (incomplete_outputs), are removed, so that Snakemake builds them and what reads them again; a
 # dry run or a report only says so.
@@ -278,7 +278,5 @@ if workflow.is_main_process:
             STUDY_LOCK = take_study_lock(STUDY)
     except StudyLocked as error:
         raise WorkflowError(str(error)) from None
-    if EXECUTES:
-        clear_stale_snakemake_locks(Path(".snakemake"), STUDY, print)
     remove_stale_outputs(stale_outputs(STATE, JOBS, MADE_FROM) + incomplete_outputs(Path(".snakemake"), STUDY),
                          EXECUTES, print)
