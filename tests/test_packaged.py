@@ -153,8 +153,8 @@ def test_a_run_names_its_package_and_version_and_a_registry_run_reads_as_before(
     assert "+" not in RunSpec("linreg", "torch.optim:NAdam", {}, 0).package["version"]
     registry = RunSpec("linreg", "adam", {}, 0)
     assert registry.package is None and "package" not in registry.to_dict()
-    assert "package" not in registry.identity() and not any(k.startswith("package.") for k in
-                                                            run_params(registry.key, registry.identity(), {"device": "cpu"}))
+    registry_params = run_params(registry.key, registry.identity(), {"device": "cpu"})
+    assert "package" not in registry.identity() and not any(k.startswith("package.") for k in registry_params)
 
 
 def test_the_registry_runs_keep_their_keys_and_the_schema_its_names():

@@ -41,9 +41,9 @@ except ConfigError as error:
 STATE = read_state(STUDY) if workflow.is_main_process else None
 JOBS = dict(STUDY.jobs) if STATE is None else STATE.pending_jobs()
 if STATE is not None:
+    DAMAGED = f", {len(STATE.damaged)} damaged (trained again)" if STATE.damaged else ""
     print(f"adabench: study {STUDY.name!r}: {len(STATE.complete)} of {len(STATE.run_keys())} planned runs complete "
-          f"(their records verified){f', {len(STATE.damaged)} damaged (trained again)' if STATE.damaged else ''}; "
-          f"{len(JOBS)} planned jobs with runs to train")
+          f"(their records verified){DAMAGED}; {len(JOBS)} planned jobs with runs to train")
 PLAN = STUDY.path("plan.csv")
 PROBLEMS_FILE = STUDY.path("problems.json")  # what the analysis reads of each problem (Problem.declarations)
 
