@@ -144,13 +144,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
     if not data.exists() or data_fault:
         # the data will be prepared again: from raw files that verify, else fetched again
         stale += damaged_raw_files(Path(RAW_DIR))
-    if store := stale_store_marker(study):
-        # the sync must then run again into the new store: Snakemake, rerunning on params and software only,
-        # would not rebuild a missing input of an output that exists
-        synced = Path(study.path("mlflow", "synced.json"))
-        stale += store
-        if synced.exists() and synced not in dict(stale):
-            stale.append((synced, "its MLflow store is rebuilt"))
+    stale += stale_store_marker(study)
     for output, _ in list(stale):
         stale += [(Path(path), f"made from {output}, which no longer holds") for path in (made_from or {}).get(
             str(output), []) if Path(path).exists() and Path(path) not in dict(stale)]
@@ -265,9 +259,10 @@ def in_study(name: str, study: Study) -> bool:
 def incomplete_outputs(snakemake_dir: Path, study: Study) -> list[tuple[Path, str]]:
     """The study's outputs that exist although Snakemake marked them incomplete: a Snakemake killed while their
     job ran (a job's own process may even finish writing after Snakemake is gone). Snakemake reruns such a job
-    ("forced"), but then skips the jobs reading its output as an ancient input, even those whose own outputs are
-    missing: a plain rerun made only the plan and the MLflow store, and ended without training. Removed first, the
-    output is missing instead, and Snakemake plans every job that needs it. Read from Snakemake's file persistence
+    ("forced"), but then skips the jobs reading its output as an ancient input (the files git carries), even those
+    whose own outputs are missing (snakemake#4166; docs/dev/records-as-build-state-plan.md, fact 8): a plain rerun
+    made only the plan and ended without the analysis. Removed first, the output is missing instead, and Snakemake
+    plans every job that needs it. The one place the project reads Snakemake's state; read from its file persistence
     (.snakemake/incomplete/: each marker named by the output's path in URL-safe base64, cut into parts of which all
     but the last begin with "@"); markers of other studies' outputs are left alone."""
     found = []

@@ -82,8 +82,9 @@ TUNED_JOB = re.compile(r"(?P<problem>.+)-tuned-[0-9]+")
 
 # Inputs whose producing job runs only when they are missing (adabench.workflow.housekeeping removes them when they no
 # longer hold) are ancient: their file times, which a git clone sets in checkout order, never rerun the records'
-# aggregation or the MLflow sync. (Snakemake does not rerun a job for an ancient input that exists even when the
-# job making it runs, so every other input keeps its file time.)
+# aggregation or the MLflow sync (Snakemake 9 compares file times whatever rerun-triggers says: snakemake#2328). Only
+# files git carries are ancient: Snakemake does not rerun a job for an ancient input that exists even when the job
+# making it runs (snakemake#4166), so every other input keeps its file time.
 def run_tables(wildcards):
     """Where the analysis finds the study's runs: the plan, and the tuning's plans where the study tunes (the
     search's later rounds and the tuned reruns)."""
@@ -154,16 +155,18 @@ def job_of(job_id):
 def job_inputs(wildcards):
     """A job needs the MLflow store created (a fresh SQLite store must not be created by jobs at once), the plan
     (its problem's runs trained before it are checked against its own: the same data), its data, and for a job the
-    search added, the checkpoint output its runs are read from. What the job trains is its params. The rest is
-    ancient: a store, plan or dataset made again (the same content, checksummed) makes no job run again."""
+    search added, the checkpoint output its runs are read from. What the job trains is its params. None is ancient:
+    a training job is in the DAG only while it has runs to train, so it runs whatever their file times say; and an
+    ancient input would hide it from Snakemake where the job making that input is rerun as incomplete (Snakemake
+    then skips the jobs that read it only as ancient, even with their outputs missing: snakemake#4166)."""
     job = job_of(wildcards.job)
-    inputs = {"store": ancient(STORE), "plan": ancient(PLAN)}
+    inputs = {"store": STORE, "plan": PLAN}
     if "data_file" in STUDY.options(job.problem):
-        inputs["data"] = ancient(STUDY.options(job.problem)["data_file"])
+        inputs["data"] = STUDY.options(job.problem)["data_file"]
     if match := SEARCH_JOB.fullmatch(wildcards.job):
-        inputs["round"] = ancient(round_file(STUDY, match["problem"], int(match["round"]) - 1))
+        inputs["round"] = round_file(STUDY, match["problem"], int(match["round"]) - 1)
     elif TUNED_JOB.fullmatch(wildcards.job):
-        inputs["selection"] = ancient(SELECTION)
+        inputs["selection"] = SELECTION
     return inputs
 
 
@@ -234,6 +237,8 @@ MADE_FROM = {
         path for figure, inputs in FIGURE_INPUTS.items() if set(map(str, inputs.values())) & set(FROM_TABLES)
         for path in expand(study_path("figures", "{figure}.{ext}"), figure=figure, ext=["png", "pdf"])] + [
         study_path("explorer.html")],
+    # a store made again is synced again (the sync reads its marker)
+    STORE: [SYNCED] + ([study_path("tuning", "selection_check.json")] if TUNING else []),
     # the check of the choice (a target) reads both: without it, the sync or the choice would not be made again
     SYNCED: [study_path("tuning", "selection_check.json")] if TUNING else [],
     SELECTION: [study_path("tuning", "selection_check.json")] if TUNING else [],

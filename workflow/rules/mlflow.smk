@@ -25,7 +25,8 @@ rule mlflow_sync:
         unpack(run_tables),
         markers=PENDING_MARKERS,
         tuned_markers=tuned_markers,
-        store=ancient(STORE),
+        # not ancient: the store's marker is no file git carries, and a store made again is synced again
+        store=STORE,
     output:
         SYNCED,
     params:
