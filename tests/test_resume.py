@@ -208,10 +208,12 @@ def test_status_counts_runs_and_epochs_and_names_a_stalled_job(quick, tmp_path, 
                     "eta_s": 10.0})
     gone = Path(study.progress_file("linreg-9"))
     gone.write_text(json.dumps({**json.loads(progress.read_text()), "job": "linreg-9", "pid": 2**22 + 1}))
+    # "now" 100 s after the job's own report (not after the clock: reading the state takes seconds on a busy machine)
+    later = json.loads(progress.read_text())["updated"] + 100
     try:
-        jobs = running_jobs(study, now=time.time() + 100)
+        jobs = running_jobs(study, now=later)
         assert [job.job for job in jobs] == ["sparse_logreg-9"] and jobs[0].stalled
-        assert "sparse_logreg-9: STALLED, no progress for 1m40s" in report(read_state(study), now=time.time() + 100)
+        assert "sparse_logreg-9: STALLED, no progress for 1m40s" in report(read_state(study), now=later)
         assert not running_jobs(study)[0].stalled
     finally:
         progress.unlink()
