@@ -5,7 +5,10 @@
 # involved).
 # The rounds are checkpoints: what a round trains is known only from the scores of the round before it. A round,
 # the end of the search and the choice read a few records and decide in seconds: they run where Snakemake runs (a
-# cluster's login node), not as cluster jobs that would wait in the queue on the path to every tuned rerun.
+# cluster's login node), not as cluster jobs that would wait in the queue on the path to every tuned rerun. For the
+# same reason they go before any training job once their runs are trained (priority): Snakemake otherwise prefers
+# the job with the larger inputs, a training job with its dataset, and a round of a cheap problem waited for hours
+# behind the LeNets' training (seen on the default study: sparse_logreg's round 1).
 
 
 localrules:
@@ -27,6 +30,7 @@ checkpoint search_round:
     wildcard_constraints:
         problem="|".join(TUNING["problems"]) if TUNING else "no-tuning",
         round="[0-9]+",
+    priority: 10
     conda:
         "../../environment.yml"
     log:
@@ -45,6 +49,7 @@ rule search_ended:
         records=lambda wildcards: search_records(wildcards.problem),  # its rounds' (their inputs are ancient)
     wildcard_constraints:
         problem="|".join(TUNING["problems"]) if TUNING else "no-tuning",
+    priority: 10
     conda:
         "../../environment.yml"
     log:
@@ -71,6 +76,7 @@ checkpoint select_tuned:
         search={problem: search_params(problem) for problem in TUNING["problems"]} if TUNING else {},
         # the digest of the grid's records, every round's: the choice is made from them
         records=lambda wildcards: {problem: search_records(problem) for problem in (TUNING or {}).get("problems", [])},
+    priority: 10
     conda:
         "../../environment.yml"
     log:
