@@ -190,6 +190,19 @@ def test_a_new_optimizer_trains_only_its_own_runs_against_the_published_ones(qui
     assert sorted(set(toy.seed)) == sorted(base["seeds"])  # paired with the published runs' seeds
 
 
+def test_status_says_the_search_has_not_chosen_and_what_it_does_not_count_yet(tmp_path, monkeypatch):
+    """Before the search has chosen, its later rounds are unknown: status says so, naming the problems searched."""
+    study = Study(quick_config())  # reads the reference report's numbers from the checkout
+    monkeypatch.chdir(tmp_path)  # a study with no run trained yet
+    text = report(read_state(study))
+    assert ("the learning-rate search has not chosen yet, still searching lenet_sigmoid_fmnist (0 rounds made), "
+            "sparse_logreg (0 rounds made): the rates its next rounds add are not counted yet") in text
+    ended = Path(study.path("tuning", "search", "sparse_logreg", "rounds.csv"))
+    ended.parent.mkdir(parents=True)
+    ended.write_text("round\n")
+    assert "still searching lenet_sigmoid_fmnist (0 rounds made): the rates" in report(read_state(study))
+
+
 def test_status_counts_runs_and_epochs_and_names_a_stalled_job(quick, tmp_path, monkeypatch):
     monkeypatch.chdir(quick)
     study = Study(quick_config())
@@ -198,6 +211,7 @@ def test_status_counts_runs_and_epochs_and_names_a_stalled_job(quick, tmp_path, 
     total = len({spec.key for spec in study.runs()} | set(search.key)
                 | set(pd.read_csv("results/quick/tuning/tuned_runs.csv").key))
     assert f"{total} of {total} runs complete" in text and "every run is complete" in text
+    assert "search has not chosen" not in text
     grid = 12 + (search.problem == "sparse_logreg").sum()  # the grid's 2 x 3 x 2 runs, then what the search added
     assert re.search(rf"^grid\s+sparse_logreg\s+{grid}/{grid}\s+{2 * grid}/{2 * grid}$", text, flags=re.M)
 

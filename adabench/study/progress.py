@@ -23,7 +23,7 @@ from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
 from ..core.locks import holder_gone, holder_if_held, same_process
 from ..core.provenance import cpu_model
 from ..core.records import ENDED_EARLY, METRICS
-from .state import StudyState, searched_on_disk, tuned_runs_on_disk, verified
+from .state import StudyState, search_rounds_on_disk, searched_on_disk, tuned_runs_on_disk, verified
 from .design import Study
 
 STALLED_EPOCHS = 3  # a job is stalled after this many of its epochs without progress
@@ -209,6 +209,14 @@ def report(state: StudyState, now: float | None = None) -> str:
     for row in by_stage.itertuples():
         lines.append(f"{row.stage:<6} {row.problem:<22} {f'{row.complete}/{row.runs}':>11} "
                      f"{f'{row.done}/{row.epochs}':>13}")
+    if study.tuning and tuned_runs_on_disk(study) is None:
+        searching = [f"{problem} ({len(search_rounds_on_disk(study, problem))} rounds made)"
+                     for problem in study.tuning["problems"]
+                     if not Path(study.path("tuning", "search", problem, "rounds.csv")).exists()]
+        lines.append("the learning-rate search has not chosen yet" + (f", still searching {', '.join(searching)}"
+                                                                      if searching else "")
+                     + ": the rates its next rounds add are not counted yet, and the tuned reruns count as one run "
+                     "per tuned optimizer and seed until it has chosen")
     if state.damaged:
         lines.append(f"{len(state.damaged)} runs have damaged records and will be trained again, e.g. "
                      f"{next(iter(state.damaged.values()))}")
