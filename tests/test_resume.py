@@ -256,6 +256,18 @@ def test_the_eta_takes_the_pace_of_the_running_jobs_where_there_are_any(quick, m
         assert remaining_seconds(left, study, stalled) == (finished_only, [])
     finally:
         progress.unlink()
+    # a job the search added (not among the plan's jobs) gives the pace of runs on the grid's data (the LeNets' grid
+    # holds out a validation split: other per-epoch options than the study's runs)
+    lenet = "lenet_sigmoid_fmnist"
+    grid = left.assign(stage="grid", problem=lenet, options=per_epoch_options(lenet, study.grid_options(lenet)))
+    progress = Path(study.progress_file(f"{lenet}-search7-0"))
+    write_progress(progress, f"{lenet}-search7-0", lenet,
+                   {"unit": "epoch", "epoch": 1, "epochs": 3, "active": 2, "size": 2, "seconds_per_epoch": 600.0,
+                    "eta_s": 1000.0})
+    try:
+        assert remaining_seconds(grid, study, running_jobs(study)) == (10 * 600.0 / 2, [])
+    finally:
+        progress.unlink()
 
 
 def test_each_training_job_logs_one_progress_line_per_epoch(quick):

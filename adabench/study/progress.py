@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import re
 import signal
 import time
 from dataclasses import dataclass
@@ -156,11 +157,17 @@ def live_rates(study: Study, jobs: list[RunningJob]) -> dict[tuple[str, str], fl
     per problem and per-epoch options: how fast this machine trains with what shares it at this moment."""
     rates: dict[tuple[str, str], list[float]] = {}
     for running in jobs:
-        job = study.jobs.get(running.job)
-        if job is None or running.stalled or not running.seconds_per_epoch or not running.size:
+        if running.stalled or not running.seconds_per_epoch or not running.size or running.problem not in (
+                study.config["problems"]):
             continue
-        options = job.runs[0].problem_options if job.runs else study.options(job.problem)
-        rates.setdefault((job.problem, per_epoch_options(job.problem, options)), []).append(
+        job = study.jobs.get(running.job)
+        if job is not None and job.runs:
+            options = job.runs[0].problem_options
+        elif re.fullmatch(rf"{re.escape(running.problem)}-search[0-9]+-[0-9]+", running.job):
+            options = study.grid_options(running.problem)  # a job of the search's later rounds: the grid's data
+        else:
+            options = study.options(running.problem)  # a tuned rerun's
+        rates.setdefault((running.problem, per_epoch_options(running.problem, options)), []).append(
             running.seconds_per_epoch / running.size)
     return {key: float(pd.Series(values).median()) for key, values in rates.items()}
 
