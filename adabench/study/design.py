@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,6 +31,11 @@ from .reference import load_reference
 from .search import Lattice
 from ..core.identity import identity_columns
 from ..core.spec import RunSpec
+
+# the ids of the jobs the tuning search adds (Study.round_jobs, Study.tuned_jobs): <problem>-search<round>-<n>, and
+# <problem>-tuned-<n>
+SEARCH_JOB = re.compile(r"(?P<problem>.+)-search(?P<round>[0-9]+)-[0-9]+")
+TUNED_JOB = re.compile(r"(?P<problem>.+)-tuned-[0-9]+")
 
 
 # the longest file name most filesystems take: a run's setting is one directory of its path

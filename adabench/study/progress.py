@@ -11,7 +11,6 @@ import json
 import math
 import os
 import platform
-import re
 import signal
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from ..core.locks import holder_gone, holder_if_held, same_process
 from ..core.provenance import cpu_model
 from ..core.records import ENDED_EARLY, METRICS
 from .state import StudyState, search_rounds_on_disk, searched_on_disk, tuned_runs_on_disk, verified
-from .design import Study
+from .design import SEARCH_JOB, Study
 
 STALLED_EPOCHS = 3  # a job is stalled after this many of its epochs without progress
 STAGE_OF_ROLE = {"reference": "study", "study": "study", "defaults": "study", "grid": "grid", "tuned": "tuned"}
@@ -163,7 +162,7 @@ def live_rates(study: Study, jobs: list[RunningJob]) -> dict[tuple[str, str], fl
         job = study.jobs.get(running.job)
         if job is not None and job.runs:
             options = job.runs[0].problem_options
-        elif re.fullmatch(rf"{re.escape(running.problem)}-search[0-9]+-[0-9]+", running.job):
+        elif (match := SEARCH_JOB.fullmatch(running.job)) and match["problem"] == running.problem:
             options = study.grid_options(running.problem)  # a job of the search's later rounds: the grid's data
         else:
             options = study.options(running.problem)  # a tuned rerun's

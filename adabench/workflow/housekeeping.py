@@ -145,7 +145,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
         # the data will be prepared again: from raw files that verify, else fetched again
         stale += damaged_raw_files(Path(RAW_DIR))
     stale += stale_store_marker(study)
-    for output, _ in list(stale):
+    for output, _ in stale:  # grows as it goes: what is made from what is made from a stale output goes too
         stale += [(Path(path), f"made from {output}, which no longer holds") for path in (made_from or {}).get(
             str(output), []) if Path(path).exists() and Path(path) not in dict(stale)]
     return [(path, why) for path, why in stale if path.exists()]

@@ -19,7 +19,7 @@ from adabench.study.search import finished, next_rates
 from adabench.study.plan import study_run_dirs
 from adabench.study.state import (chosen_rates, pending, read_state, records_param, round_file, search_rounds_on_disk,
                                   searched_specs)
-from adabench.study.design import Study
+from adabench.study.design import SEARCH_JOB, TUNED_JOB, Study
 
 try:
     config.update(validate_config(config))  # in place: the jobs' scripts see the same, filled-in config
@@ -77,8 +77,6 @@ def job_marker(job_id):
 PENDING_MARKERS = [] if STATE is None else [job_marker(job_id) for job_id in JOBS]
 GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
 # the jobs the tuning search adds: its later rounds' rates and the tuned reruns, known from its checkpoints
-SEARCH_JOB = re.compile(r"(?P<problem>.+)-search(?P<round>[0-9]+)-[0-9]+")
-TUNED_JOB = re.compile(r"(?P<problem>.+)-tuned-[0-9]+")
 
 # Inputs whose producing job runs only when they are missing (adabench.workflow.housekeeping removes them when they no
 # longer hold) are ancient: their file times, which a git clone sets in checkout order, never rerun the records'
@@ -238,7 +236,7 @@ MADE_FROM = {
         for path in expand(study_path("figures", "{figure}.{ext}"), figure=figure, ext=["png", "pdf"])] + [
         study_path("explorer.html")],
     # a store made again is synced again (the sync reads its marker)
-    STORE: [SYNCED] + ([study_path("tuning", "selection_check.json")] if TUNING else []),
+    STORE: [SYNCED],
     # the check of the choice (a target) reads both: without it, the sync or the choice would not be made again
     SYNCED: [study_path("tuning", "selection_check.json")] if TUNING else [],
     SELECTION: [study_path("tuning", "selection_check.json")] if TUNING else [],
