@@ -178,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         from .study.state import read_state, searched_on_disk, tuned_runs_on_disk, verified
 
         state = read_state(study_of(args))
-        added = searched_on_disk(state.study)
-        specs = {spec.key: spec for spec in [*state.study.runs(), *added, *(tuned_runs_on_disk(state.study) or [])]}
+        added = searched_on_disk(state.study) + [spec for tuned in tuned_runs_on_disk(state.study).values()
+                                                  for spec in tuned]
+        specs = {spec.key: spec for spec in [*state.study.runs(), *added]}
         for spec in specs.values():
             if spec.key in state.complete or verified(state.study, spec)[0] is not None:
                 print("\n".join(str(state.study.run_dir(spec) / name) for name in (SUMMARY, METRICS)))

@@ -111,6 +111,49 @@ def test_a_clone_of_a_complete_study_trains_nothing_and_keeps_its_published_file
     assert after == before
 
 
+def test_a_problem_whose_search_has_ended_trains_its_tuned_reruns_while_another_is_still_searched(quick, tmp_path):
+    """Each problem's tuned reruns start from its own choice: with sparse_logreg's search ended and its tuned reruns
+    left to train, and the sigmoid LeNet's search not yet begun (part of its grid untrained), both are in the first
+    DAG, so neither waits for the other (one choice over every problem would hold sparse_logreg's reruns back until
+    the slowest search had ended)."""
+    study = Study(quick_config())
+    tuned = pd.read_csv(quick / "results/quick/tuning/tuned_runs.csv")
+    # the reruns trained by tuned jobs (a tuned run equal to a planned run is trained by the plan's job)
+    untrained = set(tuned[(tuned.problem == "sparse_logreg") & tuned.job.str.contains("-tuned-")].key)
+    grid_job = next(job for job in study.jobs.values() if job.problem == "lenet_sigmoid_fmnist"
+                    and any("grid" in study.roles(spec) for spec in job.runs))
+    untrained |= {spec.key for spec in grid_job.runs}
+    assert any(key.startswith("sparse_logreg") for key in untrained)
+    runs = quick / "results/quick/runs"
+    clone = clone_with_records(quick, tmp_path / "clone", "quick",
+                               keep=lambda run_dir: str(run_dir.relative_to(runs)) not in untrained)
+    shutil.rmtree(clone / "results/quick/tuning/search/lenet_sigmoid_fmnist")  # what its search had made
+    dry = snakemake(clone, "-n", "--cores", "2", "--configfile", "config/quick.yaml").stdout
+    jobs = training_jobs(dry)
+    assert grid_job.id in jobs and {job for job in jobs if job.startswith("sparse_logreg-tuned-")}, jobs
+    assert not any(job.startswith("lenet_sigmoid_fmnist-tuned-") for job in jobs)  # it has not chosen yet
+
+
+def test_a_changed_record_of_a_search_run_makes_its_problem_choose_again(quick, tmp_path, monkeypatch):
+    """A grid run's record resealed with another content (retrained elsewhere, brought in by git): its problem's
+    rounds, its choice (the tuned reruns' source) and the tuning's tables no longer hold and are removed, so that
+    the search goes on from there; the other problem's choice stays."""
+    from adabench.core.records import read_summary, seal
+    from adabench.workflow.housekeeping import stale_outputs
+
+    clone = clone_with_records(quick, tmp_path / "clone", "quick")
+    monkeypatch.chdir(clone)
+    study = Study(quick_config())
+    spec = next(spec for spec in study.grid_runs() if spec.problem == "sparse_logreg")
+    summary = read_summary(study.run_dir(spec))
+    (study.run_dir(spec) / "summary.json").write_text(json.dumps(seal({**summary, "train_time_s": 1e6})))
+    stale = {str(path) for path, _ in stale_outputs(read_state(study), {})}
+    search = "results/quick/tuning/search"
+    assert {f"{search}/sparse_logreg/round-0.csv", f"{search}/sparse_logreg/rounds.csv",
+            f"{search}/sparse_logreg/choice.csv", "results/quick/tuning/selection.csv"} <= stale, stale
+    assert not {path for path in stale if path.startswith(f"{search}/lenet_sigmoid_fmnist")}
+
+
 TOY_OPTIMIZER = '''
 """An optimizer from outside the package: SGD with its step scaled by a constant, registered like the built-ins."""
 import torch
@@ -191,16 +234,20 @@ def test_a_new_optimizer_trains_only_its_own_runs_against_the_published_ones(qui
 
 
 def test_status_says_the_search_has_not_chosen_and_what_it_does_not_count_yet(tmp_path, monkeypatch):
-    """Before the search has chosen, its later rounds are unknown: status says so, naming the problems searched."""
+    """Before a problem's search has chosen, its later rounds are unknown: status says so, naming the problems
+    searched; a problem that has chosen counts its tuned reruns as its choice makes them."""
     study = Study(quick_config())  # reads the reference report's numbers from the checkout
     monkeypatch.chdir(tmp_path)  # a study with no run trained yet
     text = report(read_state(study))
-    assert ("the learning-rate search has not chosen yet, still searching lenet_sigmoid_fmnist (0 rounds made), "
+    assert ("the learning-rate search has not chosen yet on lenet_sigmoid_fmnist (0 rounds made), "
             "sparse_logreg (0 rounds made): the rates its next rounds add are not counted yet") in text
-    ended = Path(study.path("tuning", "search", "sparse_logreg", "rounds.csv"))
-    ended.parent.mkdir(parents=True)
-    ended.write_text("round\n")
-    assert "still searching lenet_sigmoid_fmnist (0 rounds made): the rates" in report(read_state(study))
+    chosen = Path(study.path("tuning", "search", "sparse_logreg", "choice.csv"))
+    chosen.parent.mkdir(parents=True)
+    chosen.write_text("problem,optimizer,lr\nsparse_logreg,adagrad,0.0215\nsparse_logreg,adam,\n")  # adam: no rate trains
+    text = report(read_state(study))
+    assert "not chosen yet on lenet_sigmoid_fmnist (0 rounds made): the rates" in text
+    seeds = len(study.seeds("sparse_logreg"))
+    assert re.search(rf"^tuned\s+sparse_logreg\s+0/{seeds}\s", text, flags=re.M), text
 
 
 def test_status_counts_runs_and_epochs_and_names_a_stalled_job(quick, tmp_path, monkeypatch):

@@ -113,16 +113,16 @@ def progress_table(state: StudyState) -> pd.DataFrame:
             seen.add(spec.key)
             rows.append(run_progress(state, spec, "grid"))
     tuned = tuned_runs_on_disk(study)
-    if tuned is None and study.tuning:
-        for problem in study.tuning["problems"]:
+    for problem in study.tuning["problems"] if study.tuning else []:
+        if problem not in tuned:  # its search has not chosen yet
             epochs = planned_epochs(problem, study.options(problem))
             for _ in range(len(study.tuning["optimizers"]) * len(study.seeds(problem))):
                 rows.append({"stage": "tuned", "problem": problem, "complete": 0, "runs": 1, "done": 0,
                              "epochs": epochs, "options": per_epoch_options(problem, study.options(problem))})
-    for spec in tuned or []:
-        if spec.key not in seen:
-            seen.add(spec.key)
-            rows.append(run_progress(state, spec, "tuned"))
+        for spec in tuned.get(problem, []):
+            if spec.key not in seen:
+                seen.add(spec.key)
+                rows.append(run_progress(state, spec, "tuned"))
     table = pd.DataFrame(rows, columns=["stage", "problem", "complete", "runs", "done", "epochs", "options"])
     return table
 
@@ -215,14 +215,13 @@ def report(state: StudyState, now: float | None = None) -> str:
     for row in by_stage.itertuples():
         lines.append(f"{row.stage:<6} {row.problem:<22} {f'{row.complete}/{row.runs}':>11} "
                      f"{f'{row.done}/{row.epochs}':>13}")
-    if study.tuning and tuned_runs_on_disk(study) is None:
-        searching = [f"{problem} ({len(search_rounds_on_disk(study, problem))} rounds made)"
-                     for problem in study.tuning["problems"]
-                     if not Path(study.path("tuning", "search", problem, "rounds.csv")).exists()]
-        lines.append("the learning-rate search has not chosen yet" + (f", still searching {', '.join(searching)}"
-                                                                      if searching else "")
-                     + ": the rates its next rounds add are not counted yet, and the tuned reruns count as one run "
-                     "per tuned optimizer and seed until it has chosen")
+    chosen = tuned_runs_on_disk(study)
+    searching = [f"{problem} ({len(search_rounds_on_disk(study, problem))} rounds made)"
+                 for problem in (study.tuning["problems"] if study.tuning else []) if problem not in chosen]
+    if searching:
+        lines.append(f"the learning-rate search has not chosen yet on {', '.join(searching)}: the rates its next "
+                     "rounds add are not counted yet, and the tuned reruns count as one run per tuned optimizer and "
+                     "seed until it has chosen")
     if state.damaged:
         lines.append(f"{len(state.damaged)} runs have damaged records and will be trained again, e.g. "
                      f"{next(iter(state.damaged.values()))}")

@@ -188,9 +188,17 @@ def searched_on_disk(study: Study) -> list[RunSpec]:
             for spec in searched_specs(study, problem, search_rounds_on_disk(study, problem))]
 
 
-def tuned_runs_on_disk(study: Study) -> list[RunSpec] | None:
-    """The tuned reruns of the selection made so far; None before the search has ended."""
-    selection = Path(study.path("tuning", "selection.csv"))
-    if not study.tuning or not selection.exists():
-        return None
-    return study.tuned_runs(chosen_rates(pd.read_csv(selection)))
+def choice_file(study: StudyProblems, problem: str) -> str:
+    """A problem's choice of each optimizer's learning rate (the search_ended checkpoint's output, made once its
+    search has ended): its tuned reruns are known from it, whatever the other problems' searches are doing."""
+    return study.path("tuning", "search", problem, "choice.csv")
+
+
+def tuned_runs_on_disk(study: Study) -> dict[str, list[RunSpec]]:
+    """Per tuned problem whose search has chosen, the tuned reruns of its choice (a problem still searched is
+    not among them)."""
+    chosen = {}
+    for problem in study.tuning["problems"] if study.tuning else []:
+        if Path(choice_file(study, problem)).exists():
+            chosen[problem] = study.tuned_runs(chosen_rates(pd.read_csv(choice_file(study, problem))))
+    return chosen

@@ -153,11 +153,12 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
 
 def stale_search(state: StudyState) -> list[tuple[Path, str]]:
     """The search's rounds made from records that changed since, with every later round of their problem, the
-    problem's table of rounds and the choice: the search goes on from there again (its rounds' inputs are ancient,
-    so that a clone's file times rerun none of them), or made for another search than the config's now."""
+    problem's table of rounds and its choice, and the tuning's tables: the search goes on from there again (its
+    rounds' inputs are ancient, so that a clone's file times rerun none of them), or made for another search than
+    the config's now."""
     import pandas as pd
 
-    from ..study.state import round_file, searched_specs
+    from ..study.state import choice_file, round_file, searched_specs
 
     study, stale = state.study, []
     for problem in study.tuning["problems"] if study.tuning else []:
@@ -177,6 +178,7 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
                           for later_path in later if later_path.exists()]
                 stale += [(path, "its search goes on from a round made again")
                           for path in (Path(study.path("tuning", "search", problem, "rounds.csv")),
+                                       Path(choice_file(study, problem)),
                                        Path(study.path("tuning", "selection.csv"))) if path.exists()]
                 break
             try:

@@ -151,13 +151,7 @@ def search_round(config: dict, problem: str, round_: int, output: Path, sources:
 
     study = Study(config)
     rounds = [pd.read_csv(round_file(study, problem, earlier)) for earlier in range(round_)]
-    summaries = {}
-    for spec in searched_specs(study, problem, rounds):
-        summary, why = verified(study, spec)
-        if summary is None:
-            raise RecordError(f"{study.run_dir(spec)}: {why or 'no records'}; the search round needs every run "
-                              "it scores: run snakemake again (its job trains it)")
-        summaries[spec.key] = summary
+    summaries = searched_summaries(study, problem, rounds)
     runs = pd.DataFrame([run_row(summary, {"grid"}) for summary in summaries.values()])
     decisions = decide_all(lr_sensitivity(runs), Lattice.of(study.tuning), search_limits(study),
                            chance_levels([problem]), round_)
@@ -168,12 +162,47 @@ def search_round(config: dict, problem: str, round_: int, output: Path, sources:
             + (f"; next: {row.next_lrs}" if isinstance(row.next_lrs, str) and row.next_lrs else ""))
 
 
-def select_tuned(config: dict, plan: Path, searches: list[str], outputs, log: LogFile) -> None:
-    """The end of the search: each optimizer's learning rate chosen on validation metrics only, every rate's
-    scores, every round's decisions, the runs the search added and the tuned reruns (in the plan's columns), and
-    which grid records the choice was made from."""
+def searched_summaries(study: Study, problem: str, rounds: list[pd.DataFrame]) -> dict[str, dict]:
+    """Run key -> verified summary of every run the search of ``problem`` asked for before ``rounds`` ended:
+    what a round scores, and the choice."""
+    summaries = {}
+    for spec in searched_specs(study, problem, rounds):
+        summary, why = verified(study, spec)
+        if summary is None:
+            raise RecordError(f"{study.run_dir(spec)}: {why or 'no records'}; the search needs every run it scores: "
+                              "run snakemake again (its job trains it)")
+        summaries[spec.key] = summary
+    return summaries
+
+
+def search_ended(config: dict, problem: str, rounds: list[str], outputs, log: LogFile) -> None:
+    """A problem's search has ended (its last round adds no rate): every round's decisions in one table, and each
+    optimizer's learning rate chosen on validation metrics only (adabench.analysis.tuning.select), from the records
+    of every run the search asked for (those its last round scored). Its tuned reruns start from this choice,
+    whether or not the other problems' searches have ended."""
+    from ..analysis.aggregate import run_row
+    from ..analysis.tuning import select
+
+    study = Study(config)
+    decisions = [pd.read_csv(path) for path in rounds]
+    summaries = searched_summaries(study, problem, decisions)
+    choice = select(pd.DataFrame([run_row(summary, {"grid"}) for summary in summaries.values()]),
+                    chance_levels([problem]))
+    atomic_write_text(Path(outputs.rounds), pd.concat(decisions, ignore_index=True).to_csv(index=False))
+    atomic_write_text(Path(outputs.choice), choice.to_csv(index=False))
+    log(f"{problem}: the search ended after {len(rounds)} rounds")
+    for row in choice.itertuples():
+        edge = f"; at the {row.grid_edge} rate searched (a declared limit)" if row.grid_edge else ""
+        chosen = f"lr {row.lr}" if row.trains else "does not train (no rate above chance)"
+        log(f"{problem}/{row.optimizer}: {chosen} ({row.metric} {row.validation_score:.4g}){edge}")
+
+
+def select_tuned(config: dict, plan: Path, searches: list[str], choices: list[str], outputs, log: LogFile) -> None:
+    """The tuning's tables once every problem's search has ended: each problem's choice (search_ended) in one
+    table, every rate's scores, every round's decisions, the runs the search added and the tuned reruns (in the
+    plan's columns), and which grid records the scores were read from."""
     from ..analysis.aggregate import gather
-    from ..analysis.tuning import lr_sensitivity, select
+    from ..analysis.tuning import lr_sensitivity
     from ..study.plan import roles_by_dir, with_role
     from ..study.made_from import write_sources
 
@@ -185,17 +214,16 @@ def select_tuned(config: dict, plan: Path, searches: list[str], outputs, log: Lo
                    for job in study.round_jobs(problem, round_ + 1, next_rates(made))]
     search_plan = plan_rows(study, search_jobs, "grid")
     runs, _, summaries = gather(roles_by_dir(with_role(read_plan(plan), "grid"), search_plan))
-    selection = select(runs, chance_levels(study.tuning["problems"]))
+    # read as written (pandas' default float parser may be one unit in the last place off)
+    selection = (pd.concat([pd.read_csv(path, float_precision="round_trip") for path in choices], ignore_index=True)
+                 .sort_values(["problem", "optimizer"], kind="stable", ignore_index=True))
     atomic_write_text(Path(outputs.selection), selection.to_csv(index=False))
     atomic_write_text(Path(outputs.sensitivity), lr_sensitivity(runs).to_csv(index=False))
     atomic_write_text(Path(outputs.search), search.to_csv(index=False))
     atomic_write_text(Path(outputs.search_runs), search_plan.to_csv(index=False))
     atomic_write_text(Path(outputs.tuned_runs), tuned_plan(study, chosen_rates(selection)).to_csv(index=False))
     write_sources(Path(outputs.sources), summaries)
-    for row in selection.itertuples():
-        edge = f"; at the {row.grid_edge} rate searched (a declared limit)" if row.grid_edge else ""
-        chosen = f"lr {row.lr}" if row.trains else "does not train (no rate above chance)"
-        log(f"{row.problem}/{row.optimizer}: {chosen} ({row.metric} {row.validation_score:.4g}){edge}")
+    log(f"the tuning's tables: {len(selection)} choices of {len(rounds)} problems' searches")
 
 
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:

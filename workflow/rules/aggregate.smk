@@ -6,7 +6,7 @@ rule aggregate:
     input:
         unpack(run_tables),
         markers=PENDING_MARKERS,
-        tuned_markers=tuned_markers,
+        **TUNED_MARKERS,
         problems=ancient(PROBLEMS_FILE),  # what each problem declares: the runs' outcomes (chance levels)
     output:
         runs=RUNS_TABLE,

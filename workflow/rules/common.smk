@@ -17,8 +17,8 @@ import pandas as pd
 from adabench.core.problems import PROBLEMS
 from adabench.study.search import finished, next_rates
 from adabench.study.plan import study_run_dirs
-from adabench.study.state import (chosen_rates, pending, read_state, records_param, round_file, search_rounds_on_disk,
-                                  searched_specs)
+from adabench.study.state import (chosen_rates, choice_file, pending, read_state, records_param, round_file,
+                                  search_rounds_on_disk, searched_specs)
 from adabench.study.design import SEARCH_JOB, TUNED_JOB, Study
 
 try:
@@ -129,13 +129,22 @@ def search_params(problem):
             "grid_runs": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]}
 
 
-def tuned_markers(wildcards):
-    """The markers of the tuned reruns' jobs that have runs to train (known once the search has ended). An input
-    of its own: while the search runs, only it waits for the checkpoint, and the plan's jobs are in the DAG."""
-    if not TUNING or STATE is None:
-        return []
-    selection = checkpoints.select_tuned.get().output.selection
-    return [job_marker(job.id) for job in pending(STUDY, STUDY.tuned_jobs(chosen_rates(pd.read_csv(selection))))]
+def tuned_markers(problem):
+    """The input function of the markers of ``problem``'s tuned reruns' jobs that have runs to train, known once its
+    search has ended (its choice, a checkpoint). One function per problem, each an input of its own: Snakemake
+    evaluates each apart, so a problem's tuned reruns enter the DAG (and train) while another problem's search
+    runs."""
+
+    def markers(wildcards):
+        if STATE is None:
+            return []
+        choice = checkpoints.search_ended.get(problem=problem).output.choice
+        return [job_marker(job.id) for job in pending(STUDY, STUDY.tuned_jobs(chosen_rates(pd.read_csv(choice))))]
+
+    return markers
+
+
+TUNED_MARKERS = {f"tuned_{problem}": tuned_markers(problem) for problem in (TUNING["problems"] if TUNING else [])}
 
 
 def job_of(job_id):
@@ -146,7 +155,8 @@ def job_of(job_id):
         problem, round_ = match["problem"], int(match["round"])
         jobs = STUDY.round_jobs(problem, round_, next_rates(pd.read_csv(round_file(STUDY, problem, round_ - 1))))
     else:
-        jobs = STUDY.tuned_jobs(chosen_rates(pd.read_csv(SELECTION)))
+        problem = TUNED_JOB.fullmatch(job_id)["problem"]
+        jobs = STUDY.tuned_jobs(chosen_rates(pd.read_csv(choice_file(STUDY, problem))))
     return {job.id: job for job in jobs}[job_id]
 
 
@@ -163,8 +173,8 @@ def job_inputs(wildcards):
         inputs["data"] = STUDY.options(job.problem)["data_file"]
     if match := SEARCH_JOB.fullmatch(wildcards.job):
         inputs["round"] = round_file(STUDY, match["problem"], int(match["round"]) - 1)
-    elif TUNED_JOB.fullmatch(wildcards.job):
-        inputs["selection"] = SELECTION
+    elif match := TUNED_JOB.fullmatch(wildcards.job):
+        inputs["choice"] = choice_file(STUDY, match["problem"])
     return inputs
 
 

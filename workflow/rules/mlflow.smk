@@ -24,7 +24,7 @@ rule mlflow_sync:
     input:
         unpack(run_tables),
         markers=PENDING_MARKERS,
-        tuned_markers=tuned_markers,
+        **TUNED_MARKERS,
         # not ancient: the store's marker is no file git carries, and a store made again is synced again
         store=STORE,
     output:

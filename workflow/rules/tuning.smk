@@ -1,8 +1,8 @@
 # The tuned protocol: a learning-rate search in rounds on each tuned problem (adabench.study.search: widen until the
 # best rate is inside the rates tried, then refine to 1/3 decade around it, every rate with every grid seed, scored
-# on the validation split only), then the chosen rate rerun with the study's seeds (tuned jobs of the train rule),
-# and a check that the choice can be recomputed from the validation metrics logged in MLflow (no test metric
-# involved).
+# on the validation split only), then the chosen rate rerun with the study's seeds (tuned jobs of the train rule,
+# known from the problem's own choice), and a check that the choice can be recomputed from the validation metrics
+# logged in MLflow (no test metric involved).
 # The rounds are checkpoints: what a round trains is known only from the scores of the round before it. A round,
 # the end of the search and the choice read a few records and decide in seconds: they run where Snakemake runs (a
 # cluster's login node), not as cluster jobs that would wait in the queue on the path to every tuned rerun. For the
@@ -39,11 +39,14 @@ checkpoint search_round:
         "../../scripts/search_round.py"
 
 
-rule search_ended:
+# A problem's search ends with its choice: its tuned reruns are known from it (a checkpoint), and they train while
+# the other problems are still searched.
+checkpoint search_ended:
     input:
-        search_rounds,
+        rounds=search_rounds,
     output:
-        study_path("tuning", "search", "{problem}", "rounds.csv"),
+        rounds=study_path("tuning", "search", "{problem}", "rounds.csv"),
+        choice=study_path("tuning", "search", "{problem}", "choice.csv"),
     params:
         search=lambda wildcards: search_params(wildcards.problem),
         records=lambda wildcards: search_records(wildcards.problem),  # its rounds' (their inputs are ancient)
@@ -58,11 +61,13 @@ rule search_ended:
         "../../scripts/search_ended.py"
 
 
-checkpoint select_tuned:
+rule select_tuned:
     input:
         plan=ancient(PLAN),
         rounds=[ancient(path) for path in expand(study_path("tuning", "search", "{problem}", "rounds.csv"),
                                                  problem=TUNING["problems"] if TUNING else [])],
+        choices=[ancient(path) for path in expand(study_path("tuning", "search", "{problem}", "choice.csv"),
+                                                  problem=TUNING["problems"] if TUNING else [])],
     output:
         selection=SELECTION,
         sensitivity=report(
@@ -74,7 +79,7 @@ checkpoint select_tuned:
         sources=study_path("tuning", "selection.sources.json"),
     params:
         search={problem: search_params(problem) for problem in TUNING["problems"]} if TUNING else {},
-        # the digest of the grid's records, every round's: the choice is made from them
+        # the digest of the grid's records, every round's: the scores are read from them
         records=lambda wildcards: {problem: search_records(problem) for problem in (TUNING or {}).get("problems", [])},
     priority: 10
     conda:
