@@ -152,6 +152,10 @@ def test_a_changed_record_of_a_search_run_makes_its_problem_choose_again(quick, 
     assert {f"{search}/sparse_logreg/round-0.csv", f"{search}/sparse_logreg/rounds.csv",
             f"{search}/sparse_logreg/choice.csv", "results/quick/tuning/selection.csv"} <= stale, stale
     assert not {path for path in stale if path.startswith(f"{search}/lenet_sigmoid_fmnist")}
+    # the choice's own sidecar says it too, where the rounds it came from are gone (deleted by hand, not in a copy)
+    for path in Path(f"{search}/sparse_logreg").glob("round-*"):
+        path.unlink()
+    assert f"{search}/sparse_logreg/choice.csv" in {str(path) for path, _ in stale_outputs(read_state(study), {})}
 
 
 TOY_OPTIMIZER = '''

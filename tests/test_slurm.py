@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 # The test cluster (see the top of scripts/slurm_cluster.sh). It advertises 8 CPUs, more than a CI machine
 # has, so that SLURM starts the jobs Snakemake submits together at once and the OS shares the cores among
-# them: a job on the critical path (mlflow_store, select_tuned) never queues behind a training job. Memory
+# them: a job on the critical path (mlflow_store, search_ended) never queues behind a training job. Memory
 # stays real (RealMemory from `slurmd -C` against the profile's mem_mb) and still limits the training jobs.
 # MinJobAge: squeue still lists every job of the run when the test asks, not only those of the last 300 s.
 CLUSTER_SETTINGS = {"ADABENCH_SLURM_CPUS": "8", "ADABENCH_SLURM_MIN_JOB_AGE": "3600", "ADABENCH_SLURM_TIMEOUT": "120"}

@@ -28,7 +28,10 @@ def grid_scores(runs: pd.DataFrame) -> pd.DataFrame:
     worst = grid.selection_mode.map({"max": -math.inf, "min": math.inf})
     unusable = grid.score.isna() | grid.status.isin(ENDED_EARLY)
     grid.loc[unusable, "score"] = worst[unusable]
-    return grid[["problem", "optimizer", "lr", "seed", "status", "selection_metric", "selection_mode", "score"]]
+    # in seed order: a mean of floats depends on the order it adds them in, and the search's rounds, the choice and
+    # the tables read the same runs in different orders
+    return grid[["problem", "optimizer", "lr", "seed", "status", "selection_metric", "selection_mode", "score"]
+                ].sort_values(["problem", "optimizer", "lr", "seed"], kind="stable", ignore_index=True)
 
 
 def lr_sensitivity(runs: pd.DataFrame) -> pd.DataFrame:

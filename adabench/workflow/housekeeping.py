@@ -86,10 +86,10 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
     what reads them, again:
     - the plan, if the config now plans other runs or its problems declare other things (problems.json);
     - the marker of a job that has runs to train again (damaged or deleted since the job ran);
-    - tables, the search's rounds, the tuning selection and the MLflow sync made from other records than the
-      study's now (records brought in by git, retrained by hand, damaged, runs the config added since), and tables
-      (CSV or Parquet) whose bytes are not those written (their sidecar's sha256s), each with what ``made_from``
-      lists as made from it.
+    - tables, the search's rounds, each problem's choice, the tuning selection and the MLflow sync made from other
+      records than the study's now (records brought in by git, retrained by hand, damaged, runs the config added
+      since), and tables (CSV or Parquet) whose bytes are not those written (their sidecar's sha256s), each with
+      what ``made_from`` lists as made from it.
       Snakemake's params (the records' digest, adabench.study.state.records_param) rerun such a job and all that reads
       its outputs where Snakemake has its metadata; a fresh clone has none, and Snakemake never rebuilds a missing
       output that only feeds outputs it holds up to date: so what is made from a stale output goes with it, and
@@ -98,6 +98,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
       verify, and an MLflow store marker whose store is gone or moved."""
     from ..core.data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_data_fault
     from ..core.download import DATA_FILE, RAW_DIR
+    from ..study.state import choice_file
 
     study, stale = state.study, []
     plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
@@ -109,11 +110,18 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
     stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
               for job_id in pending if Path(study.job_marker(job_id)).exists()]
     stale += stale_search(state)
-    for output, sources, role, what in (
-            (study.path("tables", "runs.csv"), study.path("tables", "runs.sources.json"), None, "the study's"),
-            (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), "grid",
+    grid = state.run_keys("grid")
+    choices = [(choice_file(study, problem), Path(choice_file(study, problem)).with_suffix(".sources.json"),
+                [spec.key for spec in study.grid_runs() if spec.problem == problem], f"{problem}'s grid")
+               for problem in (study.tuning["problems"] if study.tuning else [])]
+    for output, sources, planned, what in (
+            (study.path("tables", "runs.csv"), study.path("tables", "runs.sources.json"), state.run_keys(),
+             "the study's"),
+            (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), grid,
              "the tuning grid's"),
-            (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), None, "the study's")):
+            *choices,
+            (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), state.run_keys(),
+             "the study's")):
         output, sources = Path(output), Path(sources)
         if not output.exists() and not (sources != output and sources.exists()):
             continue  # not made yet (a sidecar without its output: the output was removed, see below)
@@ -124,7 +132,7 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
         # to a finished study: its training jobs only feed this output, and Snakemake reruns no job for a missing
         # temporary marker while the output that reads it exists). The runs the tuning search added are not in the
         # plan: only the plan's runs can be missing from an output.
-        missing = [key for key in state.run_keys(role) if key not in recorded]
+        missing = [key for key in planned if key not in recorded]
         damaged = damaged_outputs(sources, found) if sources != output and sources.exists() else []
         if changed:
             why = why_changed

@@ -182,6 +182,7 @@ def search_ended(config: dict, problem: str, rounds: list[str], outputs, log: Lo
     whether or not the other problems' searches have ended."""
     from ..analysis.aggregate import run_row
     from ..analysis.tuning import select
+    from ..study.made_from import write_sources
 
     study = Study(config)
     decisions = [pd.read_csv(path) for path in rounds]
@@ -190,6 +191,7 @@ def search_ended(config: dict, problem: str, rounds: list[str], outputs, log: Lo
                     chance_levels([problem]))
     atomic_write_text(Path(outputs.rounds), pd.concat(decisions, ignore_index=True).to_csv(index=False))
     atomic_write_text(Path(outputs.choice), choice.to_csv(index=False))
+    write_sources(Path(outputs.sources), summaries)  # its own: a round file lost or remade leaves it to be checked
     log(f"{problem}: the search ended after {len(rounds)} rounds")
     for row in choice.itertuples():
         edge = f"; at the {row.grid_edge} rate searched (a declared limit)" if row.grid_edge else ""

@@ -249,7 +249,14 @@ MADE_FROM = {
     STORE: [SYNCED],
     # the check of the choice (a target) reads both: without it, the sync or the choice would not be made again
     SYNCED: [study_path("tuning", "selection_check.json")] if TUNING else [],
-    SELECTION: [study_path("tuning", "selection_check.json")] if TUNING else [],
+    # select_tuned's outputs go together: aggregate reads the tuned plan as ancient, and would read a stale one
+    SELECTION: [SEARCH_RUNS, TUNED_RUNS, study_path("tuning", "selection.sources.json")] + [
+        study_path("tuning", name) for name in ("lr_sensitivity.csv", "search.csv", "selection_check.json")]
+    if TUNING else [],
+    # the tables and the sync read which runs the search added and which are tuned reruns, as ancient inputs
+    **{plan: [RUNS_TABLE, SYNCED] for plan in ((SEARCH_RUNS, TUNED_RUNS) if TUNING else ())},
+    # the selection gathers the choices (its inputs are ancient: it would not be made again with them)
+    **{choice_file(STUDY, problem): [SELECTION] for problem in (TUNING["problems"] if TUNING else [])},
 }
 
 

@@ -47,6 +47,7 @@ checkpoint search_ended:
     output:
         rounds=study_path("tuning", "search", "{problem}", "rounds.csv"),
         choice=study_path("tuning", "search", "{problem}", "choice.csv"),
+        sources=study_path("tuning", "search", "{problem}", "choice.sources.json"),
     params:
         search=lambda wildcards: search_params(wildcards.problem),
         records=lambda wildcards: search_records(wildcards.problem),  # its rounds' (their inputs are ancient)
