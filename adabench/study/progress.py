@@ -95,7 +95,7 @@ def running_jobs(study: Study, now: float | None = None, damaged: list[str] | No
     return jobs
 
 
-def progress_table(state: StudyState) -> pd.DataFrame:
+def progress_table(state: StudyState, tuned: dict[str, list] | None = None) -> pd.DataFrame:
     """Per stage and problem: runs complete and planned, epochs done and planned (a run in several roles counts
     in its first stage). The search's later rounds count as far as its rounds have asked for rates; the tuned
     reruns, before the search has ended, count as one new run per tuned optimizer and seed (an upper bound: a
@@ -112,7 +112,7 @@ def progress_table(state: StudyState) -> pd.DataFrame:
         if spec.key not in seen:
             seen.add(spec.key)
             rows.append(run_progress(state, spec, "grid"))
-    tuned = tuned_runs_on_disk(study)
+    tuned = tuned_runs_on_disk(study) if tuned is None else tuned  # (report reads them once for both)
     for problem in study.tuning["problems"] if study.tuning else []:
         if problem not in tuned:  # its search has not chosen yet
             epochs = planned_epochs(problem, study.options(problem))
@@ -206,7 +206,8 @@ def duration(seconds: float | None) -> str:
 def report(state: StudyState, now: float | None = None) -> str:
     """The text ``adabench status`` prints."""
     study = state.study
-    table = progress_table(state)
+    chosen = tuned_runs_on_disk(study)
+    table = progress_table(state, chosen)
     by_stage = (table.groupby(["stage", "problem"], sort=False)[["complete", "runs", "done", "epochs"]].sum()
                 .reset_index())
     lines = [f"study {study.name}: {int(table.complete.sum())} of {len(table)} runs complete, "
@@ -215,7 +216,6 @@ def report(state: StudyState, now: float | None = None) -> str:
     for row in by_stage.itertuples():
         lines.append(f"{row.stage:<6} {row.problem:<22} {f'{row.complete}/{row.runs}':>11} "
                      f"{f'{row.done}/{row.epochs}':>13}")
-    chosen = tuned_runs_on_disk(study)
     searching = [f"{problem} ({len(search_rounds_on_disk(study, problem))} rounds made)"
                  for problem in (study.tuning["problems"] if study.tuning else []) if problem not in chosen]
     if searching:

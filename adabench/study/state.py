@@ -197,8 +197,6 @@ def choice_file(study: StudyProblems, problem: str) -> str:
 def tuned_runs_on_disk(study: Study) -> dict[str, list[RunSpec]]:
     """Per tuned problem whose search has chosen, the tuned reruns of its choice (a problem still searched is
     not among them)."""
-    chosen = {}
-    for problem in study.tuning["problems"] if study.tuning else []:
-        if Path(choice_file(study, problem)).exists():
-            chosen[problem] = study.tuned_runs(chosen_rates(pd.read_csv(choice_file(study, problem))))
-    return chosen
+    files = {problem: Path(choice_file(study, problem)) for problem in (study.tuning or {}).get("problems", [])}
+    return {problem: study.tuned_runs(chosen_rates(pd.read_csv(path))) for problem, path in files.items()
+            if path.exists()}
