@@ -10,6 +10,7 @@ from workflow_helpers import REPO_ROOT
 from adabench.analysis.tuning import lr_sensitivity, select
 from adabench.study.config import load_study_config, merge, validate_config
 from adabench.study.state import chosen_rates, tuned_plan
+from adabench.study.cost import tuning_estimate
 from adabench.study.design import Study, lr_grid
 
 
@@ -126,6 +127,29 @@ def test_grid_and_tuned_jobs_of_a_study():
     assert sorted((spec.optimizer, spec.hyperparameters["lr"], spec.seed) for job in round_jobs for spec in job.runs) \
         == sorted((optimizer, lr, seed) for optimizer, lr in [("adam", 0.0316), ("sgd", 3.16), ("sgd", 0.316)]
                   for seed in (100, 101))
+
+
+def test_an_optimizer_that_runs_on_some_tuned_problems_is_searched_there_alone():
+    """tuning.optimizers meets each problem's own list: an optimizer added to the LeNets only (as a packaged one is
+    in the default study) gets grid runs, a search estimate and tuned reruns there, and none on linreg, whose
+    other protocols do not run it."""
+    config = load_study_config(defaults=REPO_ROOT / "config.yaml")
+    config = validate_config(merge(config, {
+        "seeds": [0, 1], "optimizers": ["adam", "sgd"],
+        "problems": {"lenet_relu_fmnist": {"optimizers": ["adam", "sgd", "adadelta"], "seeds": [0, 1]}},
+        "defaults_protocol": None,
+        "tuning": {"problems": ["linreg", "lenet_relu_fmnist"], "optimizers": ["adam", "sgd", "adadelta"],
+                   "lr_grid": {"low": 1e-4, "high": 1.0, "points": 5}, "grid_seeds": [100, 101, 102]}}))
+    study = Study(config)
+    assert study.tuned_optimizers("linreg") == ["adam", "sgd"]
+    assert study.tuned_optimizers("lenet_relu_fmnist") == ["adam", "sgd", "adadelta"]
+    searched = {(spec.problem, spec.optimizer) for spec in study.grid_runs()}
+    assert searched == {("linreg", "adam"), ("linreg", "sgd"), ("lenet_relu_fmnist", "adam"),
+                        ("lenet_relu_fmnist", "sgd"), ("lenet_relu_fmnist", "adadelta")}
+    estimate = pd.DataFrame(tuning_estimate(study))
+    runs = estimate.groupby(["stage", "problem"]).runs.sum().to_dict()
+    assert runs == {("search", "linreg"): 2 * 2 * 3, ("search", "lenet_relu_fmnist"): 2 * 3 * 3,
+                    ("tuned", "linreg"): 2 * 2, ("tuned", "lenet_relu_fmnist"): 3 * 2}
 
 
 def test_a_tuned_setting_differs_from_the_configured_one_in_its_learning_rate_alone():

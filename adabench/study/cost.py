@@ -73,10 +73,10 @@ def tuning_estimate(problems: StudyProblems) -> list[dict]:
     tuning = problems.config.get("tuning")
     rows = []
     for problem in tuning["problems"] if tuning else []:
-        size = problems.population_size(problem)
+        size, searched = problems.population_size(problem), problems.tuned_optimizers(problem)
         for stage, options, runs in (
-                ("search", problems.grid_options(problem), 2 * len(tuning["optimizers"]) * len(tuning["grid_seeds"])),
-                ("tuned", problems.options(problem), len(tuning["optimizers"]) * len(problems.seeds(problem)))):
+                ("search", problems.grid_options(problem), 2 * len(searched) * len(tuning["grid_seeds"])),
+                ("tuned", problems.options(problem), len(searched) * len(problems.seeds(problem)))):
             for index, start in enumerate(range(0, runs, size)):
                 rows.append({"stage": stage, "problem": problem, "job": f"{problem}-{stage}-estimate-{index}",
                              "population": min(size, runs - start), "runs": min(size, runs - start),

@@ -104,6 +104,13 @@ class StudyProblems(StudyLayout):
     def optimizers(self, problem: str) -> list[str]:
         return self.entry(problem).get("optimizers", self.config.get("optimizers", []))
 
+    def tuned_optimizers(self, problem: str) -> list[str]:
+        """The optimizers the search tunes on ``problem``: those of ``tuning.optimizers`` that the problem runs (an
+        optimizer added to some problems only, such as a packaged one on the LeNets, is searched there alone, so
+        each protocol of a problem holds the same optimizers)."""
+        tuning, runs = self.config.get("tuning"), set(self.optimizers(problem))
+        return [optimizer for optimizer in tuning["optimizers"] if optimizer in runs] if tuning else []
+
     def device(self, problem: str) -> str:
         return self.entry(problem).get("device", self.config["device"])
 
@@ -193,7 +200,7 @@ class Study(StudyProblems):
         if not self.tuning:
             return []
         return [self.search_spec(problem, optimizer, lr, seed)
-                for problem in self.tuning["problems"] for optimizer in self.tuning["optimizers"]
+                for problem in self.tuning["problems"] for optimizer in self.tuned_optimizers(problem)
                 for lr in lr_grid(self.tuning) for seed in self.tuning["grid_seeds"]]
 
     def runs(self, role: str | None = None) -> list[RunSpec]:

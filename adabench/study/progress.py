@@ -116,7 +116,7 @@ def progress_table(state: StudyState, tuned: dict[str, list] | None = None) -> p
     for problem in study.tuning["problems"] if study.tuning else []:
         if problem not in tuned:  # its search has not chosen yet
             epochs = planned_epochs(problem, study.options(problem))
-            for _ in range(len(study.tuning["optimizers"]) * len(study.seeds(problem))):
+            for _ in range(len(study.tuned_optimizers(problem)) * len(study.seeds(problem))):
                 rows.append({"stage": "tuned", "problem": problem, "complete": 0, "runs": 1, "done": 0,
                              "epochs": epochs, "options": per_epoch_options(problem, study.options(problem))})
         for spec in tuned.get(problem, []):
