@@ -51,17 +51,18 @@ def test_the_plan_counts_each_run_once_and_its_populations():
     assert by_stage_and_problem(table) == {
         # linreg: adagrad and sgd at two lrs, 2 seeds each; the LeNet: 4 seeds, in 2 populations of 2
         ("study", "linreg"): (1, 6, 60), ("study", "lenet_sigmoid_fmnist"): (2, 4, 16),
-        # grid: linreg adam at 2 lrs x 2 seeds (sgd's are study runs); the LeNet sgd and adam at 2 lrs x 2 seeds,
-        # on a held-out validation split (so none is a study run), in 4 more populations
-        ("grid", "linreg"): (1, 4, 40), ("grid", "lenet_sigmoid_fmnist"): (4, 8, 32),
-        # the search adds at least two rates per optimizer (2 optimizers x 2 rates x 2 grid seeds); reruns with the
-        # study's seeds, in populations: linreg one, the LeNet's 8 in 4 populations of 2
-        ("search", "linreg"): (1, 8, 80), ("search", "lenet_sigmoid_fmnist"): (4, 8, 32),
-        ("tuned", "linreg"): (1, 4, 40), ("tuned", "lenet_sigmoid_fmnist"): (4, 8, 32),
+        # grid: each problem searches the tuned optimizers it runs (linreg sgd, the LeNet adam). linreg's sgd at the
+        # grid's 2 lrs x 2 seeds are study runs already: no grid row. The LeNet's adam at 2 lrs x 2 seeds, on a
+        # held-out validation split (so none is a study run), in 2 more populations
+        ("grid", "lenet_sigmoid_fmnist"): (2, 4, 16),
+        # the search adds at least two rates per optimizer (1 optimizer x 2 rates x 2 grid seeds); reruns with the
+        # study's seeds, in populations: linreg's 2 in one, the LeNet's 4 in 2 populations of 2
+        ("search", "linreg"): (1, 4, 40), ("search", "lenet_sigmoid_fmnist"): (2, 4, 16),
+        ("tuned", "linreg"): (1, 2, 20), ("tuned", "lenet_sigmoid_fmnist"): (2, 4, 16),
     }
-    # linreg's 10 known runs are one job; the LeNet's 4 study and 8 grid runs are 6 populations of 2; the tuning's
-    # estimate: one job more for linreg's search, one for its reruns; 4 + 4 more populations for the LeNet
-    assert jobs.groupby("problem").job.nunique().to_dict() == {"linreg": 3, "lenet_sigmoid_fmnist": 14}
+    # linreg's 6 known runs are one job; the LeNet's 4 study and 4 grid runs are 4 populations of 2; the tuning's
+    # estimate: one job more for linreg's search, one for its reruns; 2 + 2 more populations for the LeNet
+    assert jobs.groupby("problem").job.nunique().to_dict() == {"linreg": 3, "lenet_sigmoid_fmnist": 8}
     assert set(jobs[jobs.problem == "lenet_sigmoid_fmnist"].population) == {2}
     assert table.s_per_member_epoch.isna().all() and table.serial_s.isna().all()  # nothing measured, nothing assumed
 
@@ -96,7 +97,7 @@ def test_measured_seconds_are_per_member_and_epoch_from_runs_with_the_same_optio
 
     lenet = table.loc[("grid", "lenet_sigmoid_fmnist")]
     assert (lenet.s_per_member_epoch, lenet.measured_runs, lenet.measured_on) == (2.0, 3, "Test GPU")  # 1, 2, 3
-    assert lenet.serial_s == 32 * 2.0  # 8 runs of 4 epochs
+    assert lenet.serial_s == 16 * 2.0  # 4 runs of 4 epochs
     # a population of 8, as measured: a rate of 0.125 s
     eight = cost_table(jobs.assign(population=8), measured_epoch_seconds([tmp_path])).set_index(["stage", "problem"])
     assert eight.loc[("grid", "lenet_sigmoid_fmnist")].s_per_member_epoch == 0.125
