@@ -77,6 +77,9 @@ def environment(device: torch.device, deterministic: bool) -> dict:
         "device": str(device),
         "device_name": cpu_model(),
         "cpu": cpu_model(),
+        # the vector instructions torch's CPU kernels, and the code torch.compile generates, are built for: one
+        # "AMD EPYC" may be AVX2 or AVX512, and a compiled LeNet then ends its runs apart in float32's last bits
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "deterministic": deterministic,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
