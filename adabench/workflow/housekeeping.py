@@ -110,9 +110,11 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
     stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
               for job_id in pending if Path(study.job_marker(job_id)).exists()]
     stale += stale_search(state)
-    grid = state.run_keys("grid")
+    grid, grid_by_problem = state.run_keys("grid"), {}
+    for spec in study.grid_runs():  # once: each problem's choice is checked against its own grid's runs
+        grid_by_problem.setdefault(spec.problem, []).append(spec.key)
     choices = [(choice_file(study, problem), Path(choice_file(study, problem)).with_suffix(".sources.json"),
-                [spec.key for spec in study.grid_runs() if spec.problem == problem], f"{problem}'s grid")
+                grid_by_problem.get(problem, []), f"{problem}'s grid")
                for problem in (study.tuning["problems"] if study.tuning else [])]
     for output, sources, planned, what in (
             (study.path("tables", "runs.csv"), study.path("tables", "runs.sources.json"), state.run_keys(),
