@@ -2,21 +2,30 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 import yaml
 
-from .study.config import ConfigError, check_run_arguments
+from .analysis.export import DamagedTable, load_study
 from .core.data import prepare_fashion_mnist
 from .core.download import DATA_FILE, DEFAULT_SOURCES, RAW_DIR, fetch_fashion_mnist
 from .core.optim import OPTIMIZERS, optimizer_arguments
+from .core.packaged import ReferenceError, describe
 from .core.problems import PROBLEMS, problem_arguments
-from .core.records import foreign_folder
+from .core.records import METRICS, SUMMARY, foreign_folder
 from .core.runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
 from .core.spec import PRECISIONS, RunSpec
 from .core.trainer import train_run
+from .study.config import ConfigError, check_run_arguments, load_plugins, load_study_config
+from .study.design import Study
+from .study.progress import report, stop
+from .study.state import read_state, searched_on_disk, tuned_runs_on_disk, verified
+from .workflow.store import configure_timeouts, ensure_experiment, runs_view_url
+from .workflow.tracking import MLflowTracker
 
 
 def parse_assignments(items: list[str], flag: str) -> dict:
@@ -100,9 +109,6 @@ def file_error(error: OSError) -> str:
 
 
 def study_of(args):
-    from .study.config import load_plugins, load_study_config
-    from .study.design import Study
-
     try:
         config = load_study_config(*args.configfiles, defaults=args.defaults)
         load_plugins(config["plugins"])
@@ -114,8 +120,6 @@ def study_of(args):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list" and args.references:
-        from .core.packaged import ReferenceError, describe
-
         for reference in args.references:
             try:
                 print(describe(reference))
@@ -132,9 +136,6 @@ def main(argv: list[str] | None = None) -> int:
               "torch.optim:NAdam (`adabench list torch.optim:NAdam` shows how it is read)")
         return 0
     if args.command == "status":
-        from .study.state import read_state
-        from .study.progress import report
-
         study = study_of(args)
         try:
             print(report(read_state(study)))
@@ -143,12 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                              "user, or move a damaged file aside (a rerun trains its run again)") from None
         return 0
     if args.command == "mlflow-ui":
-        import os
-        import shutil
-
-        from mlflow.tracking import MlflowClient
-
-        from .workflow.store import runs_view_url
+        from mlflow.tracking import MlflowClient  # where it is used: importing MLflow takes seconds
 
         study = study_of(args)
         found = MlflowClient(study.tracking_uri()).get_experiment_by_name(study.experiment)
@@ -161,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", study.tracking_uri(), "--host", "127.0.0.1",
                           "--port", str(args.port)])
     if args.command == "export":
-        from .analysis.export import DamagedTable, load_study
-
         try:
             tables = load_study(args.study)
         except (FileNotFoundError, DamagedTable) as error:
@@ -174,9 +168,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {len(frame)} rows")
         return 0
     if args.command == "records":
-        from .core.records import METRICS, SUMMARY
-        from .study.state import read_state, searched_on_disk, tuned_runs_on_disk, verified
-
         state = read_state(study_of(args))
         added = searched_on_disk(state.study) + [spec for tuned in tuned_runs_on_disk(state.study).values()
                                                   for spec in tuned]
@@ -186,8 +177,6 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(str(state.study.run_dir(spec) / name) for name in (SUMMARY, METRICS)))
         return 0
     if args.command == "stop":
-        from .study.progress import stop
-
         study = study_of(args)
         try:
             stopped = stop(study, wait_s=args.wait)
@@ -223,17 +212,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     tracker = None
     if args.tracking_uri:
-        from .workflow.tracking import MLflowTracker
-        from .workflow.store import configure_timeouts, ensure_experiment
-
         configure_timeouts(10)
         ensure_experiment(args.tracking_uri, args.experiment, None)
         tracker = MLflowTracker(args.tracking_uri, args.experiment)
     stop_on_sigterm()
     try:
         summary = train_run(spec, args.out, device=args.device, deterministic=args.deterministic, tracker=tracker)
-    except Preempted as stop:
-        print(stop, file=sys.stderr)
+    except Preempted as preempted:
+        print(preempted, file=sys.stderr)
         return PREEMPTED_EXIT_CODE
     print(f"{spec.key}: {summary['status']} after {summary['epochs_completed']} {summary['unit']}s, "
           f"{summary['train_time_s']:.1f}s training; records in {args.out}")

@@ -103,7 +103,7 @@ def project_pipeline(data_file: Path) -> tuple[TrainStep, Batches]:
     timer = SectionTimer(population.device)
 
     def train_step(indices, labels):
-        # the loop body of Population.train_epoch: statistics stay tensors, no per-batch sync
+        # the loop body of PopulationModel.train_epoch: statistics stay tensors, no per-batch sync
         losses, _ = population.model.train_batch(indices.unsqueeze(0), timer)
         totals["loss"] += losses.detach().double() * len(labels)
 

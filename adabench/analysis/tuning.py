@@ -13,6 +13,7 @@ import math
 import pandas as pd
 
 from ..core.records import ENDED_EARLY
+from ..study.search import trains
 
 SENSITIVITY_KEYS = ["problem", "optimizer", "lr"]
 
@@ -58,8 +59,6 @@ def select(runs: pd.DataFrame, chance: dict[str, float] | None = None) -> pd.Dat
     "lowest" or "highest" when that is an end of the rates tried, where a better learning rate may lie outside them
     (the search ends there only at a declared limit), and empty otherwise. ``chance``: per problem, the chance
     level of its selection metric; where no rate's mean is above it, ``trains`` is False and ``lr`` is empty."""
-    from ..study.search import trains
-
     table = lr_sensitivity(runs)
     chosen = []
     for (problem, optimizer), part in table.groupby(["problem", "optimizer"], sort=True):

@@ -38,6 +38,15 @@ SUMMARY_FIELDS = ("run_key", "identity", "spec", "status", "unit", "epochs_compl
                   "resumed_from", "population_size", "data_digest", "environment", "records_sha256", "summary_sha256")
 
 
+def duration(seconds: float | None) -> str:
+    """A time as a training log and ``adabench status`` print it: 1h05m, 4m07s; "?" when not known."""
+    if seconds is None or math.isnan(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 def best_of(records: list[dict], metric: str, mode: str, unit: str) -> dict | None:
     """The best finite value of ``metric`` over the records ("max" or "min") and the unit it came at."""
     values = [(row[metric], row[unit]) for row in records if metric in row and math.isfinite(row[metric])]

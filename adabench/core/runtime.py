@@ -2,6 +2,7 @@
 preemption (SIGTERM ends training after the epoch in progress, every checkpoint written)."""
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import signal
@@ -52,7 +53,7 @@ def configure_determinism(deterministic: bool) -> None:
     CPU runs are deterministic without it. Only switched on when asked: the switch imports torch's
     compiler stack, over a second of start-up per job. An operation without a deterministic kernel warns rather
     than fails (a LeNet's pooling backward, say); the warnings are counted and the run's records say which
-    operations were not deterministic (Population.train), so "deterministic" is recorded as it really was.
+    operations were not deterministic (PopulationTrainer.train), so "deterministic" is recorded as it really was.
     """
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -101,8 +102,6 @@ def environment(device: torch.device, deterministic: bool) -> dict:
 def cuda_driver_version() -> str:
     """The CUDA driver's version (cuDriverGetVersion), or "unknown" if the call fails (its CUresult is not 0)."""
     try:
-        import ctypes
-
         version = ctypes.c_int()
         if ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version)) != 0:
             return "unknown"

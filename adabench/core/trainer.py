@@ -47,6 +47,7 @@ from .records import (
     build_summary,
     check_same_data,
     complete_summary,
+    duration,
     set_aside,
     write_run,
 )
@@ -124,12 +125,6 @@ def is_diverged(row: dict) -> bool:
 # how torch words a warning of use_deterministic_algorithms(True, warn_only=True): "<op> does not have a
 # deterministic implementation, but you set ..."
 NONDETERMINISTIC = " does not have a deterministic implementation"
-
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def train_population(runs: list[tuple[RunSpec, Path]], device: str = "auto", deterministic: bool = False,

@@ -303,9 +303,9 @@ def validate_config(config: dict) -> dict:
     for index, problem in enumerate(config.get("defaults_protocol") or []):
         if problem not in config["problems"]:
             raise ConfigError(f"defaults_protocol[{index}]", f"{problem!r} is not in problems")
-    for copy, original in config["checks"].items():
-        if copy == original:
-            raise ConfigError(f"checks.{copy}", "an optimizer is not a copy of itself")
+    for check, original in config["checks"].items():
+        if check == original:
+            raise ConfigError(f"checks.{check}", "an optimizer is not a copy of itself")
     for index, problem in enumerate((config["reference"].get("problems") or [])):
         if problem not in config["problems"]:
             raise ConfigError(f"reference.problems[{index}]", f"{problem!r} is not in problems")

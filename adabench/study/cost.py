@@ -100,7 +100,8 @@ def measured_epoch_seconds(run_roots: list[Path]) -> pd.DataFrame:
                 spec = summary["spec"]
                 if summary.get("status") != "finished" or not summary.get("epochs_completed"):
                     continue
-                # a resumed run's wall time counts a restart (and, in records before 338b0b5, only its last job)
+                # a resumed run's wall time is not one stretch of training: it counts a restart (or, in older
+                # records, only its last job)
                 if summary.get("resumed_from"):
                     continue
                 size, environment = int(summary.get("population_size", 1)), summary["environment"]

@@ -38,6 +38,8 @@ class StudyLayout:
         return directory
 
     def job_marker(self, job_id: str) -> str:
+        """A training job's declared output (temporary: gone once the analysis has read its runs). Not the runs'
+        records: Snakemake deletes a job's outputs before it runs, and records sealed before a kill must survive."""
         return self.path("jobs", f"{job_id}.json")
 
     def progress_file(self, job_id: str) -> str:

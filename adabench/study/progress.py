@@ -8,7 +8,6 @@ stopped process, a hung file system): Snakemake itself waits on it without a wor
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import signal
@@ -18,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.atomic import DamagedJSON, read_json
+from ..core.atomic import DamagedJSON, atomic_write_text, read_json
 from .cost import measured_epoch_seconds, per_epoch_options, planned_epochs
-from ..core.locks import holder_gone, holder_if_held, same_process
+from ..core.locks import holder_gone, holder_if_held, same_process, this_process
 from ..core.provenance import cpu_model
-from ..core.records import ENDED_EARLY, METRICS
+from ..core.records import ENDED_EARLY, METRICS, duration
 from .state import StudyState, search_rounds_on_disk, searched_on_disk, tuned_runs_on_disk, verified
 from .design import SEARCH_JOB, Study
 
@@ -52,10 +51,7 @@ class RunningJob:
 
 
 def write_progress(path: Path, job: str, problem: str, progress: dict) -> None:
-    """A training job's progress file: its process, and where its population stands (Population.progress)."""
-    from ..core.atomic import atomic_write_text
-    from ..core.locks import this_process
-
+    """A training job's progress file: its process, and where its population stands (PopulationTrainer.progress)."""
     atomic_write_text(Path(path), json.dumps({"job": job, "problem": problem, **this_process(),
                                               "updated": time.time(), **progress}, indent=1) + "\n")
 
@@ -193,14 +189,6 @@ def remaining_seconds(table: pd.DataFrame, study: Study, jobs: list[RunningJob] 
         else:
             total += epochs * float(rates.median())
     return total, sorted(set(unmeasured))
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or math.isnan(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def report(state: StudyState, now: float | None = None) -> str:

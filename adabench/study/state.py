@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import pandas as pd
 
-from .plan import PLAN_COLUMNS
 from ..core.records import RecordError, read_summary
-from .made_from import records_digest
 from ..core.spec import RunSpec
-from .design import Job, StudyProblems, Study
+from .design import Job, Study, StudyProblems
+from .made_from import records_digest
+from .plan import PLAN_COLUMNS
+from .search import next_rates
 
 
 @dataclass
@@ -165,8 +167,6 @@ def round_file(study: StudyProblems, problem: str, round_: int) -> str:
 
 def searched_specs(study: Study, problem: str, rounds: list[pd.DataFrame]) -> list[RunSpec]:
     """Every run the search of ``problem`` has asked for: the configured grid, and what each round added."""
-    from .search import next_rates
-
     specs = [spec for spec in study.grid_runs() if spec.problem == problem]
     for round_, decisions in enumerate(rounds):
         specs += [spec for job in study.round_jobs(problem, round_ + 1, next_rates(decisions)) for spec in job.runs]

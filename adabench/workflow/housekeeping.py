@@ -11,11 +11,17 @@ import sys
 from base64 import urlsafe_b64decode
 from pathlib import Path
 
+import pandas as pd
+from snakemake.cli import get_argument_parser
+
 from ..core.atomic import DamagedJSON, read_json
+from ..core.data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_data_fault
+from ..core.download import DATA_FILE, FASHION_MNIST_FILES, RAW_DIR, ChecksumError, verified_bytes
 from ..core.locks import Locked, ProcessLock, describe
-from ..study.made_from import damaged_outputs, recorded_sources
-from ..study.state import StudyState, complete_record
 from ..study.design import Job, Study
+from ..study.made_from import damaged_outputs, recorded_sources
+from ..study.state import StudyState, choice_file, complete_record, round_file, searched_specs
+from .store import store_fault
 
 # Snakemake's modes that run no job (and a dry run): whatever they plan, they must change nothing
 NON_EXECUTING_MODES = ("dryrun", "report", "unlock", "dag", "rulegraph", "filegraph", "d3dag", "summary",
@@ -30,8 +36,6 @@ def invocation_executes(argv: list[str] | None = None) -> bool:
     """Whether the Snakemake process reading the workflow will run jobs. Snakemake decides its mode only after
     the Snakefile is read (workflow.dryrun is False there even under -n), so the command line is read with
     Snakemake's own parser."""
-    from snakemake.cli import get_argument_parser
-
     args, _ = get_argument_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     return not any(getattr(args, mode, None) for mode in NON_EXECUTING_MODES)
 
@@ -96,10 +100,6 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
       whatever the invocation asks for that was made from it is missing and made again from the records;
     - a prepared dataset that fails its checksum or is not the real Fashion-MNIST, raw files that do not
       verify, and an MLflow store marker whose store is gone or moved."""
-    from ..core.data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_data_fault
-    from ..core.download import DATA_FILE, RAW_DIR
-    from ..study.state import choice_file
-
     study, stale = state.study, []
     plan, declared = Path(study.path("plan.csv")), Path(study.path("problems.json"))
     # compared as bytes: a damaged file (not UTF-8 even) is merely different, and made again
@@ -166,9 +166,6 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
     problem's table of rounds and its choice, and the tuning's tables: the search goes on from there again (its
     rounds' inputs are ancient, so that a clone's file times rerun none of them), or made for another search than
     the config's now."""
-    import pandas as pd
-
-    from ..study.state import choice_file, round_file, searched_specs
 
     study, stale = state.study, []
     for problem in study.tuning["problems"] if study.tuning else []:
@@ -225,8 +222,6 @@ def record_digest(state: StudyState, key: str) -> str | None:
 
 def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
     """The fetched Fashion-MNIST files in ``raw_dir`` that do not verify (damaged since they were fetched)."""
-    from ..core.download import FASHION_MNIST_FILES, ChecksumError, verified_bytes
-
     damaged = []
     for filename, sha256 in FASHION_MNIST_FILES.values():
         path = raw_dir / filename
@@ -240,8 +235,6 @@ def damaged_raw_files(raw_dir: Path) -> list[tuple[Path, str]]:
 
 def stale_store_marker(study: Study) -> list[tuple[Path, str]]:
     """The MLflow store marker, if MLflow is no longer where it says or its SQLite store is gone or damaged."""
-    from .store import store_fault
-
     marker = Path(study.path("mlflow", "experiment.json"))
     if not marker.exists():
         return []

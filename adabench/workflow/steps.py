@@ -12,30 +12,34 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ..analysis.aggregate import chance_levels as declared_levels
+from ..analysis.aggregate import gather, run_row
+from ..analysis.tuning import lr_sensitivity, select
 from ..core.atomic import atomic_write_text
 from ..core.data import prepare_fashion_mnist
-from .joblog import LogFile, job_log
-from ..study.layout import StudyLayout
-from ..core.optim import packaged_optimizer
-from ..study.plan import read_plan
+from ..core.optim import optimizer_arguments, packaged_optimizer
+from ..core.packaged import define
+from ..core.problems import PROBLEMS
 from ..core.records import RecordError, read_run, read_summary
 from ..core.runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
-from ..core.problems import PROBLEMS
-from ..study.search import Lattice, decide_all, next_rates
 from ..core.spec import RunSpec
-from ..study.state import chosen_rates, plan_rows, round_file, searched_specs, tuned_plan, verified
-from ..study.progress import write_progress
-from .store import ensure_store
-from ..study.design import Study, StudyProblems
 from ..core.trainer import train_population
+from ..study.config import load_plugins
+from ..study.design import Study, StudyProblems
+from ..study.layout import StudyLayout
+from ..study.made_from import write_sources
+from ..study.plan import read_plan, roles_by_dir, with_role
+from ..study.progress import write_progress
+from ..study.search import Lattice, decide_all, next_rates
+from ..study.state import chosen_rates, plan_rows, round_file, searched_specs, tuned_plan, verified
+from .joblog import LogFile, job_log
+from .store import ensure_store
+from .tracking import mlflow_trackers, sync_runs
 
 
 def start_job(snakemake) -> LogFile:
     """What every rule's script that reads the registries does first: its log file, and the study's plugins
     imported (a plugin's problems and optimizers must be registered wherever the registries are read)."""
-    from ..study.config import load_plugins
-    from ..core.packaged import define
-
     log = job_log(snakemake)
     load_plugins(snakemake.config.get("plugins", []))
     define(snakemake.config.get("packaged"))  # the study's aliases of packaged optimizers (checked by the config)
@@ -81,8 +85,6 @@ def train_job(config: dict, job_id: str, job: dict, marker: Path, threads: int, 
     """Train one job's population: ``job`` as the rule's params give it (Job.params: its runs); the study's other
     runs of its problem are read from ``plan``. Runs already complete are skipped, so a failed job loses nothing
     that finished before it; SIGTERM stops after the current epoch with every checkpoint written."""
-    from .tracking import mlflow_trackers
-
     stop_on_sigterm()
     die_with_parent(log)
     torch.set_num_threads(threads)
@@ -122,16 +124,12 @@ def refuse_other_packages(specs: list[RunSpec]) -> None:
 
 def chance_levels(problems: list[str]) -> dict[str, float]:
     """Per problem, the chance level of its selection metric where the problem declares one (from the registry)."""
-    from ..analysis.aggregate import chance_levels as declared_levels
-
     return declared_levels({problem: PROBLEMS.get(problem).declarations() for problem in problems})
 
 
 def search_limits(study: Study) -> dict[str, tuple[int, int]]:
     """Per tuned optimizer, the lattice indices of the lowest and highest rates the search may try: the study's
     ``tuning.lr_limits`` within the optimizer's own valid range of ``lr``."""
-    from ..core.optim import optimizer_arguments
-
     lattice, limits = Lattice.of(study.tuning), {}
     for optimizer in study.tuning["optimizers"]:
         schema = optimizer_arguments(optimizer)["lr"].schema
@@ -145,10 +143,6 @@ def search_limits(study: Study) -> dict[str, tuple[int, int]]:
 def search_round(config: dict, problem: str, round_: int, output: Path, sources: Path, log: LogFile) -> None:
     """One round of the search on ``problem``: score every rate tried so far from its runs' records, decide per
     optimizer what comes next (adabench.study.search.decide), write the decisions (and which records they came from)."""
-    from ..analysis.aggregate import run_row
-    from ..analysis.tuning import lr_sensitivity
-    from ..study.made_from import write_sources
-
     study = Study(config)
     rounds = [pd.read_csv(round_file(study, problem, earlier)) for earlier in range(round_)]
     summaries = searched_summaries(study, problem, rounds)
@@ -180,10 +174,6 @@ def search_ended(config: dict, problem: str, rounds: list[str], outputs, log: Lo
     optimizer's learning rate chosen on validation metrics only (adabench.analysis.tuning.select), from the records
     of every run the search asked for (those its last round scored). Its tuned reruns start from this choice,
     whether or not the other problems' searches have ended."""
-    from ..analysis.aggregate import run_row
-    from ..analysis.tuning import select
-    from ..study.made_from import write_sources
-
     study = Study(config)
     decisions = [pd.read_csv(path) for path in rounds]
     summaries = searched_summaries(study, problem, decisions)
@@ -203,11 +193,6 @@ def select_tuned(config: dict, plan: Path, searches: list[str], choices: list[st
     """The tuning's tables once every problem's search has ended: each problem's choice (search_ended) in one
     table, every rate's scores, every round's decisions, the runs the search added and the tuned reruns (in the
     plan's columns), and which grid records the scores were read from."""
-    from ..analysis.aggregate import gather
-    from ..analysis.tuning import lr_sensitivity
-    from ..study.plan import roles_by_dir, with_role
-    from ..study.made_from import write_sources
-
     study = Study(config)
     search = pd.concat([pd.read_csv(path) for path in searches], ignore_index=True)  # each problem's rounds
     rounds = {problem: [made for _, made in part.groupby("round", sort=True)]
@@ -230,9 +215,6 @@ def select_tuned(config: dict, plan: Path, searches: list[str], choices: list[st
 
 def sync_mlflow(config: dict, run_dirs: dict[str, set[str]], output: Path, log: LogFile) -> None:
     """Bring MLflow up to date with the run records: every complete run, each step once, one run per key."""
-    from ..study.made_from import write_sources
-    from .tracking import sync_runs
-
     study = StudyLayout(config)
     ensure_store(study, log)  # damaged since it was created: rebuilt, then filled from the records below
     records = []

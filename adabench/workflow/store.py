@@ -5,6 +5,8 @@ into what this makes.
 """
 from __future__ import annotations
 
+# mlflow is imported inside the functions that use it: it takes seconds to import (see tracking.py).
+
 import contextlib
 import json
 import os

@@ -8,6 +8,9 @@ checkpoint) is replaced, so that MLflow always shows the run's own records.
 """
 from __future__ import annotations
 
+# mlflow is imported inside the functions that use it: it takes seconds to import, and the jobs that import this
+# module to train without MLflow, or to read no store, should not wait for it.
+
 import math
 import time
 from pathlib import Path
@@ -70,7 +73,7 @@ def key_filter(key: str) -> str | None:
 
 
 class MLflowTracker:
-    """Implements ``run.Tracker`` against an MLflow tracking URI (SQLite file or HTTP server)."""
+    """Implements ``adabench.core.runtime.Tracker`` against an MLflow tracking URI (SQLite file or HTTP server)."""
 
     def __init__(self, tracking_uri: str, experiment: str, tags: dict | None = None, flush_seconds: float = 2.0):
         from mlflow.tracking import MlflowClient

@@ -7,18 +7,20 @@ rule aggregate:
         unpack(run_tables),
         markers=PENDING_MARKERS,
         **TUNED_MARKERS,
-        problems=ancient(PROBLEMS_FILE),  # what each problem declares: the runs' outcomes (chance levels)
+        problems=carried(PROBLEMS_FILE),  # what each problem declares: the runs' outcomes (chance levels)
     output:
         runs=RUNS_TABLE,
         curves=CURVES_TABLE,
         runs_parquet=study_path("tables", "runs.parquet"),
         curves_parquet=study_path("tables", "curves.parquet"),
+        # the digests of the records it was made from: where Snakemake has no metadata (a fresh clone) this is what
+        # says it no longer holds (adabench.workflow.housekeeping.stale_outputs removes it and what is made from it)
         sources=study_path("tables", "runs.sources.json"),
     params:
         # the digest of the records read: a changed record makes the tables, and all made from them, again
         records=table_records,
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "aggregate.log"),
     script:
@@ -64,7 +66,7 @@ rule tables:
         # copies of an optimizer (copy -> original): implementation checks, not competitors
         checks=config.get("checks", {}),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "tables.log"),
     script:
@@ -110,7 +112,7 @@ rule protocol_tables:
         # copies of an optimizer (copy -> original): implementation checks, not competitors
         checks=config.get("checks", {}),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "protocol_tables.log"),
     script:

@@ -1,25 +1,22 @@
 # The study: its config checked (defaults filled in), its plan made, its state read from the run records, the paths
 # of what it computes. Only jobs with runs left to train enter the DAG (adabench.study.state).
+import hashlib
 import os
+import re
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from adabench.study.config import ConfigError, validate_config
-from adabench.workflow.housekeeping import (StudyLocked, incomplete_outputs,
-                                            invocation_executes, refuse_symlinks, remove_stale_outputs, stale_outputs,
-                                            take_study_lock)
-import hashlib
-import re
-
-import pandas as pd
-
 from adabench.core.problems import PROBLEMS
-from adabench.study.search import finished, next_rates
+from adabench.study.config import ConfigError, validate_config
+from adabench.study.design import SEARCH_JOB, TUNED_JOB, Study
 from adabench.study.plan import study_run_dirs
+from adabench.study.search import finished, next_rates
 from adabench.study.state import (chosen_rates, choice_file, pending, read_state, records_param, round_file,
                                   search_rounds_on_disk, searched_specs)
-from adabench.study.design import SEARCH_JOB, TUNED_JOB, Study
+from adabench.workflow.housekeeping import (StudyLocked, incomplete_outputs, invocation_executes, refuse_symlinks,
+                                            remove_stale_outputs, stale_outputs, take_study_lock)
 
 try:
     config.update(validate_config(config))  # in place: the jobs' scripts see the same, filled-in config
@@ -44,6 +41,8 @@ if STATE is not None:
     DAMAGED = f", {len(STATE.damaged)} damaged (trained again)" if STATE.damaged else ""
     print(f"adabench: study {STUDY.name!r}: {len(STATE.complete)} of {len(STATE.run_keys())} planned runs complete "
           f"(their records verified){DAMAGED}; {len(JOBS)} planned jobs with runs to train")
+# every rule's software environment (`--sdm conda`), relative to the rule files in workflow/rules/
+ENV = "../../environment.yml"
 PLAN = STUDY.path("plan.csv")
 PROBLEMS_FILE = STUDY.path("problems.json")  # what the analysis reads of each problem (Problem.declarations)
 
@@ -69,26 +68,27 @@ RUNS_TABLE = study_path("tables", "runs.csv")
 CURVES_TABLE = study_path("tables", "curves.csv.gz")
 
 
-def job_marker(job_id):
-    return STUDY.job_marker(job_id)
-
-
 # the markers of the planned jobs this run trains: what the analysis waits for (removed once it has read them)
-PENDING_MARKERS = [] if STATE is None else [job_marker(job_id) for job_id in JOBS]
+PENDING_MARKERS = [] if STATE is None else [STUDY.job_marker(job_id) for job_id in JOBS]
 GRID_KEYS = {spec.key for spec in STUDY.runs("grid")}
-# the jobs the tuning search adds: its later rounds' rates and the tuned reruns, known from its checkpoints
 
-# Inputs whose producing job runs only when they are missing (adabench.workflow.housekeeping removes them when they no
-# longer hold) are ancient: their file times, which a git clone sets in checkout order, never rerun the records'
-# aggregation or the MLflow sync (Snakemake 9 compares file times whatever rerun-triggers says: snakemake#2328). Only
-# files git carries are ancient: Snakemake does not rerun a job for an ancient input that exists even when the job
-# making it runs (snakemake#4166), so every other input keeps its file time.
+
+def carried(path):
+    """An input that git carries (committed with a study: the plan, problems.json, the tuning's rounds, choices and
+    plans), read as ancient: a clone's file times are those of its checkout, and Snakemake 9 compares file times
+    whatever rerun-triggers says (snakemake#2328), so they would remake what reads it in every fresh clone. What makes
+    it runs only where it is missing (adabench.workflow.housekeeping removes it when it no longer holds). Nothing
+    else is read as ancient: a job is not rerun for an ancient input that exists even when the job making that
+    input runs (snakemake#4166)."""
+    return ancient(path)
+
+
 def run_tables(wildcards):
     """Where the analysis finds the study's runs: the plan, and the tuning's plans where the study tunes (the
     search's later rounds and the tuned reruns)."""
     if not TUNING:
-        return {"plan": ancient(PLAN)}
-    return {"plan": ancient(PLAN), "search_runs": ancient(SEARCH_RUNS), "tuned_runs": ancient(TUNED_RUNS)}
+        return {"plan": carried(PLAN)}
+    return {"plan": carried(PLAN), "search_runs": carried(SEARCH_RUNS), "tuned_runs": carried(TUNED_RUNS)}
 
 
 # --- the tuning search: rounds (checkpoints), each scored from its runs' records, then the choice -------------
@@ -96,17 +96,17 @@ def search_round_inputs(wildcards):
     """A round of the search on a problem waits for the jobs of its rates: the plan's grid jobs in round 0, then
     those of the rates the previous round added (known once that round's checkpoint has run)."""
     problem, round_ = wildcards.problem, int(wildcards.round)
-    inputs = {"plan": ancient(PLAN)}
+    inputs = {"plan": carried(PLAN)}
     if round_ == 0:
         jobs = [job for job in JOBS.values() if job.problem == problem and any(s.key in GRID_KEYS for s in job.runs)]
     else:
-        # ancient, as the other outputs made from records: a round whose records changed has other params (every
+        # carried, as the other outputs made from records: a round whose records changed has other params (every
         # later round reads them too: search_records), and is removed with every later round where Snakemake has no
         # metadata (adabench.workflow.housekeeping); a change of what the search may try changes every round's params
         previous = checkpoints.search_round.get(problem=problem, round=round_ - 1).output.decisions
-        inputs["previous"] = ancient(previous)
+        inputs["previous"] = carried(previous)
         jobs = pending(STUDY, STUDY.round_jobs(problem, round_, next_rates(pd.read_csv(previous))))
-    inputs["markers"] = [job_marker(job.id) for job in jobs]
+    inputs["markers"] = [STUDY.job_marker(job.id) for job in jobs]
     return inputs
 
 
@@ -115,7 +115,7 @@ def search_rounds(wildcards):
     files, round_ = [], 0
     while True:
         decisions = checkpoints.search_round.get(problem=wildcards.problem, round=round_).output.decisions
-        files.append(ancient(decisions))
+        files.append(carried(decisions))
         if finished(pd.read_csv(decisions)):
             return files
         round_ += 1
@@ -139,7 +139,8 @@ def tuned_markers(problem):
         if STATE is None:
             return []
         choice = checkpoints.search_ended.get(problem=problem).output.choice
-        return [job_marker(job.id) for job in pending(STUDY, STUDY.tuned_jobs(chosen_rates(pd.read_csv(choice))))]
+        jobs = pending(STUDY, STUDY.tuned_jobs(chosen_rates(pd.read_csv(choice))))
+        return [STUDY.job_marker(job.id) for job in jobs]
 
     return markers
 
@@ -214,7 +215,7 @@ if TUNING:
         time_to_target={"times": study_path("tables", "time_to_target.csv")},
     )
 for inputs in FIGURE_INPUTS.values():
-    inputs["problems"] = ancient(PROBLEMS_FILE)
+    inputs["problems"] = carried(PROBLEMS_FILE)
 FIGURE_NAMES = list(FIGURE_INPUTS)
 FIGURES = expand(study_path("figures", "{figure}.{ext}"), figure=FIGURE_NAMES, ext=["png", "pdf"])
 

@@ -19,7 +19,7 @@ rule fetch_fashion_mnist:
         filename="|".join(name for name, _ in FASHION_MNIST_FILES.values()),
     retries: 2
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "fetch_fashion_mnist", "{filename}.log"),
     script:
@@ -33,7 +33,7 @@ rule prepare_fashion_mnist:
         data=DATA_FILE,
         checksum=str(checksum_file(DATA_FILE)),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "prepare_fashion_mnist.log"),
     script:

@@ -19,7 +19,7 @@ rule figure:
     wildcard_constraints:
         figure="|".join(FIGURE_NAMES),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "figures", "{figure}.log"),
     script:
@@ -30,8 +30,8 @@ rule figure:
 # figures, one self-contained HTML file (JavaScript inline) that works offline.
 rule explorer:
     input:
-        plan=ancient(PLAN),
-        problems=ancient(PROBLEMS_FILE),
+        plan=carried(PLAN),
+        problems=carried(PROBLEMS_FILE),
         runs=study_path("tables", "runs.parquet"),
         curves=study_path("tables", "curves.parquet"),
         tables=[path for path in TABLES if path.endswith(".csv")],
@@ -41,7 +41,7 @@ rule explorer:
     params:
         checks=config["checks"],
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "explorer.log"),
     script:

@@ -13,7 +13,7 @@ rule mlflow_store:
     output:
         STORE,
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "mlflow_store.log"),
     script:
@@ -33,7 +33,7 @@ rule mlflow_sync:
         # the digest of the records read: MLflow follows a changed record
         records=table_records,
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "mlflow_sync.log"),
     script:

@@ -19,7 +19,7 @@ rule plan:
         # the plan's content: a change of what the study runs rewrites it, and reruns what reads it
         digest=STUDY.plan_digest(),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "plan.log"),
     script:
@@ -30,6 +30,8 @@ rule train:
     input:
         unpack(job_inputs),
     output:
+        # a marker, not the runs' records: Snakemake deletes a job's declared outputs before the job runs, and the
+        # sealed records of the runs a job finished before a kill must survive its rerun (removed once read)
         temp(study_path("jobs", "{job}.json")),
     params:
         job=lambda wildcards: job_of(wildcards.job).params(),
@@ -40,7 +42,7 @@ rule train:
     resources:
         gpu=job_gpus,
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "train", "{job}.log"),
     benchmark:

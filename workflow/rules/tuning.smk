@@ -22,6 +22,8 @@ checkpoint search_round:
         unpack(search_round_inputs),
     output:
         decisions=study_path("tuning", "search", "{problem}", "round-{round}.csv"),
+        # the digests of the records it was made from: where Snakemake has no metadata (a fresh clone) this is what
+        # says it no longer holds (adabench.workflow.housekeeping.stale_outputs removes it and what is made from it)
         sources=study_path("tuning", "search", "{problem}", "round-{round}.sources.json"),
     params:
         search=lambda wildcards: search_params(wildcards.problem),
@@ -32,7 +34,7 @@ checkpoint search_round:
         round="[0-9]+",
     priority: 10
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "search", "{problem}-round-{round}.log"),
     script:
@@ -47,7 +49,7 @@ checkpoint search_ended:
     output:
         rounds=study_path("tuning", "search", "{problem}", "rounds.csv"),
         choice=study_path("tuning", "search", "{problem}", "choice.csv"),
-        sources=study_path("tuning", "search", "{problem}", "choice.sources.json"),
+        sources=study_path("tuning", "search", "{problem}", "choice.sources.json"),  # as a round's
     params:
         search=lambda wildcards: search_params(wildcards.problem),
         records=lambda wildcards: search_records(wildcards.problem),  # its rounds' (their inputs are ancient)
@@ -55,7 +57,7 @@ checkpoint search_ended:
         problem="|".join(TUNING["problems"]) if TUNING else "no-tuning",
     priority: 10
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "search", "{problem}-ended.log"),
     script:
@@ -64,10 +66,10 @@ checkpoint search_ended:
 
 rule select_tuned:
     input:
-        plan=ancient(PLAN),
-        rounds=[ancient(path) for path in expand(study_path("tuning", "search", "{problem}", "rounds.csv"),
+        plan=carried(PLAN),
+        rounds=[carried(path) for path in expand(study_path("tuning", "search", "{problem}", "rounds.csv"),
                                                  problem=TUNING["problems"] if TUNING else [])],
-        choices=[ancient(path) for path in expand(study_path("tuning", "search", "{problem}", "choice.csv"),
+        choices=[carried(path) for path in expand(study_path("tuning", "search", "{problem}", "choice.csv"),
                                                   problem=TUNING["problems"] if TUNING else [])],
     output:
         selection=SELECTION,
@@ -77,14 +79,14 @@ rule select_tuned:
         search=report(study_path("tuning", "search.csv"), caption="../report/search.rst", category="Tuning"),
         search_runs=SEARCH_RUNS,
         tuned_runs=TUNED_RUNS,
-        sources=study_path("tuning", "selection.sources.json"),
+        sources=study_path("tuning", "selection.sources.json"),  # as a round's
     params:
         search={problem: search_params(problem) for problem in TUNING["problems"]} if TUNING else {},
         # the digest of the grid's records, every round's: the scores are read from them
         records=lambda wildcards: {problem: search_records(problem) for problem in (TUNING or {}).get("problems", [])},
     priority: 10
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "select_tuned.log"),
     script:
@@ -96,14 +98,14 @@ rule select_tuned:
 rule tuning_budget:
     input:
         runs=RUNS_TABLE,
-        problems=ancient(PROBLEMS_FILE),
+        problems=carried(PROBLEMS_FILE),
     output:
         budget=report(study_path("tuning", "tuning_budget.csv"), caption="../report/tuning_budget_table.rst",
                       category="Tuning"),
         stability=report(study_path("tuning", "choice_stability.csv"), caption="../report/choice_stability_table.rst",
                          category="Tuning"),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "tuning_budget.log"),
     script:
@@ -112,15 +114,15 @@ rule tuning_budget:
 
 rule check_selection:
     input:
-        plan=ancient(PLAN),
-        problems=ancient(PROBLEMS_FILE),
-        search_runs=ancient(SEARCH_RUNS),
+        plan=carried(PLAN),
+        problems=carried(PROBLEMS_FILE),
+        search_runs=carried(SEARCH_RUNS),
         selection=SELECTION,
         synced=SYNCED,
     output:
         study_path("tuning", "selection_check.json"),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         study_path("logs", "check_selection.log"),
     script:
