@@ -287,10 +287,12 @@ def search_records(problem, rounds=None):
 
 
 # The process that plans the DAG, if it will run jobs, holds the study's lock until it exits (Snakemake's own locks are
-# off: nolock in the profiles). Outputs that no longer hold
-# (adabench.workflow.housekeeping.stale_outputs), with what is made from them (MADE_FROM), and those a killed Snakemake
-# left marked incomplete (incomplete_outputs), are removed, so that Snakemake builds them and what reads them again; a
-# dry run or a report only says so.
+# off: nolock in the profiles). Outputs that no longer hold (adabench.workflow.housekeeping.stale_outputs), with what
+# is made from them (MADE_FROM), and those a killed Snakemake left marked incomplete (incomplete_outputs), are
+# removed, so that Snakemake builds them and what reads them again; a dry run or a report only says so. Here, while
+# the workflow is read, because Snakemake 9 offers no later hook before it decides what to run (onstart: runs after
+# the DAG is built) and cannot tell a stale output from the records' content itself (docs/dev/
+# records-as-build-state-plan.md, facts 2, 4 and 5).
 if workflow.is_main_process:
     EXECUTES = invocation_executes()
     try:
