@@ -166,7 +166,6 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
     problem's table of rounds and its choice, and the tuning's tables: the search goes on from there again (its
     rounds' inputs are ancient, so that a clone's file times rerun none of them), or made for another search than
     the config's now."""
-
     study, stale = state.study, []
     for problem in study.tuning["problems"] if study.tuning else []:
         round_, rounds = 0, []
