@@ -24,6 +24,7 @@ from .study.config import ConfigError, check_run_arguments, load_plugins, load_s
 from .study.design import Study
 from .study.progress import report, stop
 from .study.state import read_state, searched_on_disk, tuned_runs_on_disk, verified
+from .workflow.housekeeping import stale_outputs
 from .workflow.store import configure_timeouts, ensure_experiment, runs_view_url
 from .workflow.tracking import MLflowTracker
 
@@ -138,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         study = study_of(args)
         try:
-            print(report(read_state(study)))
+            state = read_state(study)
+            # what the next Snakemake run removes (a search made for another config, say) is not counted as made
+            print(report(state, stale={path for path, _ in stale_outputs(state, {})}))
         except OSError as error:
             raise SystemExit(f"adabench status: {file_error(error)}. Fix: make the study's folder readable by this "
                              "user, or move a damaged file aside (a rerun trains its run again)") from None

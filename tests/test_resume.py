@@ -134,10 +134,12 @@ def test_a_problem_whose_search_has_ended_trains_its_tuned_reruns_while_another_
     assert not any(job.startswith("lenet_sigmoid_fmnist-tuned-") for job in jobs)  # it has not chosen yet
 
 
-def test_a_changed_record_of_a_search_run_makes_its_problem_choose_again(quick, tmp_path, monkeypatch):
+def test_a_changed_record_of_a_search_run_makes_its_problem_choose_again(quick, tmp_path, monkeypatch, capsys):
     """A grid run's record resealed with another content (retrained elsewhere, brought in by git): its problem's
     rounds, its choice (the tuned reruns' source) and the tuning's tables no longer hold and are removed, so that
-    the search goes on from there; the other problem's choice stays."""
+    the search goes on from there; the other problem's choice stays. adabench status, before that run, already
+    counts the problem's search as not chosen."""
+    from adabench.cli import main
     from adabench.core.records import read_summary, seal
     from adabench.workflow.housekeeping import stale_outputs
 
@@ -152,6 +154,11 @@ def test_a_changed_record_of_a_search_run_makes_its_problem_choose_again(quick, 
     assert {f"{search}/sparse_logreg/round-0.csv", f"{search}/sparse_logreg/rounds.csv",
             f"{search}/sparse_logreg/choice.csv", "results/quick/tuning/selection.csv"} <= stale, stale
     assert not {path for path in stale if path.startswith(f"{search}/lenet_sigmoid_fmnist")}
+    assert main(["status", "config/quick.yaml"]) == 0
+    status = capsys.readouterr().out
+    # the sigmoid LeNet's choice holds: it is not named
+    assert "the learning-rate search has not chosen yet on sparse_logreg (0 rounds made): the rates" in status, status
+    assert re.search(r"^tuned\s+sparse_logreg\s+0/", status, flags=re.M), status  # its old choice's reruns: not counted
     # the choice's own sidecar says it too, where the rounds it came from are gone (deleted by hand, not in a copy)
     for path in Path(f"{search}/sparse_logreg").glob("round-*"):
         path.unlink()

@@ -12,6 +12,7 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +92,13 @@ def running_jobs(study: Study, now: float | None = None, damaged: list[str] | No
     return jobs
 
 
-def progress_table(state: StudyState, tuned: dict[str, list] | None = None) -> pd.DataFrame:
+def progress_table(state: StudyState, tuned: dict[str, list] | None = None,
+                   stale: Collection[Path] = ()) -> pd.DataFrame:
     """Per stage and problem: runs complete and planned, epochs done and planned (a run in several roles counts
     in its first stage). The search's later rounds count as far as its rounds have asked for rates; the tuned
     reruns, before the search has ended, count as one new run per tuned optimizer and seed (an upper bound: a
-    chosen setting equal to a planned run is not trained again)."""
+    chosen setting equal to a planned run is not trained again). Rounds and choices among ``stale`` (outputs that
+    no longer hold: the next Snakemake run removes them) do not count."""
     study, rows, seen = state.study, [], set()
     for spec in study.runs():
         if spec.key in seen:
@@ -104,11 +107,11 @@ def progress_table(state: StudyState, tuned: dict[str, list] | None = None) -> p
         stage = STAGE_OF_ROLE[next(role for role in ("study", "reference", "defaults", "grid")
                                    if role in study.roles(spec))]
         rows.append(run_progress(state, spec, stage))
-    for spec in searched_on_disk(study):  # the plan's grid runs are seen already
+    for spec in searched_on_disk(study, stale):  # the plan's grid runs are seen already
         if spec.key not in seen:
             seen.add(spec.key)
             rows.append(run_progress(state, spec, "grid"))
-    tuned = tuned_runs_on_disk(study) if tuned is None else tuned  # (report reads them once for both)
+    tuned = tuned_runs_on_disk(study, stale) if tuned is None else tuned  # (report reads them once for both)
     for problem in study.tuning["problems"] if study.tuning else []:
         if problem not in tuned:  # its search has not chosen yet
             epochs = planned_epochs(problem, study.options(problem))
@@ -191,11 +194,13 @@ def remaining_seconds(table: pd.DataFrame, study: Study, jobs: list[RunningJob] 
     return total, sorted(set(unmeasured))
 
 
-def report(state: StudyState, now: float | None = None) -> str:
-    """The text ``adabench status`` prints."""
+def report(state: StudyState, now: float | None = None, stale: Collection[Path] = ()) -> str:
+    """The text ``adabench status`` prints. ``stale``: the study's outputs that no longer hold (made for another
+    config, or from other records: adabench.workflow.housekeeping.stale_outputs); the search's rounds and choices
+    among them count as not made, as the next Snakemake run removes them."""
     study = state.study
-    chosen = tuned_runs_on_disk(study)
-    table = progress_table(state, chosen)
+    chosen = tuned_runs_on_disk(study, stale)
+    table = progress_table(state, chosen, stale)
     by_stage = (table.groupby(["stage", "problem"], sort=False)[["complete", "runs", "done", "epochs"]].sum()
                 .reset_index())
     lines = [f"study {study.name}: {int(table.complete.sum())} of {len(table)} runs complete, "
@@ -204,7 +209,7 @@ def report(state: StudyState, now: float | None = None) -> str:
     for row in by_stage.itertuples():
         lines.append(f"{row.stage:<6} {row.problem:<22} {f'{row.complete}/{row.runs}':>11} "
                      f"{f'{row.done}/{row.epochs}':>13}")
-    searching = [f"{problem} ({len(search_rounds_on_disk(study, problem))} rounds made)"
+    searching = [f"{problem} ({len(search_rounds_on_disk(study, problem, stale))} rounds made)"
                  for problem in (study.tuning["problems"] if study.tuning else []) if problem not in chosen]
     if searching:
         lines.append(f"the learning-rate search has not chosen yet on {', '.join(searching)}: the rates its next "

@@ -13,6 +13,7 @@ complete (:func:`pending`), read when Snakemake evaluates the checkpoint's consu
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,19 +174,20 @@ def searched_specs(study: Study, problem: str, rounds: list[pd.DataFrame]) -> li
     return specs
 
 
-def search_rounds_on_disk(study: StudyProblems, problem: str) -> list[pd.DataFrame]:
-    """The decisions of a problem's search rounds made so far, in order (as far as they go without a gap)."""
+def search_rounds_on_disk(study: StudyProblems, problem: str, stale: Collection[Path] = ()) -> list[pd.DataFrame]:
+    """The decisions of a problem's search rounds made so far, in order (as far as they go without a gap, or a
+    round among ``stale``: outputs that no longer hold, which the next Snakemake run removes)."""
     rounds, round_ = [], 0
-    while Path(round_file(study, problem, round_)).exists():
-        rounds.append(pd.read_csv(round_file(study, problem, round_)))
+    while (path := Path(round_file(study, problem, round_))).exists() and path not in stale:
+        rounds.append(pd.read_csv(path))
         round_ += 1
     return rounds
 
 
-def searched_on_disk(study: Study) -> list[RunSpec]:
+def searched_on_disk(study: Study, stale: Collection[Path] = ()) -> list[RunSpec]:
     """Every run the search has asked for so far, by the rounds on disk (the grid's runs among them)."""
     return [spec for problem in (study.tuning["problems"] if study.tuning else [])
-            for spec in searched_specs(study, problem, search_rounds_on_disk(study, problem))]
+            for spec in searched_specs(study, problem, search_rounds_on_disk(study, problem, stale))]
 
 
 def choice_file(study: StudyProblems, problem: str) -> str:
@@ -194,9 +196,9 @@ def choice_file(study: StudyProblems, problem: str) -> str:
     return study.path("tuning", "search", problem, "choice.csv")
 
 
-def tuned_runs_on_disk(study: Study) -> dict[str, list[RunSpec]]:
+def tuned_runs_on_disk(study: Study, stale: Collection[Path] = ()) -> dict[str, list[RunSpec]]:
     """Per tuned problem whose search has chosen, the tuned reruns of its choice (a problem still searched is
-    not among them)."""
+    not among them, nor one whose choice is among ``stale``: made for another search, or from other records)."""
     files = {problem: Path(choice_file(study, problem)) for problem in (study.tuning or {}).get("problems", [])}
     return {problem: study.tuned_runs(chosen_rates(pd.read_csv(path))) for problem, path in files.items()
-            if path.exists()}
+            if path.exists() and path not in stale}

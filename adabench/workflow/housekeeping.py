@@ -12,7 +12,6 @@ from base64 import urlsafe_b64decode
 from pathlib import Path
 
 import pandas as pd
-from snakemake.cli import get_argument_parser
 
 from ..core.atomic import DamagedJSON, read_json
 from ..core.data import FASHION_MNIST_CONTENT_SHA256, checksum_file, prepared_data_fault
@@ -36,6 +35,8 @@ def invocation_executes(argv: list[str] | None = None) -> bool:
     """Whether the Snakemake process reading the workflow will run jobs. Snakemake decides its mode only after
     the Snakefile is read (workflow.dryrun is False there even under -n), so the command line is read with
     Snakemake's own parser."""
+    from snakemake.cli import get_argument_parser  # here: adabench status reads this module, Snakemake's CLI not
+
     args, _ = get_argument_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     return not any(getattr(args, mode, None) for mode in NON_EXECUTING_MODES)
 
