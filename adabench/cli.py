@@ -14,7 +14,8 @@ from .analysis.export import DamagedTable, load_study
 from .core.data import prepare_fashion_mnist
 from .core.download import DATA_FILE, DEFAULT_SOURCES, RAW_DIR, fetch_fashion_mnist
 from .core.optim import OPTIMIZERS, optimizer_arguments
-from .core.packaged import ReferenceError, describe
+from .core.packaged import ReferenceError as BadReference
+from .core.packaged import describe
 from .core.problems import PROBLEMS, problem_arguments
 from .core.records import METRICS, SUMMARY, foreign_folder
 from .core.runtime import PREEMPTED_EXIT_CODE, Preempted, stop_on_sigterm
@@ -24,7 +25,7 @@ from .study.config import ConfigError, check_run_arguments, load_plugins, load_s
 from .study.design import Study
 from .study.progress import report, stop
 from .study.state import read_state, searched_on_disk, tuned_runs_on_disk, verified
-from .workflow.housekeeping import stale_outputs
+from .workflow.housekeeping import stale_tuning
 from .workflow.store import configure_timeouts, ensure_experiment, runs_view_url
 from .workflow.tracking import MLflowTracker
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for reference in args.references:
             try:
                 print(describe(reference))
-            except ReferenceError as error:
+            except BadReference as error:
                 raise SystemExit(f"adabench list: {reference}: {error}") from None
         return 0
     if args.command == "list":
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             state = read_state(study)
             # what the next Snakemake run removes (a search made for another config, say) is not counted as made
-            print(report(state, stale={path for path, _ in stale_outputs(state, {})}))
+            print(report(state, stale={path for path, _ in stale_tuning(state)}))
         except OSError as error:
             raise SystemExit(f"adabench status: {file_error(error)}. Fix: make the study's folder readable by this "
                              "user, or move a damaged file aside (a rerun trains its run again)") from None

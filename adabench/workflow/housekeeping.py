@@ -110,45 +110,15 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
         stale.append((plan, "its problems declare other metrics or figures now"))
     stale += [(Path(study.job_marker(job_id)), "its job has runs to train again")
               for job_id in pending if Path(study.job_marker(job_id)).exists()]
-    stale += stale_search(state)
-    grid, grid_by_problem = state.run_keys("grid"), {}
-    for spec in study.grid_runs():  # once: each problem's choice is checked against its own grid's runs
-        grid_by_problem.setdefault(spec.problem, []).append(spec.key)
-    choices = [(choice_file(study, problem), Path(choice_file(study, problem)).with_suffix(".sources.json"),
-                grid_by_problem.get(problem, []), f"{problem}'s grid")
-               for problem in (study.tuning["problems"] if study.tuning else [])]
+    stale += stale_tuning(state)
     for output, sources, planned, what in (
             (study.path("tables", "runs.csv"), study.path("tables", "runs.sources.json"), state.run_keys(),
              "the study's"),
-            (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"), grid,
-             "the tuning grid's"),
-            *choices,
+            (study.path("tuning", "selection.csv"), study.path("tuning", "selection.sources.json"),
+             state.run_keys("grid"), "the tuning grid's"),
             (study.path("mlflow", "synced.json"), study.path("mlflow", "synced.json"), state.run_keys(),
              "the study's")):
-        output, sources = Path(output), Path(sources)
-        if not output.exists() and not (sources != output and sources.exists()):
-            continue  # not made yet (a sidecar without its output: the output was removed, see below)
-        found = recorded_sources(sources)
-        recorded = found.get("records", {})
-        changed, why_changed = changed_records(state, recorded)
-        # the plan's runs it does not hold: complete since (brought in by git), or planned since (an optimizer added
-        # to a finished study: its training jobs only feed this output, and Snakemake reruns no job for a missing
-        # temporary marker while the output that reads it exists). The runs the tuning search added are not in the
-        # plan: only the plan's runs can be missing from an output.
-        missing = [key for key in planned if key not in recorded]
-        damaged = damaged_outputs(sources, found) if sources != output and sources.exists() else []
-        if changed:
-            why = why_changed
-        elif missing:
-            why = (f"made from other records than {what} runs now ({len(missing)} planned runs it does not hold, "
-                   f"e.g. {missing[0]})")
-        elif damaged:
-            why = f"{damaged[0][0].name} is {damaged[0][1]}"
-        else:
-            continue
-        stale += [(path, why) for path in [output, *(damaged_path for damaged_path, _ in damaged)] if path.exists()]
-        if not output.exists():  # removed earlier (or lost): what was made from it still goes
-            stale.append((output, why))
+        stale += stale_by_sidecar(state, Path(output), Path(sources), planned, what)
     data = Path(DATA_FILE)
     data_fault = prepared_data_fault(data, content=FASHION_MNIST_CONTENT_SHA256) if data.exists() else ""
     stale += [(path, data_fault) for path in (data, checksum_file(data)) if data_fault and path.exists()]
@@ -160,6 +130,52 @@ def stale_outputs(state: StudyState, pending: dict[str, Job],
         stale += [(Path(path), f"made from {output}, which no longer holds") for path in (made_from or {}).get(
             str(output), []) if Path(path).exists() and Path(path) not in dict(stale)]
     return [(path, why) for path, why in stale if path.exists()]
+
+
+def stale_by_sidecar(state: StudyState, output: Path, sources: Path, planned: list[str],
+                     what: str) -> list[tuple[Path, str]]:
+    """``output`` (and the tables its sidecar ``sources`` lists) where it no longer holds: made from records that
+    changed since, missing runs of ``planned`` (``what`` runs: the words of the reason), or with a listed table
+    damaged; [] where it holds or was never made."""
+    if not output.exists() and not (sources != output and sources.exists()):
+        return []  # not made yet (a sidecar without its output: the output was removed, see below)
+    found = recorded_sources(sources)
+    recorded = found.get("records", {})
+    changed, why_changed = changed_records(state, recorded)
+    # the plan's runs it does not hold: complete since (brought in by git), or planned since (an optimizer added
+    # to a finished study: its training jobs only feed this output, and Snakemake reruns no job for a missing
+    # temporary marker while the output that reads it exists). The runs the tuning search added are not in the
+    # plan: only the plan's runs can be missing from an output.
+    missing = [key for key in planned if key not in recorded]
+    damaged = damaged_outputs(sources, found) if sources != output and sources.exists() else []
+    if changed:
+        why = why_changed
+    elif missing:
+        why = (f"made from other records than {what} runs now ({len(missing)} planned runs it does not hold, "
+               f"e.g. {missing[0]})")
+    elif damaged:
+        why = f"{damaged[0][0].name} is {damaged[0][1]}"
+    else:
+        return []
+    stale = [(path, why) for path in [output, *(damaged_path for damaged_path, _ in damaged)] if path.exists()]
+    if not output.exists():  # removed earlier (or lost): what was made from it still goes
+        stale.append((output, why))
+    return stale
+
+
+def stale_tuning(state: StudyState) -> list[tuple[Path, str]]:
+    """The search's rounds and each problem's choice that no longer hold (stale_search, and a choice made from
+    records that changed or from another grid): what ``adabench status`` does not count as made. Reads the
+    records' digests and the sidecars only (no dataset, no MLflow store: status runs beside a training study)."""
+    study, stale = state.study, stale_search(state)
+    grid_by_problem = {}
+    for spec in study.grid_runs():  # once: each problem's choice is checked against its own grid's runs
+        grid_by_problem.setdefault(spec.problem, []).append(spec.key)
+    for problem in study.tuning["problems"] if study.tuning else []:
+        choice = Path(choice_file(study, problem))
+        stale += stale_by_sidecar(state, choice, choice.with_suffix(".sources.json"), grid_by_problem.get(problem, []),
+                                  f"{problem}'s grid")
+    return list(dict.fromkeys(stale))
 
 
 def stale_search(state: StudyState) -> list[tuple[Path, str]]:
