@@ -24,8 +24,8 @@ from .core.trainer import train_run
 from .study.config import ConfigError, check_run_arguments, load_plugins, load_study_config
 from .study.design import Study
 from .study.progress import report, stop
+from .study.staleness import stale_tuning
 from .study.state import read_state, searched_on_disk, tuned_runs_on_disk, verified
-from .workflow.housekeeping import stale_tuning
 from .workflow.store import configure_timeouts, ensure_experiment, runs_view_url
 from .workflow.tracking import MLflowTracker
 

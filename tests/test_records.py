@@ -261,10 +261,10 @@ def test_a_metrics_file_that_is_a_folder_is_a_damaged_record_not_a_crash(study_w
 
 
 def test_an_output_made_from_a_changed_record_says_whether_it_was_resealed_or_damaged(study_with_the_run):
-    """What an output's sidecar recorded against the records now (workflow.housekeeping.changed_records, the one
+    """What an output's sidecar recorded against the records now (study.staleness.changed_records, the one
     check of the tables, the MLflow sync and the search's rounds): a valid record resealed since is told apart
     from a damaged one, which its job trains again; and the records' digest in the rules' params follows both."""
-    from adabench.workflow.housekeeping import changed_records
+    from adabench.study.staleness import changed_records
     from adabench.core.records import seal
     from adabench.study.made_from import records_digest
     from adabench.study.state import read_state, records_param

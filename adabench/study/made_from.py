@@ -1,6 +1,6 @@
 """Which run records an output was made from: a sidecar beside each output made from records (tables, the tuning
 selection, the MLflow sync), so that a later run can tell the output is out of date and say which records changed
-(adabench.workflow.housekeeping). Light (no torch): the analysis scripts write them."""
+(adabench.study.staleness). Light (no torch): the analysis scripts write them."""
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +38,7 @@ def write_sources(path: Path, summaries: dict[str, dict], extra: dict | None = N
 def output_digests(paths) -> dict[str, str]:
     """Each output's file name and sha256, for the ``outputs`` of its sidecar (write_sources' extra): an output
     damaged since it was made (a truncated Parquet file, another file under its name) is then made again, as one
-    made from other records is (adabench.workflow.housekeeping). By name: the sidecar lies beside its outputs."""
+    made from other records is (adabench.study.staleness). By name: the sidecar lies beside its outputs."""
     return {Path(path).name: sha256_file(Path(path)) for path in paths}
 
 

@@ -196,7 +196,7 @@ def remaining_seconds(table: pd.DataFrame, study: Study, jobs: list[RunningJob] 
 
 def report(state: StudyState, now: float | None = None, stale: Collection[Path] = ()) -> str:
     """The text ``adabench status`` prints. ``stale``: the study's outputs that no longer hold (made for another
-    config, or from other records: adabench.workflow.housekeeping.stale_tuning); the search's rounds and choices
+    config, or from other records: adabench.study.staleness.stale_tuning); the search's rounds and choices
     among them count as not made, as the next Snakemake run removes them."""
     study = state.study
     chosen = tuned_runs_on_disk(study, stale)

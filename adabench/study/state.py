@@ -1,5 +1,5 @@
 """A study's state on disk: which of its runs are complete, which jobs still have runs to train, and the digest of
-the records an output is made from (a rule's params; adabench.workflow.housekeeping removes what no longer holds).
+the records an output is made from (a rule's params; adabench.study.staleness says what no longer holds).
 
 The run records are the source of truth. A run is complete when its verified ``summary.json`` is of its own
 identity (adabench.core.records); the plan fixes which job trains each run, and a job is pending while any of its runs

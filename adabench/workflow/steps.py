@@ -149,8 +149,10 @@ def search_round(config: dict, problem: str, round_: int, output: Path, sources:
     runs = pd.DataFrame([run_row(summary, {"grid"}) for summary in summaries.values()])
     decisions = decide_all(lr_sensitivity(runs), Lattice.of(study.tuning), search_limits(study),
                            chance_levels([problem]), round_)
-    atomic_write_text(Path(output), decisions.to_csv(index=False))
+    # the sidecar first: a round on disk always has the sidecar that vouches for it (adabench status, reading beside
+    # this job, would otherwise count a round without one as not made), and a sidecar alone vouches for nothing
     write_sources(Path(sources), summaries)
+    atomic_write_text(Path(output), decisions.to_csv(index=False))
     for row in decisions.itertuples():
         log(f"{problem}/{row.optimizer} round {round_}: {row.action} ({row.note})"
             + (f"; next: {row.next_lrs}" if isinstance(row.next_lrs, str) and row.next_lrs else ""))
@@ -179,9 +181,10 @@ def search_ended(config: dict, problem: str, rounds: list[str], outputs, log: Lo
     summaries = searched_summaries(study, problem, decisions)
     choice = select(pd.DataFrame([run_row(summary, {"grid"}) for summary in summaries.values()]),
                     chance_levels([problem]))
+    # its own sidecar (a round file lost or remade leaves it to be checked), written first as a round's is
+    write_sources(Path(outputs.sources), summaries)
     atomic_write_text(Path(outputs.rounds), pd.concat(decisions, ignore_index=True).to_csv(index=False))
     atomic_write_text(Path(outputs.choice), choice.to_csv(index=False))
-    write_sources(Path(outputs.sources), summaries)  # its own: a round file lost or remade leaves it to be checked
     log(f"{problem}: the search ended after {len(rounds)} rounds")
     for row in choice.itertuples():
         edge = f"; at the {row.grid_edge} rate searched (a declared limit)" if row.grid_edge else ""
