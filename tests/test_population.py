@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
 from training_helpers import StopAfter
 
 from adabench.analysis.aggregate import failure_counts, run_row
@@ -103,7 +102,7 @@ def test_members_train_epoch_by_epoch_as_the_reference_loop(problem, fake_fashio
                 assert records[column].tolist() == pytest.approx(expected, rel=1e-4, abs=0), (spec.key, column)
 
 
-def test_final_metrics_of_a_population_and_of_standalone_runs_are_indistinguishable(fake_fashion_mnist, tmp_path):
+def test_final_metrics_of_a_population_and_of_standalone_runs_are_equal_on_a_cpu(fake_fashion_mnist, tmp_path):
     seeds = range(6)
     specs = [RunSpec("lenet_sigmoid_fmnist", "adam", {"lr": 0.002}, seed, lenet_options(fake_fashion_mnist, epochs=3))
              for seed in seeds]
@@ -114,7 +113,6 @@ def test_final_metrics_of_a_population_and_of_standalone_runs_are_indistinguisha
     for metric in ("train_loss", "val_loss", "test_loss", "test_acc"):
         a = [summary["final"][metric] for summary in together]
         b = [summary["final"][metric] for summary in alone]
-        assert stats.ttest_ind(a, b).pvalue > 0.5 or a == b, metric
         # on a CPU a population passes its members through the network one by one: bit for bit the runs alone
         assert a == b, metric
 
