@@ -170,7 +170,7 @@ def test_a_packaged_optimizer_trains_linreg_in_a_population_as_alone(case, tmp_p
 def test_a_member_steps_as_a_lone_users_loop(case, fake_fashion_mnist, tmp_path):  # noqa: F811
     """The member's optimizer sees its parameters in their own shapes (a bias as [6], not a [1, 6] row Adafactor
     would factor), as in the reference loop (adabench.core.lone_run: a lone user's loop, whose optimizer draws from the
-    seed as the member's does). Close, not equal: the population's grouped channels_last convolutions are not
+    seed as the member's does). Close, not equal: the population's channels_last convolutions are not
     nn.Conv2d's kernels, so the losses differ in their last bits."""
     optimizer, hyperparameters = case
     specs = [RunSpec("lenet_sigmoid_fmnist", optimizer, hyperparameters, 0, lenet_options(fake_fashion_mnist)),

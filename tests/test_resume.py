@@ -138,7 +138,7 @@ def test_a_changed_record_of_a_search_run_makes_its_problem_choose_again(quick, 
     """A grid run's record resealed with another content (retrained elsewhere, brought in by git): its problem's
     rounds, its choice (the tuned reruns' source) and the tuning's tables no longer hold and are removed, so that
     the search goes on from there; the other problem's choice stays. adabench status, before that run, already
-    counts the problem's search as not chosen."""
+    counts the problem's search as not chosen. A round without its sidecar is made again, saying why."""
     from adabench.cli import main
     from adabench.core.records import read_summary, seal
     from adabench.workflow.housekeeping import stale_outputs
@@ -163,6 +163,12 @@ def test_a_changed_record_of_a_search_run_makes_its_problem_choose_again(quick, 
     for path in Path(f"{search}/sparse_logreg").glob("round-*"):
         path.unlink()
     assert f"{search}/sparse_logreg/choice.csv" in {str(path) for path, _ in stale_outputs(read_state(study), {})}
+    # a round without its sidecar cannot say which records it scored: made again, and the reason says so
+    Path(f"{search}/lenet_sigmoid_fmnist/round-0.sources.json").unlink()
+    reasons = {str(path): why for path, why in stale_outputs(read_state(study), {})}
+    assert reasons[f"{search}/lenet_sigmoid_fmnist/round-0.csv"] == (
+        "a round of the search without the sidecar that says which records it scored (missing or damaged), or a "
+        "round after it"), reasons
 
 
 TOY_OPTIMIZER = '''

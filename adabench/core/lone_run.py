@@ -4,8 +4,8 @@ This file is the specification of what a run computes. The benchmark never train
 once as one vectorised model (core.population, driven by core.trainer), which is faster but harder to read.
 The tests prove each member of a population equal to this loop (tests/test_population.py,
 tests/test_packaged_population.py): the same initial weights and batch orders exactly, and the same losses and
-metrics epoch by epoch to within the last bits of float32 (the population's convolutions are grouped and in
-channels_last, its linear layers batched matrix products: other kernels than nn.Conv2d's and nn.Linear's). Read
+metrics epoch by epoch to within the last bits of float32 (the population's convolutions are in channels_last,
+grouped on a GPU, its linear layers batched matrix products: other kernels than nn.Conv2d's and nn.Linear's). Read
 this file to know what a number in the tables means; read the population to know how it was computed fast.
 
 What a run is: the prepared Fashion-MNIST tensors (adabench.core.data), a validation split drawn with ``split_seed``,

@@ -1,8 +1,9 @@
 """Which outputs made from run records no longer hold: made from records that changed since (retrained, brought in
-by git, damaged), missing runs the study plans now, or made for another search than the config's. Reads the records'
-digests and the outputs' sidecars (adabench.study.made_from) only: Snakemake's housekeeping removes what it finds
-(adabench.workflow.housekeeping), and ``adabench status`` counts the search's rounds and choices among them as not
-made, beside a running study."""
+by git, damaged), missing runs the study plans now, with a table its sidecar lists damaged, or (the search's rounds)
+made for another search than the config's, or unreadable. Reads the records' digests, the outputs' sidecars
+(adabench.study.made_from), the tables they list and the rounds: no dataset, no MLflow store. Snakemake's
+housekeeping removes what it finds (adabench.workflow.housekeeping); ``adabench status`` counts the search's rounds
+and choices among them as not made, beside a running study."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,12 +70,14 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
         round_, rounds = 0, []
         while Path(round_file(study, problem, round_)).exists():
             path = Path(round_file(study, problem, round_))
-            recorded = recorded_sources(path.with_suffix(".sources.json")).get("records", {})
+            found = recorded_sources(path.with_suffix(".sources.json"))
+            recorded = found.get("records", {})
             changed, why_changed = changed_records(state, recorded)
             # the runs it should score now: another grid, grid seeds or optimizers searched (a clone has no
             # Snakemake metadata to rerun it on its params) make it a round of another search
             expected = {spec.key for spec in searched_specs(study, problem, rounds)}
-            why = (why_changed if changed else "made for another search (its grid, seeds or optimizers)"
+            why = ("without the sidecar that says which records it scored (missing or damaged)" if not found
+                   else why_changed if changed else "made for another search (its grid, seeds or optimizers)"
                    if set(recorded) != expected else "")
             if why:
                 later = [Path(round_file(study, problem, after)) for after in range(round_, round_ + 1000)]
@@ -115,4 +118,3 @@ def record_digest(state: StudyState, key: str) -> str | None:
         return None  # verified against its plan's spec (its identity too, which a read from disk does not check)
     summary = complete_record(state, key)
     return summary["summary_sha256"] if summary is not None else None
-

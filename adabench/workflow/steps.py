@@ -150,7 +150,7 @@ def search_round(config: dict, problem: str, round_: int, output: Path, sources:
     decisions = decide_all(lr_sensitivity(runs), Lattice.of(study.tuning), search_limits(study),
                            chance_levels([problem]), round_)
     # the sidecar first: a round on disk always has the sidecar that vouches for it (adabench status, reading beside
-    # this job, would otherwise count a round without one as not made), and a sidecar alone vouches for nothing
+    # this job, would otherwise count a round without one as not made); a round's sidecar alone is never read
     write_sources(Path(sources), summaries)
     atomic_write_text(Path(output), decisions.to_csv(index=False))
     for row in decisions.itertuples():
@@ -181,7 +181,8 @@ def search_ended(config: dict, problem: str, rounds: list[str], outputs, log: Lo
     summaries = searched_summaries(study, problem, decisions)
     choice = select(pd.DataFrame([run_row(summary, {"grid"}) for summary in summaries.values()]),
                     chance_levels([problem]))
-    # its own sidecar (a round file lost or remade leaves it to be checked), written first as a round's is
+    # its own sidecar (a round file lost or remade leaves it to be checked), written first as a round's is (alone,
+    # it is fresh: it finds nothing stale, and the missing choice is made again)
     write_sources(Path(outputs.sources), summaries)
     atomic_write_text(Path(outputs.rounds), pd.concat(decisions, ignore_index=True).to_csv(index=False))
     atomic_write_text(Path(outputs.choice), choice.to_csv(index=False))
