@@ -91,6 +91,11 @@ def test_the_plan_has_a_row_per_run_and_tuned_rows_wait_for_the_selection(quick)
     assert set(search.roles) == {"grid"} and not set(search.key) & set(known.key)
     assert set(tuned.roles) == {"tuned"} and set(tuned.problem) == {"sparse_logreg"}  # the LeNet does not train
     assert set(known[known.problem == "quadratic"].unit) == {"step"}
+    # the command line (adabench status, records, cost) reads a study file as Snakemake merges it, key order
+    # included: its plan is the one Snakemake wrote, byte for byte (config/quick.yaml orders its problems otherwise
+    # than config.yaml, and Snakemake puts a --configfile's keys first)
+    assert list(study.config["problems"])[:2] == ["linreg", "sparse_logreg"]
+    assert (quick / "results/quick/plan.csv").read_bytes() == study.plan().to_csv(index=False).encode()
 
 
 def tuned_run_keys(workdir, study: Study) -> set[str]:

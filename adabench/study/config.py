@@ -368,20 +368,24 @@ def check_run_arguments(problem: str, optimizer: str, hyperparameters: dict, opt
 
 
 def merge(base: dict, override: dict) -> dict:
-    """``override`` merged over ``base`` as Snakemake merges a --configfile over the workflow's configfile:
-    mappings key by key, recursively; anything else (a list, a number) replaced."""
+    """``override`` merged over ``base`` as Snakemake's update_config merges: mappings key by key, recursively, in
+    ``base``'s key order with ``override``'s new keys after; anything else (a list, a number) replaced."""
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
+        below = merged.get(key)
+        merged[key] = merge(below if isinstance(below, dict) else {}, value) if isinstance(value, dict) else value
     return merged
 
 
 def load_study_config(*files: str | Path, defaults: str | Path = Path("config.yaml")) -> dict:
-    """config.yaml with the given study files merged over it, checked, defaults filled in: what the workflow sees."""
-    config = load_yaml(Path(defaults))
+    """config.yaml with the given study files merged over it, checked, defaults filled in: what the workflow sees,
+    key order included. Snakemake starts from the --configfile files, updates config.yaml into them (the Snakefile's
+    ``configfile:``), then the files over that again (snakemake.workflow.Workflow.configfile): their keys come first,
+    so a study's problems, and the rows of its plan, are in the study file's order."""
+    override: dict = {}
     for path in files:
-        config = merge(config, load_yaml(Path(path)))
-    return validate_config(config)
+        override = merge(override, load_yaml(Path(path)))
+    return validate_config(merge(merge(override, load_yaml(Path(defaults))), override))
 
 
 def settings_list(settings) -> list[dict]:
