@@ -76,9 +76,14 @@ def stale_search(state: StudyState) -> list[tuple[Path, str]]:
             # the runs it should score now: another grid, grid seeds or optimizers searched (a clone has no
             # Snakemake metadata to rerun it on its params) make it a round of another search
             expected = {spec.key for spec in searched_specs(study, problem, rounds)}
-            why = ("without the sidecar that says which records it scored (missing or damaged)" if not found
-                   else why_changed if changed else "made for another search (its grid, seeds or optimizers)"
-                   if set(recorded) != expected else "")
+            if not found:
+                why = "without the sidecar that says which records it scored (missing or damaged)"
+            elif changed:
+                why = why_changed
+            elif set(recorded) != expected:
+                why = "made for another search (its grid, seeds or optimizers)"
+            else:
+                why = ""
             if why:
                 later = [Path(round_file(study, problem, after)) for after in range(round_, round_ + 1000)]
                 stale += [(later_path, f"a round of the search {why}, or a round after it")
