@@ -175,3 +175,18 @@ def test_the_page_puts_no_name_into_markup(tmp_path):
     assert len(figures) == 3 and all(pages["hostile"].count(f'getElementById("{value}")') == 1 for value in figures)
     assert "curves-plain_problem" in [attrs.get("id") for _, attrs in plain]  # a plain name keeps its readable id
     assert "&lt;b&gt;&quot;study&quot;&lt;/b&gt;" in pages["hostile"]
+
+
+def test_the_page_names_the_optimizers_the_profile_leaves_out(tmp_path):
+    """An optimizer of the tuned protocol run on one problem of two is named under the profiles, its name escaped."""
+    from adabench.analysis.explorer import build_page
+
+    root = small_study(tmp_path / "results/study", HOSTILE)
+    header = {"study": "s", "plan_digest": "d", "commit": "c", "date": "today"}
+    assert "Left out" not in build_page(root, header)
+    pd.DataFrame([{"problem": problem, "protocol": "tuned protocol", "optimizer": optimizer, "label": optimizer,
+                   "median_epochs": 2, "median_seconds": 1.0, "reached": 2, "seeds": 2}
+                  for problem, optimizer in (("p1", HOSTILE["optimizer"]), ("p1", "adam"), ("p2", "adam"))]
+                 ).to_csv(root / "tables/time_to_target.csv", index=False)
+    page = build_page(root, header)
+    assert "<p>Left out, not run on every problem: &lt;/script&gt;&lt;svg onload=alert(2)&gt; (run on p1).</p>" in page

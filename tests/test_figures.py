@@ -53,8 +53,8 @@ def small_tables() -> dict:
                                     "mean": 1.0 - lr * (index + 1) / 2, "low": 0.0, "high": 1.0})
             selection.append({"problem": problem, "optimizer": optimizer, "lr": 0.1, "validation_score": 0.9})
             for protocol in ("reference protocol", "tuned protocol"):
-                times.append({"problem": problem, "protocol": protocol, "label": optimizer, "median_epochs": 5 + index,
-                              "mode": "min", "metric": "loss", "target": 0.5})
+                times.append({"problem": problem, "protocol": protocol, "optimizer": optimizer, "label": optimizer,
+                              "median_epochs": 5 + index, "mode": "min", "metric": "loss", "target": 0.5})
             budget += [{"problem": problem, "optimizer": optimizer, "k": k, "expected_best": 1.0 - 0.1 * k * index,
                         "metric": "loss"} for k in (1, 2, 3)]
             stability.append({"problem": problem, "optimizer": optimizer, "chosen": True, "lr": 0.1, "wins": 0.8,
@@ -138,3 +138,19 @@ def test_an_optimizer_that_reports_no_step_sizes_is_named_not_left_out(tmp_path)
     # a problem none of whose optimizers reports keeps its panel, with the note
     curves.loc[curves.problem == "p2", columns] = float("nan")
     assert notes(tables) == {"p1": [], "p2": ["step sizes not reported: adam, sgd"]}
+
+
+def test_the_profile_names_the_optimizers_it_leaves_out_below_its_panels(drawn_figures):
+    """adagrad and sgd ran on one problem of two (small_tables): the profile's figure names them under its panels,
+    clear of every panel, and names no optimizer that ran on both."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = drawn_figures["performance_profile"]
+    notes = [text for text in figure.texts if text.get_text().startswith("Left out")]
+    assert [text.get_text() for text in notes] == [
+        "Left out, not run on every problem: adagrad (run on p1); sgd (run on p2)"]
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    box = notes[0].get_window_extent(canvas.get_renderer())
+    assert not any(box.overlaps(axis.get_window_extent(canvas.get_renderer())) for axis in figure.axes
+                   if axis.get_visible())

@@ -14,7 +14,9 @@ import pytest
 from adabench.analysis.aggregate import (CHANCE_MARGIN, chance_margin, declared_bounds, declared_chance, run_outcome,
                                          run_row, with_outcomes)
 from adabench.analysis.protocols import (DOES_NOT_TRAIN, PROTOCOLS, display_protocols, gap_share_table, paired_table,
-                                         profile, protocol_runs, protocol_table, time_to_target_table)
+                                         profile, profile_left_out, protocol_runs, protocol_table,
+                                         time_to_target_table)
+from adabench.analysis.stats import performance_profile
 from adabench.analysis.tables import (comparison_table, display_comparison, display_implementation_checks,
                                       implementation_check_table, reproduction_table)
 
@@ -253,6 +255,36 @@ def test_a_copy_takes_no_rank_no_holm_family_and_no_profile_curve():
     assert "torch_adagrad" not in set(times.optimizer)
     assert "torch_adagrad" not in set(profile(time_to_target_table(runs, curves, {"p": 0.75}, ["p"]),
                                               checks=CHECKS).optimizer)
+
+
+
+def test_the_profile_leaves_out_an_optimizer_not_run_on_every_problem_and_names_it():
+    """An optimizer the study ran on one problem of two (a packaged one on the LeNets alone) would count the other
+    as unsolved and rank below an optimizer that ran there and failed; it is left out and named instead. One that
+    ran everywhere stays: a problem where it never reached the target, or where no rate of its search trained (no
+    tuned row, as sgd_sqrt_decay on the sigmoid LeNet), counts as unsolved."""
+    def times(optimizer, problem, epochs, protocol="tuned protocol"):
+        return {"problem": problem, "protocol": protocol, "optimizer": optimizer, "label": optimizer,
+                "median_epochs": epochs, "median_seconds": 2.0 * epochs}
+
+    table = pd.DataFrame([times("adagrad", "p", 4.0), times("adagrad", "q", 2.0),
+                          times("adam", "p", 2.0), times("adam", "q", np.inf),
+                          times("sgd", "p", 8.0), times("sgd", "q", np.inf, "reference protocol"),
+                          times("prodigy", "p", 1.0), times("prodigy", "p", 1.0, "reference protocol"),
+                          times("rprop", "q", 1.0, "reference protocol")])
+    # rprop: not in the tuned protocol, so not in its profile; sgd ran on q (no rate trained): it stays
+    assert profile_left_out(table) == {"prodigy": ["p"]}
+    curves = profile(table, taus=[1.0, 2.0, 4.0]).set_index(["cost", "optimizer", "tau"]).fraction
+    assert set(curves.index.get_level_values("optimizer")) == {"adagrad", "adam", "sgd"}
+    # p: adam best (2), adagrad at 2x, sgd at 4x; q: adagrad best, adam never reaches the target, sgd has no tuned row
+    assert [curves[("epochs", "adagrad", tau)] for tau in (1.0, 2.0, 4.0)] == [0.5, 1.0, 1.0]
+    assert [curves[("epochs", "adam", tau)] for tau in (1.0, 2.0, 4.0)] == [0.5, 0.5, 0.5]
+    assert [curves[("epochs", "sgd", tau)] for tau in (1.0, 2.0, 4.0)] == [0.0, 0.0, 0.5]
+    # without the rule prodigy would win p outright and turn adam's best there into 2x: the test can fail
+    tuned = table[table.protocol == "tuned protocol"]
+    assert performance_profile(tuned.pivot_table(index="problem", columns="optimizer", values="median_epochs",
+                                                 aggfunc="first"), [1.0]).set_index("optimizer").fraction["adam"] == 0
+    assert profile_left_out(table, checks={"prodigy": "adagrad"}) == {}  # a copy is no competitor at all
 
 
 def check_run(optimizer: str, seed: int, hyperparameters: dict, test_acc: float, time_s: float, options="o1") -> dict:
