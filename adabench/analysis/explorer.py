@@ -93,8 +93,11 @@ def curve_labels(runs: pd.DataFrame, checks: dict[str, str] | None = None) -> pd
 def optimizer_colors(optimizers) -> dict[str, str]:
     """One color per optimizer, the same under every protocol (its tuned trace dashed, its defaults trace dotted)."""
     names = sorted(set(map(str, optimizers)))
-    return {name: palette[index % len(palette)] for index, name in enumerate(names)
-            for palette in [plotly.colors.qualitative.Plotly]}
+    # Plotly's default 10 colors where they suffice; beyond them its 24 distinct ones (the default study's LeNets run
+    # 11 optimizers: cycling the 10 would give two of them one color)
+    qualitative = plotly.colors.qualitative
+    palette = qualitative.Plotly if len(names) <= len(qualitative.Plotly) else qualitative.Dark24
+    return {name: palette[index % len(palette)] for index, name in enumerate(names)}
 
 
 def translucent(color: str, alpha: float = 0.18) -> str:
