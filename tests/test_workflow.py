@@ -196,14 +196,16 @@ def test_studies_keep_their_own_runs_and_tables(quick, tmp_path):
     """A study with other LeNet options writes under its own root: its runs have other keys, the quick study's
     runs, tables and MLflow experiment stay as they were."""
     before = {path: path.stat().st_mtime_ns for path in (quick / "results/quick").rglob("*") if path.is_file()}
+    # one run: the LeNet names its own optimizers (config.yaml's LeNets may name theirs, which a top-level list
+    # does not override)
+    lenet = {"optimizers": ["adagrad"], "seeds": [0],
+             "options": {"epochs": 1, "validation_size": 500, "train_subset": 2000, "test_subset": 1000}}
     other = write_config(quick / "config", {"study": "other", "device": "cpu", "threads": 1, "seeds": [0],
                                             "optimizers": ["adagrad"], "tuning": None, "defaults_protocol": None,
                                             "reference": {"problems": []},
                                             "problems": {name: {"optimizers": []} for name in quick_config()["problems"]
                                                          if name != "lenet_sigmoid_fmnist"}
-                                            | {"lenet_sigmoid_fmnist": {"seeds": [0], "options": {
-                                                "epochs": 1, "validation_size": 500, "train_subset": 2000,
-                                                "test_subset": 1000}}}}, "other.yaml")
+                                            | {"lenet_sigmoid_fmnist": lenet}}, "other.yaml")
     # its tables (the figures, page and sync are made by the same rules from them, at paths of the same study root)
     snakemake(quick, "results/other/tables/comparison.csv", "--cores", "2", "--configfile", str(other))
     assert before == {path: path.stat().st_mtime_ns for path in (quick / "results/quick").rglob("*") if path.is_file()}
