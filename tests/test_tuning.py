@@ -164,15 +164,18 @@ def test_a_tuned_setting_differs_from_the_configured_one_in_its_learning_rate_al
 
 def test_the_defaults_protocol_reuses_the_runs_of_other_protocols():
     """An optimizer at its own defaults: a run equal to a configured one (rmsprop's and adagrad_avg's defaults are the
-    report's settings) is one run with both roles, trained once; the others are runs of their own."""
+    report's settings, Prodigy's default rate its recommended 1.0) is one run with both roles, trained once; the
+    others are runs of their own. A packaged optimizer's defaults are its constructor's."""
     study = Study(load_study_config(defaults=REPO_ROOT / "config.yaml"))
     defaults = [spec for spec in study.runs("defaults") if spec.problem == "lenet_sigmoid_fmnist"]
-    assert len(defaults) == 8 * 10
+    assert len(defaults) == 11 * 10
     settings = {spec.optimizer: spec.setting for spec in defaults}
     assert settings == {"adagrad": "lr=0.01", "adagrad_avg": "lr=0.01", "torch_adagrad": "lr=0.01", "adam": "lr=0.001",
-                        "rmsprop": "lr=0.01", "adadelta": "lr=1.0", "sgd": "lr=0.001", "sgd_sqrt_decay": "lr=0.1"}
+                        "rmsprop": "lr=0.01", "adadelta": "lr=1.0", "sgd": "lr=0.001", "sgd_sqrt_decay": "lr=0.1",
+                        "prodigyopt:Prodigy": "lr=1.0", "schedulefree:AdamWScheduleFree": "lr=0.0025",
+                        "lion_pytorch:Lion": "lr=0.0001"}
     shared = {spec.optimizer for spec in defaults if "study" in study.roles(spec)}
-    assert shared == {"adagrad_avg", "torch_adagrad", "rmsprop"}
+    assert shared == {"adagrad_avg", "torch_adagrad", "rmsprop", "prodigyopt:Prodigy"}
     # every run is in one job only
     keys = [spec.key for job in study.jobs.values() for spec in job.runs]
     assert len(keys) == len(set(keys))

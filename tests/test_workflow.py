@@ -35,14 +35,14 @@ def test_default_study_dry_run_lists_population_jobs(tmp_path):
     assert listed == set(study.jobs)
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert int(stats["train"]) == len(study.jobs)
-    # per LeNet, on a CPU: 80 study runs (8 optimizers x 10 seeds), 50 more at the optimizers' defaults (3 of the 8
-    # defaults are the report's settings: those runs are shared) and the search's first round, 147 grid runs (7
-    # optimizers x 7 rates x 3 grid seeds, on their own held-out split), in populations of at most 8 (runs finish
-    # every ~20 minutes): 17 + 19 jobs, not 277. The search's later rounds and the tuned reruns come from its
-    # checkpoints, after the grid has trained.
+    # per LeNet, on a CPU: 110 study runs (11 optimizers, 3 of them packaged, x 10 seeds), 70 more at the optimizers'
+    # defaults (4 of the 11 defaults are the study's settings: those runs are shared) and the search's first round,
+    # 210 grid runs (10 optimizers x 7 rates x 3 grid seeds, on their own held-out split), in populations of at most 8
+    # (runs finish every ~20 minutes): 23 + 27 jobs, not 390. The search's later rounds and the tuned reruns come
+    # from its checkpoints, after the grid has trained.
     lenet_jobs = [job for job in study.jobs.values() if job.problem.startswith("lenet")]
-    assert len(lenet_jobs) == 2 * (17 + 19)
-    assert sum(len(job.runs) for job in lenet_jobs) == 2 * 277
+    assert len(lenet_jobs) == 2 * (23 + 27)
+    assert sum(len(job.runs) for job in lenet_jobs) == 2 * 390
     assert all(len(job.runs) <= 8 for job in lenet_jobs)
     assert int(stats["search_round"]) == len(study.tuning["problems"])
     assert int(stats["fetch_fashion_mnist"]) == 4
