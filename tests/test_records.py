@@ -308,7 +308,10 @@ def test_a_runs_identity_gives_the_same_rows_and_params_from_its_spec_and_from_i
     assert {name: row[name] for name in planned} == planned and row["run_key"] == SPEC.key
     environment = summary["environment"]
     # the CPU's vector instructions are recorded: they change a compiled pass's last bits (docs/results.md)
-    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability() == row["cpu_capability"]
+    # a record written before it was recorded has an empty cell
+    old = {**summary, "environment": {name: value for name, value in environment.items() if name != "cpu_capability"}}
+    assert run_row(old, {"study"})["cpu_capability"] is None
     assert run_params(SPEC.key, SPEC.identity(), environment) == run_params(summary["run_key"], summary["identity"],
                                                                          environment)
     assert run_params(SPEC.key, SPEC.identity(), environment)["problem.n_samples"] == 256

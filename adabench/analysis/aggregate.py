@@ -14,8 +14,9 @@ from ..core.identity import identity_columns
 from ..core.records import ENDED_EARLY, RecordError, check_same_data, read_run
 from ..study.search import CHANCE_MARGIN  # one margin for runs' outcomes and the search's rates
 
-# what the runs table keeps of each run's environment
-ENVIRONMENT_COLUMNS = ["device", "device_name", "threads", "torch", "git_commit", "hostname"]
+# what the runs table keeps of each run's environment; cpu_capability (the CPU's vector instructions torch's kernels
+# use, AVX2 or AVX512: a compiled pass's last bits differ between them) is empty for records written before it was
+ENVIRONMENT_COLUMNS = ["device", "device_name", "cpu_capability", "threads", "torch", "git_commit", "hostname"]
 RUN_COLUMNS = ["run_key", "problem", "options_id", "optimizer", "setting", "seed"] + [f"in_{role}" for role in ROLES]
 
 # the runs that failed to give a result, as the tables count them (column name, outcome)

@@ -15,7 +15,7 @@ from ..core.atomic import atomic_write_bytes
 
 # the identity of a run, repeated on each of its curve rows
 CATEGORY_COLUMNS = ["problem", "options_id", "optimizer", "setting", "status", "unit", "precision", "headline_metric",
-                    "headline_mode", "selection_metric", "selection_mode", "device", "device_name"]
+                    "headline_mode", "selection_metric", "selection_mode", "device", "device_name", "cpu_capability"]
 INTEGER_COLUMNS = ["seed", "epoch", "epochs_completed", "epochs_planned", "steps", "population_size", "threads"]
 BOOLEAN_PREFIX = "in_"
 STRING_COLUMNS = ["run_key", "hyperparameters", "data_digest", "torch", "git_commit", "hostname"]
