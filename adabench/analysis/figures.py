@@ -1,6 +1,7 @@
 """Seaborn figures of the aggregated runs (PNG and PDF). Figure-only settings never retrain anything."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -192,10 +193,9 @@ def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
             axis.fill_between(run.epoch, run.eff_lr_min, run.eff_lr_max, color=colors[name], alpha=0.12)
         silent = sorted(set(curves[curves.problem == problem].optimizer_label)
                         - set(reported[reported.problem == problem].optimizer_label))
-        if silent:
-            axis.text(0.01, 0.01, "step sizes not reported: " + ", ".join(silent), transform=axis.transAxes,
-                      fontsize=7, va="bottom", wrap=True)
-        axis.set(title=problem, xlabel=problems[problem]["unit"], ylabel="effective step size",
+        # under the axis, in its label, where tight_layout makes room for it: inside the panel it covered curves
+        note = "\n" + textwrap.fill("step sizes not reported: " + ", ".join(silent), 44) if silent else ""
+        axis.set(title=problem, xlabel=problems[problem]["unit"] + note, ylabel="effective step size",
                  yscale="log" if len(parts[problem]) else "linear")
     figure.suptitle("Effective per-coordinate step size: median, band from min to max over coordinates (first seed)")
     figure.tight_layout()
