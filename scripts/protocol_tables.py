@@ -26,6 +26,6 @@ shown = {"protocols": display_protocols}  # side by side; the other tables as th
 for name, table in tables.items():
     write_table(table, shown.get(name, rounded)(table), Path(sm.output[name][0]).with_suffix(""))
     log(f"{name}: {len(table)} rows")
-profile(tables["times"], checks=checks).to_csv(sm.output.profile, index=False)
-for optimizer, run_on in profile_left_out(tables["times"], checks).items():
+profile(tables["times"], checks=checks, searched=sm.params.searched).to_csv(sm.output.profile, index=False)
+for optimizer, run_on in profile_left_out(tables["times"], checks, sm.params.searched).items():
     log(f"performance profile: {optimizer} left out, run on {', '.join(run_on)} only")

@@ -193,7 +193,8 @@ def test_the_page_names_the_optimizers_the_profile_leaves_out(tmp_path):
 
 
 def test_each_optimizer_on_the_page_has_a_color_of_its_own():
-    """Eleven optimizers (the default study's LeNets) get eleven colors: Plotly's ten would repeat one."""
+    """Eleven optimizers (the default study's ten competitors on the LeNets and one of a user's) get eleven colors:
+    Plotly's ten would repeat one."""
     from adabench.analysis.explorer import optimizer_colors
 
     for count in (3, 10, 11, 24):

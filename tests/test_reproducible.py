@@ -95,7 +95,8 @@ def make_all(out: Path) -> None:
                  "gap_share": gap_share_table(runs, tuned, checks)}
     for name, table in protocols.items():
         write_table(table, (display_protocols if name == "protocols" else rounded)(table), out / name)
-    profile(protocols["time_to_target"], checks=checks).to_csv(out / "performance_profile.csv", index=False)
+    profile(protocols["time_to_target"], checks=checks, searched=study.tuning["optimizers"]).to_csv(
+        out / "performance_profile.csv", index=False)
     budget, stability = budget_table(runs, chance=chance_levels(declarations))
     budget.to_csv(out / "tuning_budget.csv", index=False)
     stability.to_csv(out / "choice_stability.csv", index=False)

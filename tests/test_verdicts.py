@@ -257,7 +257,6 @@ def test_a_copy_takes_no_rank_no_holm_family_and_no_profile_curve():
                                               checks=CHECKS).optimizer)
 
 
-
 def test_the_profile_leaves_out_an_optimizer_not_run_on_every_problem_and_names_it():
     """An optimizer the study ran on one problem of two (a packaged one on the LeNets alone) would count the other
     as unsolved and rank below an optimizer that ran there and failed; it is left out and named instead. One that
@@ -285,6 +284,30 @@ def test_the_profile_leaves_out_an_optimizer_not_run_on_every_problem_and_names_
     assert performance_profile(tuned.pivot_table(index="problem", columns="optimizer", values="median_epochs",
                                                  aggfunc="first"), [1.0]).set_index("optimizer").fraction["adam"] == 0
     assert profile_left_out(table, checks={"prodigy": "adagrad"}) == {}  # a copy is no competitor at all
+    # the optimizers searched, where given, are the candidates: one that ran everywhere and whose search trained no
+    # rate anywhere (no tuned row at all) draws a curve at 0; rprop, run on q alone, is named
+    searched = ["adagrad", "adam", "sgd", "prodigy", "rprop", "nadam"]
+    nadam = pd.DataFrame([times("nadam", problem, 3.0, "reference protocol") for problem in ("p", "q")])
+    with_nadam = pd.concat([table, nadam], ignore_index=True)
+    assert profile_left_out(with_nadam, searched=searched) == {"prodigy": ["p"], "rprop": ["q"]}
+    curves = profile(with_nadam, taus=[1.0, 100.0], searched=searched).set_index(["cost", "optimizer", "tau"]).fraction
+    assert curves[("epochs", "nadam", 100.0)] == 0.0 and curves[("epochs", "adagrad", 100.0)] == 1.0
+    assert "nadam" not in set(profile(with_nadam, taus=[1.0]).optimizer)  # without the list: no tuned row, no curve
+
+
+def test_a_problem_where_only_a_left_out_optimizer_trained_stays_in_the_profiles_count():
+    """q: adam and sgd ran there (reference protocol) and no rate of their search trained; prodigy, which the study
+    ran on q alone, reached the target. Leaving prodigy out must not drop q: it counts as unsolved for adam and sgd
+    (their fraction at any tau is 1/2, not 1)."""
+    rows = [{"problem": problem, "protocol": protocol, "optimizer": optimizer, "label": optimizer,
+             "median_epochs": 2.0, "median_seconds": 4.0}
+            for problem, protocol, optimizer in (("p", "tuned protocol", "adam"), ("p", "tuned protocol", "sgd"),
+                                                 ("q", "reference protocol", "adam"),
+                                                 ("q", "reference protocol", "sgd"), ("q", "tuned protocol", "prodigy"))]
+    table = pd.DataFrame(rows)
+    assert profile_left_out(table) == {"prodigy": ["q"]}
+    fractions = profile(table, taus=[1.0, 100.0]).fraction
+    assert len(fractions) == 2 * 2 * 2 and (fractions == 0.5).all()
 
 
 def check_run(optimizer: str, seed: int, hyperparameters: dict, test_acc: float, time_s: float, options="o1") -> dict:

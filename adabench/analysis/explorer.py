@@ -93,8 +93,9 @@ def curve_labels(runs: pd.DataFrame, checks: dict[str, str] | None = None) -> pd
 def optimizer_colors(optimizers) -> dict[str, str]:
     """One color per optimizer, the same under every protocol (its tuned trace dashed, its defaults trace dotted)."""
     names = sorted(set(map(str, optimizers)))
-    # Plotly's default 10 colors where they suffice; beyond them its 24 distinct ones (the default study's LeNets run
-    # 11 optimizers: cycling the 10 would give two of them one color)
+    # Plotly's default 10 colors where they suffice; beyond them its 24 distinct ones (the default study's LeNets
+    # show 10 competitors once the packaged optimizers are in: one more, as a user's own optimizer, and cycling the
+    # 10 would give two of them one color)
     qualitative = plotly.colors.qualitative
     palette = qualitative.Plotly if len(names) <= len(qualitative.Plotly) else qualitative.Dark24
     return {name: palette[index % len(palette)] for index, name in enumerate(names)}

@@ -182,32 +182,49 @@ def tuned_times(time_table: pd.DataFrame, checks: dict[str, str] | None = None) 
     return tuned[tuned.protocol == "tuned protocol"]
 
 
-def profile_left_out(time_table: pd.DataFrame, checks: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """The tuned protocol's optimizers that the performance profile leaves out, each with the problems it was run
-    on: those the study did not run, under any protocol, on every problem of the profile. A profile counts a problem
-    without an optimizer's tuned runs as one it did not solve: right for an optimizer that was searched there and
-    no rate trained (a failure is a result), wrong for one the study never ran there (a packaged optimizer on the
-    LeNets alone), which would rank below an optimizer that ran and failed."""
+def profile_coverage(time_table: pd.DataFrame, checks: dict[str, str] | None = None,
+                     searched: list[str] | None = None) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """What a performance profile covers: its problems (every problem of the time-to-target table, whose problems
+    are the tuned ones with a target), the optimizers it draws and those it leaves out, each with the problems it
+    was run on. Its candidates are the optimizers ``searched`` (config ``tuning.optimizers``) where given, else those
+    with a tuned row anywhere, less the copies ``checks`` names; it draws those the study ran, under any protocol, on
+    every problem. A problem without an optimizer's tuned runs counts as one it did not solve: right where it was
+    searched and no rate trained (a failure is a result), wrong where the study never ran it (a packaged optimizer on
+    the LeNets alone), which would rank it below an optimizer that ran and failed: that one is left out."""
     ran = competitors(time_table, checks)
-    problems = set(tuned_times(time_table, checks).problem)
-    tuned = set(tuned_times(time_table, checks).optimizer.astype(str))
-    run_on = ran.problem.groupby(ran.optimizer.astype(str), sort=True).agg(lambda column: sorted(set(column)))
-    return {optimizer: sorted(set(where) & problems) for optimizer, where in run_on.items()
-            if optimizer in tuned and not problems <= set(where)}
+    problems = sorted(set(ran.problem.astype(str)))
+    if searched is None:
+        candidates = set(tuned_times(time_table, checks).optimizer.astype(str))
+    else:
+        candidates = {str(name) for name in searched} - set(checks or {})
+    run_on = ran.problem.astype(str).groupby(ran.optimizer.astype(str)).agg(lambda column: set(column)).to_dict()
+    drawn = sorted(name for name in candidates if run_on.get(name, set()) >= set(problems))
+    left_out = {name: sorted(run_on.get(name, set()) & set(problems)) for name in sorted(candidates - set(drawn))}
+    return problems, drawn, left_out
 
 
-def profile(time_table: pd.DataFrame, taus: np.ndarray | None = None,
-            checks: dict[str, str] | None = None) -> pd.DataFrame:
+def profile_left_out(time_table: pd.DataFrame, checks: dict[str, str] | None = None,
+                     searched: list[str] | None = None) -> dict[str, list[str]]:
+    """The optimizers the performance profile leaves out, each with the problems it was run on
+    (:func:`profile_coverage`)."""
+    return profile_coverage(time_table, checks, searched)[2]
+
+
+def profile(time_table: pd.DataFrame, taus: np.ndarray | None = None, checks: dict[str, str] | None = None,
+            searched: list[str] | None = None) -> pd.DataFrame:
     """Performance profiles of the tuned protocol over problems, one per cost (``cost``: median epochs to target,
-    then median seconds), without the copies ``checks`` names and without the optimizers not run on every problem
-    (:func:`profile_left_out`; the figure names them). A run that never reaches the target costs ``inf``: unsolved."""
-    left_out = profile_left_out(time_table, checks)
+    then median seconds), of the optimizers :func:`profile_coverage` draws: not the copies ``checks`` names, not
+    those the study did not run on every problem (the figure names them). A run that never reaches the target costs
+    ``inf``; a problem where an optimizer has no tuned run (no rate of its search trained) counts as unsolved, and so
+    does a problem where none has: every problem stays in the count."""
+    problems, drawn, _ = profile_coverage(time_table, checks, searched)
     tuned = tuned_times(time_table, checks)
-    tuned = tuned[~tuned.optimizer.astype(str).isin(list(left_out))]
+    tuned = tuned.assign(problem=tuned.problem.astype(str), optimizer=tuned.optimizer.astype(str))
     taus = np.geomspace(1, 100, 60) if taus is None else taus
     parts = []
     for cost, column in PROFILE_COSTS.items():
         costs = tuned.pivot_table(index="problem", columns="optimizer", values=column, aggfunc="first")
+        costs = costs.reindex(index=problems, columns=drawn)  # an unsolved problem's NaN: inf in performance_profile
         parts.append(performance_profile(costs, taus).assign(cost=cost))
     return pd.concat(parts, ignore_index=True)[["cost", "optimizer", "tau", "fraction"]]
 

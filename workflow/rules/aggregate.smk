@@ -111,6 +111,8 @@ rule protocol_tables:
         declarations=STUDY.declarations(),
         # copies of an optimizer (copy -> original): implementation checks, not competitors
         checks=config.get("checks", {}),
+        # the optimizers searched: where one has no tuned run (no rate trained), the profile counts it unsolved
+        searched=TUNING["optimizers"] if TUNING else [],
     conda:
         ENV
     log:
