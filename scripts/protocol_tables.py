@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from adabench.analysis.protocols import (display_protocols, gap_share_table, paired_table, profile, profile_left_out,
-                                         protocol_table, time_to_target_table)
+from adabench.analysis.protocols import (display_protocols, gap_share_table, left_out_note, paired_table, profile,
+                                         profile_left_out, protocol_table, time_to_target_table)
 from adabench.analysis.tables import rounded, write_table
 from adabench.workflow.joblog import job_log
 
@@ -27,5 +27,6 @@ for name, table in tables.items():
     write_table(table, shown.get(name, rounded)(table), Path(sm.output[name][0]).with_suffix(""))
     log(f"{name}: {len(table)} rows")
 profile(tables["times"], checks=checks, searched=sm.params.searched).to_csv(sm.output.profile, index=False)
-for optimizer, run_on in profile_left_out(tables["times"], checks, sm.params.searched).items():
-    log(f"performance profile: {optimizer} left out, run on {', '.join(run_on)} only")
+note = left_out_note(profile_left_out(tables["times"], checks, sm.params.searched))
+if note:
+    log(f"performance profile: {note}")

@@ -27,7 +27,7 @@ from plotly.subplots import make_subplots
 
 from ..core.atomic import read_json
 from .export import load_study
-from .protocols import profile_left_out, protocol_runs
+from .protocols import left_out_note, profile_left_out, protocol_runs
 from .tables import fmt
 
 # the tables of a study, in the order the page shows them: (file under the study, title)
@@ -275,19 +275,17 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
             sections.append(figure_html(tuning_budget(budget, stability, problem, problems[problem]),
                                         element_id("budget", problem), first))
             first = False
-    if (root / "tables/time_to_target.csv").exists():
+    times = root / "tables/time_to_target.csv"
+    times = pd.read_csv(times) if times.exists() else None
+    if times is not None:
         sections.append("<h2>Time to target</h2>")
-        sections.append(figure_html(time_to_target(pd.read_csv(root / "tables/time_to_target.csv")),
-                                    "time-to-target", first))
+        sections.append(figure_html(time_to_target(times), "time-to-target", first))
         first = False
     if (root / "tables/performance_profile.csv").exists():
         sections.append("<h2>Performance profiles</h2>")
-        times = root / "tables/time_to_target.csv"
-        left_out = profile_left_out(pd.read_csv(times)) if times.exists() else {}
-        if left_out:
-            sections.append("<p>Left out, not run on every problem: " + "; ".join(
-                f"{html.escape(optimizer)} (run on {html.escape(', '.join(run_on))})"
-                for optimizer, run_on in left_out.items()) + ".</p>")
+        note = left_out_note(profile_left_out(times)) if times is not None else ""
+        if note:
+            sections.append(f"<p>{html.escape(note)}.</p>")
         sections.append(figure_html(performance_profiles(pd.read_csv(root / "tables/performance_profile.csv")),
                                     "performance-profiles", first))
     style = ("body{font-family:sans-serif;margin:1.5em;max-width:1400px} table.facts th{text-align:left;"

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..core.linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
-from .protocols import optimizer_label, profile_left_out  # noqa: E402
+from .protocols import left_out_note, optimizer_label, profile_left_out  # noqa: E402
 
 
 def save(figure: plt.Figure, outputs: list[str], dpi: int) -> None:
@@ -291,12 +291,10 @@ def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int, tim
                  ylabel="fraction of problems solved within τ", title=f"cost: {cost} to target")
     figure.suptitle("Performance profiles over problems, tuned protocol")
     figure.tight_layout()
-    left_out = profile_left_out(times) if times is not None else {}
-    if left_out:
+    note = left_out_note(profile_left_out(times)) if times is not None else ""
+    if note:
         # below the panels (the tight bounding box of the saved image takes it in), where it covers no curve
-        figure.text(0.01, 0.0, "Left out, not run on every problem: " + "; ".join(
-            f"{optimizer} (run on {', '.join(run_on)})" for optimizer, run_on in left_out.items()),
-            ha="left", va="top", fontsize=8, wrap=True)
+        figure.text(0.01, 0.0, note, ha="left", va="top", fontsize=8, wrap=True)
     figure_legend(figure, axes, title="optimizer")
     save(figure, outputs, dpi)
 

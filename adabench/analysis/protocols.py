@@ -198,8 +198,9 @@ def profile_coverage(time_table: pd.DataFrame, checks: dict[str, str] | None = N
     else:
         candidates = {str(name) for name in searched} - set(checks or {})
     run_on = ran.problem.astype(str).groupby(ran.optimizer.astype(str)).agg(lambda column: set(column)).to_dict()
-    drawn = sorted(name for name in candidates if run_on.get(name, set()) >= set(problems))
-    left_out = {name: sorted(run_on.get(name, set()) & set(problems)) for name in sorted(candidates - set(drawn))}
+    covered = {name: run_on.get(name, set()) & set(problems) for name in candidates}
+    drawn = sorted(name for name in candidates if len(covered[name]) == len(problems))
+    left_out = {name: sorted(covered[name]) for name in sorted(candidates - set(drawn))}
     return problems, drawn, left_out
 
 
@@ -208,6 +209,13 @@ def profile_left_out(time_table: pd.DataFrame, checks: dict[str, str] | None = N
     """The optimizers the performance profile leaves out, each with the problems it was run on
     (:func:`profile_coverage`)."""
     return profile_coverage(time_table, checks, searched)[2]
+
+
+def left_out_note(left_out: dict[str, list[str]]) -> str:
+    """The sentence that names the optimizers a profile leaves out (:func:`profile_left_out`), for the figure, the
+    page and the job's log; empty where none is."""
+    return "Left out, not run on every problem: " + "; ".join(
+        f"{optimizer} (run on {', '.join(run_on)})" for optimizer, run_on in left_out.items()) if left_out else ""
 
 
 def profile(time_table: pd.DataFrame, taus: np.ndarray | None = None, checks: dict[str, str] | None = None,
