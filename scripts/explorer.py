@@ -13,6 +13,6 @@ log = job_log(sm)
 root = Path(sm.input.plan).parent
 header = {"study": sm.config["study"], "plan_digest": hashlib.sha256(Path(sm.input.plan).read_bytes()).hexdigest()[:16],
           "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M %Z")}
-page = build_page(root, header, sm.params.checks)
+page = build_page(root, header, sm.params.checks, sm.params.optimizers)
 Path(sm.output[0]).write_text(page)
 log(f"wrote {sm.output[0]} ({len(page) / 1e6:.1f} MB)")

@@ -13,5 +13,6 @@ sns.set_theme(style=sm.params.style)
 tables = {name: pd.read_csv(path) for name, path in sm.input.items() if name != "problems"}
 problems = read_json(sm.input.problems)
 draw = getattr(figures, sm.wildcards.figure)
-draw(**tables, problems=problems, outputs=[sm.output.png, sm.output.pdf], dpi=sm.params.dpi)
+draw(**tables, problems=problems, outputs=[sm.output.png, sm.output.pdf], dpi=sm.params.dpi,
+     optimizers=sm.params.optimizers)
 log(f"drew {sm.output.png} and {sm.output.pdf}")

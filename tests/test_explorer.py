@@ -192,12 +192,3 @@ def test_the_page_names_the_optimizers_the_profile_leaves_out(tmp_path):
     assert "<p>Left out, not run on every problem: &lt;/script&gt;&lt;svg onload=alert(2)&gt; (run on p1).</p>" in page
 
 
-def test_each_optimizer_on_the_page_has_a_color_of_its_own():
-    """Eleven optimizers (the default study's ten competitors on the LeNets and one of a user's) get eleven colors:
-    Plotly's ten would repeat one."""
-    from adabench.analysis.explorer import optimizer_colors
-
-    for count in (3, 10, 11, 24):
-        colors = optimizer_colors([f"optimizer-{index:02d}" for index in range(count)] * 2)
-        assert len(colors) == count and len(set(colors.values())) == count, count
-    assert list(optimizer_colors(["b", "a"]).values()) == ["#636EFA", "#EF553B"]  # Plotly's first two, by name

@@ -154,3 +154,56 @@ def test_the_profile_names_the_optimizers_it_leaves_out_below_its_panels(drawn_f
     box = notes[0].get_window_extent(canvas.get_renderer())
     assert not any(box.overlaps(axis.get_window_extent(canvas.get_renderer())) for axis in figure.axes
                    if axis.get_visible())
+
+
+def test_an_optimizer_has_one_color_in_every_figure_and_on_the_page(tmp_path):
+    """Each plot that shows a subset of the study's optimizers (here p2's adam and sgd, of adagrad, adam and sgd)
+    draws each in the color the study gives it, in every figure and in the page's plots alike: colored by what a
+    plot shows, adam took adagrad's color wherever adagrad was absent."""
+    from matplotlib.colors import to_hex
+
+    from adabench.analysis import explorer, figures
+    from adabench.analysis.colors import optimizer_colors
+
+    study = ["adagrad", "adam", "sgd"]
+    expected = optimizer_colors((), study)
+    assert len(set(expected.values())) == 3
+    tables = small_tables()
+    p2 = {name: frame[frame.problem == "p2"] if "problem" in frame else frame[frame.optimizer.isin(OPTIMIZERS["p2"])]
+          for name, frame in tables.items() if name != "problems"}
+    kept, real_save = [], figures.save
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
+                                                                     real_save(figure, outputs, dpi)))
+        for name in ("learning_curves", "trajectories", "effective_lr", "lr_sensitivity", "performance_profile",
+                     "tuning_budget"):
+            getattr(figures, name)(**p2, problems=tables["problems"], outputs=[str(tmp_path / f"{name}.png")],
+                                   dpi=50, optimizers=study)
+            legend = kept.pop().legends[0]
+            shown = {text.get_text(): to_hex(handle.get_color()) for text, handle in zip(legend.get_texts(),
+                                                                                          legend.legend_handles)}
+            assert shown == {name: expected[name] for name in ("adam", "sgd")}, name
+    declared = tables["problems"]["p2"]
+    pages = [explorer.lr_sensitivity(p2["sensitivity"], p2["selection"], "p2", declared, study),
+             explorer.tuning_budget(p2["budget"].assign(grid_best=0.1, p_all_diverged=0.0), p2["stability"], "p2",
+                                    declared, study),
+             explorer.performance_profiles(p2["profile"], study)]
+    for page in pages:
+        drawn = {trace.meta["optimizer"] if trace.meta else trace.name: trace.line.color for trace in page.data
+                 if trace.line.color}
+        assert drawn == {name: expected[name] for name in ("adam", "sgd")}, page.layout.title.text
+
+
+def test_each_optimizer_has_a_color_of_its_own():
+    """Eleven optimizers (the default study's ten competitors on the LeNets and one of a user's) get eleven colors
+    (seaborn's ten would repeat one), and so on past 24; a label outside the study takes a color no optimizer of the
+    study has."""
+    from adabench.analysis.colors import optimizer_colors
+
+    for count in (3, 10, 11, 24, 30):
+        colors = optimizer_colors([f"optimizer-{index:02d}" for index in range(count)] * 2)
+        assert len(colors) == count and len(set(colors.values())) == count, count
+    study = [f"optimizer-{index:02d}" for index in range(11)]
+    colors = optimizer_colors(["optimizer-03", "adam (lr=0.1)"], study)
+    assert colors["optimizer-03"] == optimizer_colors(study)["optimizer-03"]
+    assert colors["adam (lr=0.1)"] not in [colors[name] for name in study]

@@ -26,6 +26,7 @@ from itables.options import dt_bundle
 from plotly.subplots import make_subplots
 
 from ..core.atomic import read_json
+from .colors import optimizer_colors
 from .export import load_study
 from .protocols import left_out_note, profile_left_out, protocol_runs
 from .tables import fmt
@@ -90,31 +91,22 @@ def curve_labels(runs: pd.DataFrame, checks: dict[str, str] | None = None) -> pd
     return labelled[["run_key", "problem", "optimizer", "seed", "label", "protocol"]]
 
 
-def optimizer_colors(optimizers) -> dict[str, str]:
-    """One color per optimizer, the same under every protocol (its tuned trace dashed, its defaults trace dotted)."""
-    names = sorted(set(map(str, optimizers)))
-    # Plotly's default 10 colors where they suffice; beyond them its 24 distinct ones (the default study's LeNets
-    # show 10 competitors once the packaged optimizers are in: one more, as a user's own optimizer, and cycling the
-    # 10 would give two of them one color)
-    qualitative = plotly.colors.qualitative
-    palette = qualitative.Plotly if len(names) <= len(qualitative.Plotly) else qualitative.Dark24
-    return {name: palette[index % len(palette)] for index, name in enumerate(names)}
-
-
 def translucent(color: str, alpha: float = 0.18) -> str:
     red, green, blue = plotly.colors.hex_to_rgb(color)
     return f"rgba({red},{green},{blue},{alpha})"
 
 
 def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, declared: dict,
-                    checks: dict[str, str] | None = None) -> go.Figure:
+                    checks: dict[str, str] | None = None, study=()) -> go.Figure:
     """The problem's declared curve metric: per optimizer (and setting, and protocol) the mean over seeds, a band
-    from the lowest to the highest seed, and each seed's value on hover."""
+    from the lowest to the highest seed, and each seed's value on hover. An optimizer has one color under every
+    protocol (its tuned trace dashed, its defaults trace dotted), and in every plot of the page and every figure of
+    the study (``study``: the study's optimizers)."""
     metric = declared["curve"]
     labelled = curve_labels(runs[runs.problem == problem], checks).merge(
         curves[curves.problem == problem][["run_key", "epoch", metric]], on="run_key")
     figure = go.Figure()
-    colors = optimizer_colors(labelled.optimizer)
+    colors = optimizer_colors(labelled.optimizer, study)
     for (protocol, label), part in labelled.groupby(["protocol", "label"], sort=True):
         table = part.pivot_table(index="epoch", columns="seed", values=metric, aggfunc="first").sort_index()
         epochs, seeds = table.index.to_numpy(), list(table.columns)
@@ -138,16 +130,20 @@ def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, problem: str, decl
     return figure
 
 
-def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problem: str, declared: dict) -> go.Figure:
+def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problem: str, declared: dict,
+                   study=()) -> go.Figure:
     part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
+    colors = optimizer_colors(part.optimizer, study)
     figure = go.Figure()
     for optimizer, line in part.groupby("optimizer", sort=True):
+        color = colors[str(optimizer)]
         figure.add_trace(go.Scatter(x=line.lr, y=line["mean"], mode="lines+markers", name=text(optimizer),
                                     error_y={"type": "data", "symmetric": False, "array": line.high - line["mean"],
-                                             "arrayminus": line["mean"] - line.low}, legendgroup=str(optimizer)))
+                                             "arrayminus": line["mean"] - line.low}, legendgroup=str(optimizer),
+                                    line={"color": color}))
         chosen = selection[(selection.problem == problem) & (selection.optimizer == optimizer)]
         figure.add_trace(go.Scatter(x=chosen.lr, y=chosen.validation_score, mode="markers", showlegend=False,
-                                    marker={"symbol": "star", "size": 14, "line": {"width": 1}},
+                                    marker={"symbol": "star", "size": 14, "line": {"width": 1}, "color": color},
                                     legendgroup=str(optimizer), name=text(f"{optimizer}: chosen")))
     metric = part.metric.iloc[0] if len(part) else ""
     figure.update_layout(title=text(f"{problem}: final {metric} on the validation split against the learning rate "
@@ -157,12 +153,13 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problem: 
     return figure
 
 
-def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problem: str, declared: dict) -> go.Figure:
+def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problem: str, declared: dict,
+                  study=()) -> go.Figure:
     """The expected best validation score after k grid rates drawn at random, one line per optimizer (Dodge et al.
     2019); the legend says each optimizer's chosen rate and how often it is chosen again over the seed resamples."""
     part = budget[budget.problem == problem]
     chosen = stability[(stability.problem == problem) & stability.chosen.astype(bool)].set_index("optimizer")
-    colors = optimizer_colors(part.optimizer)
+    colors = optimizer_colors(part.optimizer, study)
     figure = go.Figure()
     for optimizer, line in part.groupby("optimizer", sort=True):
         name = str(optimizer)
@@ -204,14 +201,16 @@ def time_to_target(times: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def performance_profiles(profile: pd.DataFrame) -> go.Figure:
+def performance_profiles(profile: pd.DataFrame, study=()) -> go.Figure:
     costs = list(dict.fromkeys(profile.cost))
+    colors = optimizer_colors(profile.optimizer, study)
     figure = make_subplots(rows=1, cols=max(1, len(costs)),
                            subplot_titles=[text(f"cost: {c} to target") for c in costs])
     for column, cost in enumerate(costs, start=1):
         for optimizer, line in profile[profile.cost == cost].groupby("optimizer", sort=True):
             figure.add_trace(go.Scatter(x=line.tau, y=line.fraction, mode="lines", line={"shape": "hv"},
-                                        name=text(optimizer), legendgroup=str(optimizer), showlegend=column == 1),
+                                        name=text(optimizer), legendgroup=str(optimizer), showlegend=column == 1,
+                                        line_color=colors[str(optimizer)]),
                              row=1, col=column)
         figure.update_xaxes(type="log", title_text="τ (multiple of the best optimizer's cost)", row=1, col=column)
     figure.update_yaxes(range=[-0.02, 1.02], title_text="fraction of problems solved within τ", row=1, col=1)
@@ -236,9 +235,10 @@ def figure_html(figure: go.Figure, div_id: str, first: bool) -> str:
                        config={"displaylogo": False, "responsive": True})
 
 
-def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = None) -> str:
+def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = None, optimizers=()) -> str:
     """The page of the study in ``root`` (``results/<study>``), from its tables, tuning tables and problems.json;
-    ``checks`` (config checks) are the copies of an optimizer, shown in their table, not as curves."""
+    ``checks`` (config checks) are the copies of an optimizer, shown in their table, not as curves; ``optimizers``,
+    every optimizer the study runs, gives each one color on the whole page and in the study's figures."""
     root = Path(root)
     runs, curves = load_study(root)
     problems = read_json(root / "problems.json")
@@ -252,7 +252,7 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
     sections.append("<h2>Learning curves</h2><p>Click a legend entry to hide or show its trace; hover for each "
                     "seed's value.</p>")
     for problem in dict.fromkeys(runs.problem.astype(str)):
-        figure = learning_curves(runs, curves, problem, problems[problem], checks)
+        figure = learning_curves(runs, curves, problem, problems[problem], checks, optimizers)
         sections.append(figure_html(figure, element_id("curves", problem), first))
         first = False
     sensitivity, selection = root / "tuning/lr_sensitivity.csv", root / "tuning/selection.csv"
@@ -260,7 +260,7 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
         sensitivity, selection = pd.read_csv(sensitivity), pd.read_csv(selection)
         sections.append("<h2>Learning-rate sensitivity</h2>")
         for problem in dict.fromkeys(sensitivity.problem):
-            sections.append(figure_html(lr_sensitivity(sensitivity, selection, problem, problems[problem]),
+            sections.append(figure_html(lr_sensitivity(sensitivity, selection, problem, problems[problem], optimizers),
                                         element_id("sensitivity", problem), first))
             first = False
     budget, stability = root / "tuning/tuning_budget.csv", root / "tuning/choice_stability.csv"
@@ -272,7 +272,7 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
                         "worst finite score); in the legend, each optimizer's chosen rate and how often it is chosen "
                         "again when the grid seeds are resampled.</p>")
         for problem in dict.fromkeys(budget.problem):
-            sections.append(figure_html(tuning_budget(budget, stability, problem, problems[problem]),
+            sections.append(figure_html(tuning_budget(budget, stability, problem, problems[problem], optimizers),
                                         element_id("budget", problem), first))
             first = False
     times = root / "tables/time_to_target.csv"
@@ -286,7 +286,8 @@ def build_page(root: str | Path, header: dict, checks: dict[str, str] | None = N
         note = left_out_note(profile_left_out(times)) if times is not None else ""
         if note:
             sections.append(f"<p>{html.escape(note)}.</p>")
-        sections.append(figure_html(performance_profiles(pd.read_csv(root / "tables/performance_profile.csv")),
+        sections.append(figure_html(performance_profiles(pd.read_csv(root / "tables/performance_profile.csv"),
+                                                         optimizers),
                                     "performance-profiles", first))
     style = ("body{font-family:sans-serif;margin:1.5em;max-width:1400px} table.facts th{text-align:left;"
              "padding-right:1em} .table{margin-bottom:2em} h3 small{font-weight:normal;color:#666} .table{overflow-x:auto}")

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..core.linalg import condition_number, diagonal_preconditioned, gerschgorin_discs, random_spd  # noqa: E402
+from .colors import optimizer_colors  # noqa: E402
 from .protocols import left_out_note, optimizer_label, profile_left_out  # noqa: E402
 
 
@@ -52,13 +53,11 @@ def landscape(hessian, x1, x2):
     return 0.5 * (a * x1**2 + 2 * b * x1 * x2 + d * x2**2)
 
 
-def label_colors(labels) -> dict:
+def label_colors(labels, study=()) -> dict:
     """One color per label over all the panels of a figure, so that the figure's one legend holds for every panel
-    (a palette drawn per panel would give one color to different optimizers in different panels)."""
-    names = sorted(dict.fromkeys(map(str, labels)))
-    # seaborn's default palette has 10 colors and repeats after them; husl gives any number of distinct ones
-    colors = sns.color_palette(n_colors=len(names)) if len(names) <= 10 else sns.color_palette("husl", len(names))
-    return dict(zip(names, colors))
+    (a palette drawn per panel would give one color to different optimizers in different panels); with ``study``,
+    the study's optimizers, an optimizer has one color in every figure and on the page (colors.optimizer_colors)."""
+    return optimizer_colors(labels, study)
 
 
 def figure_legend(figure: plt.Figure, axes, title: str | None = None, sort: bool = True) -> None:
@@ -94,14 +93,15 @@ def empty_note(axis, text: str) -> None:
     axis.set_axis_off()
 
 
-def learning_curves(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
+def learning_curves(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, optimizers=(),
+                    **tables) -> None:
     """Each problem's declared curve metric (Problem.curve) over its unit, mean over seeds, band min to max."""
     curves = study_only(curves)
     names = list(dict.fromkeys(curves.problem))
     figure, axes = facet_grid(len(names))
     parts = {problem: curves[(curves.problem == problem) & curves[problems[problem]["curve"]].notna()].assign(
         optimizer_label=optimizer_label) for problem in names}
-    colors = label_colors(label for part in parts.values() for label in part.optimizer_label)
+    colors = label_colors((label for part in parts.values() for label in part.optimizer_label), optimizers)
     for axis, problem in zip(axes, names):
         declared = problems[problem]
         metric = declared["curve"]
@@ -117,13 +117,15 @@ def learning_curves(curves: pd.DataFrame, problems: dict, outputs: list[str], dp
     save(figure, outputs, dpi)
 
 
-def trajectories(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
+def trajectories(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, optimizers=(),
+                 **tables) -> None:
     """Paths of the parameters over the problem's landscape, for problems declaring "trajectories": they name the
     two coordinate columns (``trajectory``) and the Hessian of their quadratic landscape (``hessian``)."""
     curves = study_only(curves)
     names = problems_declaring(curves, problems, "trajectories")
     figure, axes = plt.subplots(1, max(1, len(names)), figsize=(6.5 * max(1, len(names)), 5), squeeze=False)
-    colors = label_colors(curves[curves.problem.isin(names)].assign(optimizer_label=optimizer_label).optimizer_label)
+    colors = label_colors(curves[curves.problem.isin(names)].assign(optimizer_label=optimizer_label).optimizer_label,
+                          optimizers)
     for axis, problem in zip(axes.flat, names):
         declared = problems[problem]
         first, second = declared["trajectory"]
@@ -174,7 +176,8 @@ def final_metric(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: in
     save(figure, outputs, dpi)
 
 
-def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, **tables) -> None:
+def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: int, optimizers=(),
+                 **tables) -> None:
     """Each optimizer's effective step sizes; an optimizer that does not report them (a packaged one: its
     eff_lr_* columns are empty) is named on its problem's axis, not left out silently."""
     curves = study_only(curves)
@@ -186,7 +189,7 @@ def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     figure, axes = facet_grid(len(names))
     parts = {problem: reported[reported.problem == problem] for problem in names}
     parts = {problem: part[part.seed == part.seed.min()] for problem, part in parts.items()}
-    colors = label_colors(label for part in parts.values() for label in part.optimizer_label)
+    colors = label_colors((label for part in parts.values() for label in part.optimizer_label), optimizers)
     for axis, problem in zip(axes, names):
         for name, run in parts[problem].groupby("optimizer_label", sort=True):
             axis.plot(run.epoch, run.eff_lr_median, color=colors[name], label=name)
@@ -253,12 +256,12 @@ def gerschgorin(outputs: list[str], dpi: int, size: int = 6, seed: int = 0, **ta
 
 
 def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problems: dict, outputs: list[str], dpi: int,
-                   **tables) -> None:
+                   optimizers=(), **tables) -> None:
     """Final validation metric against the learning rate, a line per optimizer, band over the grid seeds,
     the chosen point marked."""
     names = list(dict.fromkeys(sensitivity.problem))
     figure, axes = facet_grid(len(names))
-    palette = label_colors(sensitivity.optimizer)
+    palette = label_colors(sensitivity.optimizer, optimizers)
     for axis, problem in zip(axes, names):
         part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
         for optimizer, line in part.groupby("optimizer", sort=True):
@@ -277,12 +280,12 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problems:
 
 
 def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int, times: pd.DataFrame | None = None,
-                        **tables) -> None:
+                        optimizers=(), **tables) -> None:
     """The profiles (protocols.profile), and under them the optimizers left out as not run on every problem, read
     from the time-to-target table ``times`` (which holds no copies)."""
     costs = list(dict.fromkeys(profile.cost))
     figure, axes = facet_grid(max(1, len(costs)), width=5.5)
-    colors = label_colors(profile.optimizer)
+    colors = label_colors(profile.optimizer, optimizers)
     for axis, cost in zip(axes, costs):
         part = profile[profile.cost == cost].assign(optimizer=lambda frame: frame.optimizer.astype(str))
         sns.lineplot(data=part, x="tau", y="fraction", hue="optimizer", drawstyle="steps-post", ax=axis,
@@ -320,14 +323,14 @@ def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int, **tables) 
 
 
 def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problems: dict, outputs: list[str], dpi: int,
-                  **tables) -> None:
+                  optimizers=(), **tables) -> None:
     """Per tuned problem (a column): above, the expected best validation score after trying k grid rates drawn at
     random, one line per optimizer (Dodge et al. 2019; adabench.analysis.budget); below, how often each optimizer's
     chosen rate is chosen again when the grid seeds are resampled ("does not train": how often no rate trains, where
     the selection chooses none). One legend for the figure, outside the panels."""
     names = list(dict.fromkeys(budget.problem))
-    optimizers = sorted(set(budget.optimizer.astype(str)))
-    palette = dict(zip(optimizers, sns.color_palette(n_colors=max(1, len(optimizers)))))
+    shown = sorted(set(budget.optimizer.astype(str)))
+    palette = label_colors(shown, optimizers)
     columns = max(1, len(names))
     figure, axes = plt.subplots(2, columns, figsize=(4.5 * columns, 3.4 * 2), squeeze=False,
                                 gridspec_kw={"height_ratios": [1.15, 1]})
@@ -335,7 +338,7 @@ def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problems: dict,
         curves, bars = axes[0, column], axes[1, column]
         part = budget[budget.problem == problem].assign(optimizer=lambda f: f.optimizer.astype(str))
         metric = str(part.metric.iloc[0])
-        sns.lineplot(data=part, x="k", y="expected_best", hue="optimizer", palette=palette, hue_order=optimizers,
+        sns.lineplot(data=part, x="k", y="expected_best", hue="optimizer", palette=palette, hue_order=shown,
                      marker="o", markersize=4, errorbar=None, legend=False, ax=curves)
         curves.set(title=problem, xlabel="learning rates tried (k)", ylabel=f"expected best {metric}",
                    xticks=sorted(set(part.k)))
@@ -343,11 +346,11 @@ def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problems: dict,
             curves.set_yscale("log")
         chosen = stability[(stability.problem == problem) & stability.chosen.astype(bool)].assign(
             optimizer=lambda f: f.optimizer.astype(str)).sort_values("optimizer")
-        sns.barplot(data=chosen, y="optimizer", x="wins", hue="optimizer", palette=palette, order=optimizers,
-                    hue_order=optimizers, errorbar=None, legend=False, ax=bars)
+        sns.barplot(data=chosen, y="optimizer", x="wins", hue="optimizer", palette=palette, order=shown,
+                    hue_order=shown, errorbar=None, legend=False, ax=bars)
         for row in chosen.itertuples():
             label = "does not train" if np.isnan(row.lr) else f"lr {row.lr:.3g}"
-            bars.text(min(row.wins, 1.0) + 0.02, optimizers.index(row.optimizer), label, va="center", fontsize=7)
+            bars.text(min(row.wins, 1.0) + 0.02, shown.index(row.optimizer), label, va="center", fontsize=7)
         bars.set(xlim=(0, 1.3), xticks=[0, 0.25, 0.5, 0.75, 1], ylabel="", xlabel="chosen lr: fraction of wins")
         if column:  # the same optimizers in the same order as the first column's
             bars.set_yticklabels([])
@@ -359,7 +362,7 @@ def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problems: dict,
                     "drawn at random from those tried (Dodge et al. 2019).\nBelow: how often the chosen learning rate "
                     f"is chosen again over {resamples} resamples of the grid seeds")
     figure.tight_layout()
-    if optimizers:
-        handles = [Line2D([], [], color=palette[name], marker="o", markersize=4) for name in optimizers]
-        figure.legend(handles, optimizers, title="optimizer", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if shown:
+        handles = [Line2D([], [], color=palette[name], marker="o", markersize=4) for name in shown]
+        figure.legend(handles, shown, title="optimizer", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     save(figure, outputs, dpi)

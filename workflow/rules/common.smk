@@ -219,6 +219,9 @@ if TUNING:
 for inputs in FIGURE_INPUTS.values():
     inputs["problems"] = carried(PROBLEMS_FILE)
 FIGURE_NAMES = list(FIGURE_INPUTS)
+# every optimizer the study runs: each takes one color in every figure and on the results page, whichever of them a
+# plot shows (adabench.analysis.colors)
+STUDY_OPTIMIZERS = sorted({str(spec.optimizer) for spec in STUDY.runs()})
 FIGURES = expand(study_path("figures", "{figure}.{ext}"), figure=FIGURE_NAMES, ext=["png", "pdf"])
 
 

@@ -16,6 +16,7 @@ rule figure:
         caption=lambda wildcards: Path(workflow.basedir, "workflow/report", f"{wildcards.figure}.rst").read_text(),
         dpi=config["figures"]["dpi"],
         style=config["figures"]["style"],
+        optimizers=STUDY_OPTIMIZERS,
     wildcard_constraints:
         figure="|".join(FIGURE_NAMES),
     conda:
@@ -40,6 +41,7 @@ rule explorer:
         report(study_path("explorer.html"), caption="../report/explorer.rst", category="Explorer"),
     params:
         checks=config["checks"],
+        optimizers=STUDY_OPTIMIZERS,
     conda:
         ENV
     log:
