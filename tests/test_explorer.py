@@ -192,3 +192,18 @@ def test_the_page_names_the_optimizers_the_profile_leaves_out(tmp_path):
     assert "<p>Left out, not run on every problem: &lt;/script&gt;&lt;svg onload=alert(2)&gt; (run on p1).</p>" in page
 
 
+
+
+def test_a_run_of_two_protocols_has_two_legend_entries_that_say_which():
+    """RMSprop at 0.01 is the report's rate and torch's default: one run, drawn under both protocols; the defaults
+    trace says so (it read "rmsprop" twice, told apart only by its dots), as the tuned one does."""
+    from adabench.analysis.explorer import curve_labels
+
+    runs = pd.DataFrame([
+        {"run_key": "a", "problem": "p", "optimizer": "rmsprop", "setting": "lr=0.01", "seed": 0, "in_study": True,
+         "in_defaults": True, "in_tuned": False},
+        {"run_key": "b", "problem": "p", "optimizer": "rmsprop", "setting": "lr=0.00215", "seed": 0,
+         "in_study": False, "in_defaults": False, "in_tuned": True}])
+    labels = curve_labels(runs).set_index("protocol").label.to_dict()
+    assert labels == {"reference protocol": "rmsprop", "defaults protocol": "rmsprop (defaults, lr=0.01)",
+                      "tuned protocol": "rmsprop (tuned, lr=0.00215)"}

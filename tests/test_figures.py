@@ -207,3 +207,24 @@ def test_each_optimizer_has_a_color_of_its_own():
     colors = optimizer_colors(["optimizer-03", "adam (lr=0.1)"], study)
     assert colors["optimizer-03"] == optimizer_colors(study)["optimizer-03"]
     assert colors["adam (lr=0.1)"] not in [colors[name] for name in study]
+
+
+def test_a_run_that_reaches_zero_keeps_its_dot_on_a_log_scale(tmp_path):
+    """linreg's training MSE reaches exactly 0.0 for some optimizers: on a log axis their dots vanished, as if they
+    had not run. The panel keeps them (linear near 0, logarithmic above)."""
+    from adabench.analysis import figures
+
+    tables = small_tables()
+    runs = tables["runs"]
+    runs.loc[(runs.problem == "p1") & (runs.optimizer == "adam"), "final_headline"] = 0.0
+    problems = {name: {**declared, "log_scale": ["loss"]} for name, declared in tables["problems"].items()}
+    kept, real_save = [], figures.save
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
+                                                                     real_save(figure, outputs, dpi)))
+        figures.final_metric(runs, problems, outputs=[str(tmp_path / "final_metric.png")], dpi=50)
+    panels = {axis.get_title(): axis for axis in kept[0].axes if axis.get_title()}
+    assert panels["p1"].get_xscale() == "symlog" and panels["p2"].get_xscale() == "log"
+    low, high = panels["p1"].get_xlim()
+    dots = [x for collection in panels["p1"].collections for x, _ in collection.get_offsets()]
+    assert 0.0 in dots and low <= 0.0 <= high

@@ -84,10 +84,14 @@ def seed_hover(seeds: list) -> str:
 
 def curve_labels(runs: pd.DataFrame, checks: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per run and protocol it belongs to, with the label of its trace: the optimizer (and its setting
-    where the protocol runs several of that optimizer); under the tuned protocol, the tuned learning rate too."""
+    where the protocol runs several of that optimizer); under the tuned and the defaults protocols, the protocol and
+    the setting too (a run of two protocols, such as RMSprop at 0.01, the report's rate and torch's default, is
+    drawn twice: its two legend entries would otherwise read alike)."""
     labelled = protocol_runs(runs, list(dict.fromkeys(runs.problem.astype(str))), checks)
-    tuned = labelled.protocol == "tuned protocol"
-    labelled.loc[tuned, "label"] = labelled.optimizer.astype(str) + " (tuned, " + labelled.setting.astype(str) + ")"
+    for protocol, word in (("tuned protocol", "tuned"), ("defaults protocol", "defaults")):
+        rows = labelled.protocol == protocol
+        labelled.loc[rows, "label"] = (labelled.optimizer.astype(str) + f" ({word}, "
+                                       + labelled.setting.astype(str) + ")")
     return labelled[["run_key", "problem", "optimizer", "seed", "label", "protocol"]]
 
 

@@ -170,7 +170,18 @@ def final_metric(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: in
         metric = part.headline_metric.iloc[0]
         axis.set(title=problem, xlabel=f"final {metric}", ylabel="")
         if metric in problems[problem]["log_scale"]:
-            axis.set_xscale("log")
+            # a run that reaches exactly 0 (linreg's training MSE in float32) has no place on a log axis and would
+            # vanish from it: linear from 0 up to the smallest positive value, logarithmic above
+            positive = part.final_headline[part.final_headline > 0]
+            if (part.final_headline <= 0).any():
+                linthresh = float(positive.min()) if len(positive) else 1.0
+                axis.set_xscale("symlog", linthresh=linthresh)
+                # 0 and a few decades (matplotlib's symlog ticks every decade, both signs: unreadable)
+                low, high = int(np.floor(np.log10(linthresh))), int(np.ceil(np.log10(max(positive.max(), linthresh))))
+                axis.set_xticks([0.0] + [10.0**k for k in range(high, low - 1, -max(1, -(-(high - low) // 3)))])
+                axis.set_xlim(-0.5 * linthresh, 2 * 10.0**high)
+            else:
+                axis.set_xscale("log")
     figure.suptitle("Final headline metric per optimizer, one dot per seed")
     figure.tight_layout()
     save(figure, outputs, dpi)
