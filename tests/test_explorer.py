@@ -192,8 +192,6 @@ def test_the_page_names_the_optimizers_the_profile_leaves_out(tmp_path):
     assert "<p>Left out, not run on every problem: &lt;/script&gt;&lt;svg onload=alert(2)&gt; (run on p1).</p>" in page
 
 
-
-
 def test_a_run_of_two_protocols_has_two_legend_entries_that_say_which():
     """RMSprop at 0.01 is the report's rate and torch's default: one run, drawn under both protocols; the defaults
     trace says so (it read "rmsprop" twice, told apart only by its dots), as the tuned one does."""

@@ -71,21 +71,26 @@ def small_tables() -> dict:
             "stability": frame(stability), "problems": {problem: declared for problem in OPTIMIZERS}}
 
 
-@pytest.fixture(scope="module")
-def drawn_figures(tmp_path_factory) -> dict:
-    """Every figure of the module drawn from the small tables, each kept (beside its files) for a look."""
+def drawn(name: str, out, **arguments):
+    """The figure ``name`` of adabench.analysis.figures drawn into ``out`` from ``arguments``, kept (beside its files)
+    for a look."""
     from adabench.analysis import figures
 
-    out, kept, real_save = tmp_path_factory.mktemp("figures"), [], figures.save
-    tables, found = small_tables(), {}
+    kept, real_save = [], figures.save
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
                                                                      real_save(figure, outputs, dpi)))
-        for name in ("learning_curves", "trajectories", "effective_lr", "feature_errors", "gerschgorin",
-                     "lr_sensitivity", "performance_profile", "time_to_target", "tuning_budget"):
-            getattr(figures, name)(**tables, outputs=[str(out / f"{name}.png")], dpi=50)
-            found[name] = kept.pop()
-    return found
+        getattr(figures, name)(**arguments, outputs=[str(out / f"{name}.png")], dpi=50)
+    return kept[0]
+
+
+@pytest.fixture(scope="module")
+def drawn_figures(tmp_path_factory) -> dict:
+    """Every figure of the module drawn from the small tables."""
+    out, tables = tmp_path_factory.mktemp("figures"), small_tables()
+    return {name: drawn(name, out, **tables) for name in (
+        "learning_curves", "trajectories", "effective_lr", "feature_errors", "gerschgorin", "lr_sensitivity",
+        "performance_profile", "time_to_target", "tuning_budget")}
 
 
 def test_each_figure_has_one_legend_outside_its_panels(drawn_figures):
@@ -120,15 +125,9 @@ def test_the_one_legend_holds_for_every_panel(drawn_figures):
 
 def test_an_optimizer_that_reports_no_step_sizes_is_named_not_left_out(tmp_path):
     """A packaged optimizer has no effective step sizes (empty eff_lr_* columns): its problem's panel names it."""
-    from adabench.analysis import figures
-
     def notes(tables) -> dict:
-        kept, real_save = [], figures.save
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
-                                                                         real_save(figure, outputs, dpi)))
-            figures.effective_lr(**tables, outputs=[str(tmp_path / "effective_lr.png")], dpi=50)
-        return {axis.get_title(): axis.get_xlabel() for axis in kept[0].axes if axis.get_title()}
+        figure = drawn("effective_lr", tmp_path, **tables)
+        return {axis.get_title(): axis.get_xlabel() for axis in figure.axes if axis.get_title()}
 
     tables = small_tables()
     curves, columns = tables["curves"], ["eff_lr_min", "eff_lr_median", "eff_lr_max"]
@@ -162,7 +161,7 @@ def test_an_optimizer_has_one_color_in_every_figure_and_on_the_page(tmp_path):
     plot shows, adam took adagrad's color wherever adagrad was absent."""
     from matplotlib.colors import to_hex
 
-    from adabench.analysis import explorer, figures
+    from adabench.analysis import explorer
     from adabench.analysis.colors import optimizer_colors
 
     study = ["adagrad", "adam", "sgd"]
@@ -171,27 +170,21 @@ def test_an_optimizer_has_one_color_in_every_figure_and_on_the_page(tmp_path):
     tables = small_tables()
     p2 = {name: frame[frame.problem == "p2"] if "problem" in frame else frame[frame.optimizer.isin(OPTIMIZERS["p2"])]
           for name, frame in tables.items() if name != "problems"}
-    kept, real_save = [], figures.save
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
-                                                                     real_save(figure, outputs, dpi)))
-        for name in ("learning_curves", "trajectories", "effective_lr", "lr_sensitivity", "performance_profile",
-                     "tuning_budget"):
-            getattr(figures, name)(**p2, problems=tables["problems"], outputs=[str(tmp_path / f"{name}.png")],
-                                   dpi=50, optimizers=study)
-            legend = kept.pop().legends[0]
-            shown = {text.get_text(): to_hex(handle.get_color()) for text, handle in zip(legend.get_texts(),
-                                                                                          legend.legend_handles)}
-            assert shown == {name: expected[name] for name in ("adam", "sgd")}, name
+    for name in ("learning_curves", "trajectories", "effective_lr", "lr_sensitivity", "performance_profile",
+                 "tuning_budget"):
+        legend = drawn(name, tmp_path, **p2, problems=tables["problems"], optimizers=study).legends[0]
+        shown = {text.get_text(): to_hex(handle.get_color()) for text, handle in zip(legend.get_texts(),
+                                                                                      legend.legend_handles)}
+        assert shown == {name: expected[name] for name in ("adam", "sgd")}, name
     declared = tables["problems"]["p2"]
     pages = [explorer.lr_sensitivity(p2["sensitivity"], p2["selection"], "p2", declared, study),
              explorer.tuning_budget(p2["budget"].assign(grid_best=0.1, p_all_diverged=0.0), p2["stability"], "p2",
                                     declared, study),
              explorer.performance_profiles(p2["profile"], study)]
     for page in pages:
-        drawn = {trace.meta["optimizer"] if trace.meta else trace.name: trace.line.color for trace in page.data
-                 if trace.line.color}
-        assert drawn == {name: expected[name] for name in ("adam", "sgd")}, page.layout.title.text
+        colored = {trace.meta["optimizer"] if trace.meta else trace.name: trace.line.color for trace in page.data
+                   if trace.line.color}
+        assert colored == {name: expected[name] for name in ("adam", "sgd")}, page.layout.title.text
 
 
 def test_each_optimizer_has_a_color_of_its_own():
@@ -212,18 +205,12 @@ def test_each_optimizer_has_a_color_of_its_own():
 def test_a_run_that_reaches_zero_keeps_its_dot_on_a_log_scale(tmp_path):
     """linreg's training MSE reaches exactly 0.0 for some optimizers: on a log axis their dots vanished, as if they
     had not run. The panel keeps them (linear near 0, logarithmic above)."""
-    from adabench.analysis import figures
-
     tables = small_tables()
     runs = tables["runs"]
     runs.loc[(runs.problem == "p1") & (runs.optimizer == "adam"), "final_headline"] = 0.0
     problems = {name: {**declared, "log_scale": ["loss"]} for name, declared in tables["problems"].items()}
-    kept, real_save = [], figures.save
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(figures, "save", lambda figure, outputs, dpi: (kept.append(figure),
-                                                                     real_save(figure, outputs, dpi)))
-        figures.final_metric(runs, problems, outputs=[str(tmp_path / "final_metric.png")], dpi=50)
-    panels = {axis.get_title(): axis for axis in kept[0].axes if axis.get_title()}
+    figure = drawn("final_metric", tmp_path, runs=runs, problems=problems)
+    panels = {axis.get_title(): axis for axis in figure.axes if axis.get_title()}
     assert panels["p1"].get_xscale() == "symlog" and panels["p2"].get_xscale() == "log"
     low, high = panels["p1"].get_xlim()
     dots = [x for collection in panels["p1"].collections for x, _ in collection.get_offsets()]

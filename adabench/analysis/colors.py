@@ -1,6 +1,7 @@
 """One color per optimizer over a whole study: every figure and the results page draw an optimizer in the same color,
 whichever subset of the study's optimizers it shows (the copy's problems, the tuned problems, the optimizers that
-report step sizes)."""
+report step sizes), and in every panel of a figure, so that its one legend holds for all (a palette drawn per panel
+would give one color to different optimizers in different panels)."""
 from __future__ import annotations
 
 import plotly.colors

@@ -53,13 +53,6 @@ def landscape(hessian, x1, x2):
     return 0.5 * (a * x1**2 + 2 * b * x1 * x2 + d * x2**2)
 
 
-def label_colors(labels, study=()) -> dict:
-    """One color per label over all the panels of a figure, so that the figure's one legend holds for every panel
-    (a palette drawn per panel would give one color to different optimizers in different panels); with ``study``,
-    the study's optimizers, an optimizer has one color in every figure and on the page (colors.optimizer_colors)."""
-    return optimizer_colors(labels, study)
-
-
 def figure_legend(figure: plt.Figure, axes, title: str | None = None, sort: bool = True) -> None:
     """One legend for the whole figure, right of its panels, where it covers no data: the entries of every panel's
     legend (or, where a panel has none, its labelled artists), each label once; the panels' own legends removed.
@@ -101,7 +94,7 @@ def learning_curves(curves: pd.DataFrame, problems: dict, outputs: list[str], dp
     figure, axes = facet_grid(len(names))
     parts = {problem: curves[(curves.problem == problem) & curves[problems[problem]["curve"]].notna()].assign(
         optimizer_label=optimizer_label) for problem in names}
-    colors = label_colors((label for part in parts.values() for label in part.optimizer_label), optimizers)
+    colors = optimizer_colors((label for part in parts.values() for label in part.optimizer_label), optimizers)
     for axis, problem in zip(axes, names):
         declared = problems[problem]
         metric = declared["curve"]
@@ -124,8 +117,8 @@ def trajectories(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     curves = study_only(curves)
     names = problems_declaring(curves, problems, "trajectories")
     figure, axes = plt.subplots(1, max(1, len(names)), figsize=(6.5 * max(1, len(names)), 5), squeeze=False)
-    colors = label_colors(curves[curves.problem.isin(names)].assign(optimizer_label=optimizer_label).optimizer_label,
-                          optimizers)
+    labels = curves[curves.problem.isin(names)].assign(optimizer_label=optimizer_label).optimizer_label
+    colors = optimizer_colors(labels, optimizers)
     for axis, problem in zip(axes.flat, names):
         declared = problems[problem]
         first, second = declared["trajectory"]
@@ -178,7 +171,8 @@ def final_metric(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: in
                 axis.set_xscale("symlog", linthresh=linthresh)
                 # 0 and a few decades (matplotlib's symlog ticks every decade, both signs: unreadable)
                 low, high = int(np.floor(np.log10(linthresh))), int(np.ceil(np.log10(max(positive.max(), linthresh))))
-                axis.set_xticks([0.0] + [10.0**k for k in range(high, low - 1, -max(1, -(-(high - low) // 3)))])
+                step = max(1, int(np.ceil((high - low) / 3)))
+                axis.set_xticks([0.0] + [10.0**k for k in range(high, low - 1, -step)])
                 axis.set_xlim(-0.5 * linthresh, 2 * 10.0**high)
             else:
                 axis.set_xscale("log")
@@ -200,7 +194,7 @@ def effective_lr(curves: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     figure, axes = facet_grid(len(names))
     parts = {problem: reported[reported.problem == problem] for problem in names}
     parts = {problem: part[part.seed == part.seed.min()] for problem, part in parts.items()}
-    colors = label_colors((label for part in parts.values() for label in part.optimizer_label), optimizers)
+    colors = optimizer_colors((label for part in parts.values() for label in part.optimizer_label), optimizers)
     for axis, problem in zip(axes, names):
         for name, run in parts[problem].groupby("optimizer_label", sort=True):
             axis.plot(run.epoch, run.eff_lr_median, color=colors[name], label=name)
@@ -223,7 +217,7 @@ def feature_errors(runs: pd.DataFrame, problems: dict, outputs: list[str], dpi: 
     runs = study_only(runs)
     names = problems_declaring(runs, problems, "feature_errors")
     figure, axes = facet_grid(len(names), width=8, height=4)
-    colors = label_colors(label for problem in names for label in problems[problem]["feature_errors"].values())
+    colors = optimizer_colors(label for problem in names for label in problems[problem]["feature_errors"].values())
     for axis, problem in zip(axes, names):
         labels = problems[problem]["feature_errors"]
         part = runs[runs.problem == problem].assign(optimizer_label=optimizer_label)
@@ -272,7 +266,7 @@ def lr_sensitivity(sensitivity: pd.DataFrame, selection: pd.DataFrame, problems:
     the chosen point marked."""
     names = list(dict.fromkeys(sensitivity.problem))
     figure, axes = facet_grid(len(names))
-    palette = label_colors(sensitivity.optimizer, optimizers)
+    palette = optimizer_colors(sensitivity.optimizer, optimizers)
     for axis, problem in zip(axes, names):
         part = sensitivity[sensitivity.problem == problem].replace([np.inf, -np.inf], np.nan)
         for optimizer, line in part.groupby("optimizer", sort=True):
@@ -296,7 +290,7 @@ def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int, tim
     from the time-to-target table ``times`` (which holds no copies)."""
     costs = list(dict.fromkeys(profile.cost))
     figure, axes = facet_grid(max(1, len(costs)), width=5.5)
-    colors = label_colors(profile.optimizer, optimizers)
+    colors = optimizer_colors(profile.optimizer, optimizers)
     for axis, cost in zip(axes, costs):
         part = profile[profile.cost == cost].assign(optimizer=lambda frame: frame.optimizer.astype(str))
         sns.lineplot(data=part, x="tau", y="fraction", hue="optimizer", drawstyle="steps-post", ax=axis,
@@ -316,7 +310,7 @@ def performance_profile(profile: pd.DataFrame, outputs: list[str], dpi: int, tim
 def time_to_target(times: pd.DataFrame, outputs: list[str], dpi: int, **tables) -> None:
     problems = list(dict.fromkeys(times.problem))
     figure, axes = facet_grid(max(1, len(problems)), width=5.5)
-    colors = label_colors(times.protocol)
+    colors = optimizer_colors(times.protocol)
     for axis, problem in zip(axes, problems):
         part = times[times.problem == problem].replace([np.inf], np.nan).assign(
             protocol=lambda frame: frame.protocol.astype(str))
@@ -341,7 +335,7 @@ def tuning_budget(budget: pd.DataFrame, stability: pd.DataFrame, problems: dict,
     the selection chooses none). One legend for the figure, outside the panels."""
     names = list(dict.fromkeys(budget.problem))
     shown = sorted(set(budget.optimizer.astype(str)))
-    palette = label_colors(shown, optimizers)
+    palette = optimizer_colors(shown, optimizers)
     columns = max(1, len(names))
     figure, axes = plt.subplots(2, columns, figsize=(4.5 * columns, 3.4 * 2), squeeze=False,
                                 gridspec_kw={"height_ratios": [1.15, 1]})
